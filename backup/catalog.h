@@ -1,0 +1,47 @@
+/*
+ * The catalog: every backup that exists, newest first.  A backup is known by
+ * its UTC timestamp, taken from its name "streamhub-backup-<ts>.tar.gz";
+ * files that do not match that pattern exactly are never part of it (and so
+ * never pruned).  This step reads the local directory; S3 listing merges
+ * into the same structure.
+ */
+#ifndef SHB_CATALOG_H
+#define SHB_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "index.h"
+#include "util.h"
+
+#define SHB_NAME_PREFIX "streamhub-backup-"
+#define SHB_NAME_SUFFIX ".tar.gz"
+
+struct shb_backup {
+	char ts[SHB_TS_LEN];
+	time_t time;
+	char *name;         /* streamhub-backup-<ts>.tar.gz */
+	char *local_path;   /* NULL when there is no local copy */
+	uint64_t local_size;
+};
+
+struct shb_catalog {
+	struct shb_backup *items;  /* newest first */
+	size_t n;
+};
+
+/*
+ * If name is exactly "streamhub-backup-<valid ts>.tar.gz", stores the stamp
+ * and its time and returns 0; otherwise returns -1.
+ */
+int shb_backup_name_parse(const char *name, char ts[SHB_TS_LEN], time_t *t);
+
+/* Adds the backups in dir (a missing dir adds none). */
+int shb_catalog_add_local(struct shb_catalog *cat, const char *dir);
+void shb_catalog_free(struct shb_catalog *cat);
+
+/* Apps in a backup's index: entries "<top>/apps/<app>/app.db". */
+size_t shb_index_count_apps(const struct shb_index *idx);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * The command layer of shbackup: each command parses its own flags, runs
+ * on the library above, and returns the process exit code of the spec.
+ * Messages to the user go through the helpers here, so they all read
+ * "error: ..." / "warning: ..." on stderr, git style.
+ */
+#ifndef SHB_CLI_H
+#define SHB_CLI_H
+
+#include <stdint.h>
+
+/* Exit codes shared by the commands (spec/backups-and-restore.txt). */
+enum shb_exit {
+	SHB_EXIT_OK = 0,
+	SHB_EXIT_USAGE = 1,
+	SHB_EXIT_PREFLIGHT = 2,
+	SHB_EXIT_SNAPSHOT = 3,   /* create: snapshot failed */
+	SHB_EXIT_UPLOAD = 4,     /* create: upload failed */
+};
+
+int cmd_create(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+
+/* Prints "error: <fmt>" / "warning: <fmt>" on stderr. */
+void shb_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void shb_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints a usage message and returns SHB_EXIT_USAGE. */
+int shb_usage_error(const char *usage, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Writes s to stdout as a JSON string literal, quotes included. */
+void shb_json_string(const char *s);
+
+/* True when stderr is a terminal, so progress lines make sense. */
+int shb_show_progress(void);
+/* Replaces the current progress line on stderr (no-op when not a TTY). */
+void shb_progress_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Clears the progress line, if one is shown. */
+void shb_progress_done(void);
+
+#endif

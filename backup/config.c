@@ -1,0 +1,85 @@
+/*
+ * Reading the BACKUP_* environment into a struct shb_config (config.h).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "error.h"
+#include "util.h"
+
+/* A copy of the variable's value, or of def if unset or empty (def may be NULL). */
+static int env_dup(const char *name, const char *def, char **out)
+{
+	const char *v = getenv(name);
+
+	if (!v || !*v)
+		v = def;
+	*out = NULL;
+	if (!v)
+		return SHB_OK;
+	*out = strdup(v);
+	return *out ? SHB_OK : shb_fail(SHB_ENOMEM, "out of memory");
+}
+
+static int env_days(const char *name, int def, int *out)
+{
+	const char *v = getenv(name);
+	char *end;
+	long n;
+
+	*out = def;
+	if (!v || !*v)
+		return SHB_OK;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || *end || end == v || n < 0 || n > 100000)
+		return shb_fail(SHB_EINVAL, "invalid %s '%s': expected a number of days", name, v);
+	*out = (int)n;
+	return SHB_OK;
+}
+
+int shb_config_load(struct shb_config *cfg)
+{
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if ((rc = env_dup("BACKUP_DATA_DIR", SHB_DEFAULT_DATA_DIR, &cfg->data_dir))
+	    || (rc = env_dup("BACKUP_LOCAL_DIR", NULL, &cfg->local_dir))
+	    || (rc = env_days("BACKUP_RETENTION_DAYS", SHB_DEFAULT_RETENTION_DAYS,
+			      &cfg->retention_days))
+	    || (rc = env_dup("BACKUP_S3_BUCKET", NULL, &cfg->s3_bucket))
+	    || (rc = env_dup("BACKUP_S3_ENDPOINT", NULL, &cfg->s3_endpoint))
+	    || (rc = env_dup("BACKUP_S3_PREFIX", SHB_DEFAULT_S3_PREFIX, &cfg->s3_prefix))
+	    || (rc = env_dup("BACKUP_S3_REGION", SHB_DEFAULT_S3_REGION, &cfg->s3_region))
+	    || (rc = env_dup("BACKUP_S3_ACCESS_KEY_ID", getenv("AWS_ACCESS_KEY_ID"),
+			     &cfg->s3_access_key))
+	    || (rc = env_dup("BACKUP_S3_SECRET_ACCESS_KEY", getenv("AWS_SECRET_ACCESS_KEY"),
+			     &cfg->s3_secret_key))
+	    || (rc = env_dup("AWS_SESSION_TOKEN", NULL, &cfg->s3_session_token)))
+		goto fail;
+	if (!cfg->local_dir && !(cfg->local_dir = shb_aprintf("%s/backups", cfg->data_dir))) {
+		rc = SHB_ENOMEM;
+		goto fail;
+	}
+	return SHB_OK;
+fail:
+	shb_config_free(cfg);
+	return rc;
+}
+
+void shb_config_free(struct shb_config *cfg)
+{
+	free(cfg->data_dir);
+	free(cfg->local_dir);
+	free(cfg->s3_bucket);
+	free(cfg->s3_endpoint);
+	free(cfg->s3_prefix);
+	free(cfg->s3_region);
+	free(cfg->s3_access_key);
+	free(cfg->s3_secret_key);
+	free(cfg->s3_session_token);
+	memset(cfg, 0, sizeof(*cfg));
+}

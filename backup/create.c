@@ -1,0 +1,578 @@
+/*
+ * shbackup create: a consistent, seekable backup of a live DATA_DIR.
+ *
+ * One thread snapshots the databases (and copies secrets.json) into a
+ * private staging dir while the main thread archives each finished snapshot,
+ * so snapshotting overlaps compression.  The archive is written under a
+ * temporary name, made durable, then renamed into place; a lock file keeps
+ * concurrent runs apart and lets each run clear the debris of killed ones.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "writer.h"
+#include "catalog.h"
+#include "cli.h"
+#include "config.h"
+#include "error.h"
+#include "prune.h"
+#include "snapshot.h"
+#include "util.h"
+
+static const char usage[] = "shbackup create [--level N] [--threads N] [--no-prune]";
+
+#define STAGING_PREFIX ".shbackup-staging-"
+#define TMP_SUFFIX ".tmp"
+
+enum item_state { ITEM_PENDING, ITEM_READY, ITEM_FAILED };
+
+struct item {
+	char *rel;      /* path inside the backup, e.g. "apps/a/app.db" */
+	char *src;      /* live file */
+	char *staged;   /* snapshot or copy in the staging dir */
+	int is_db;
+	enum item_state state;
+	char msg[512];
+};
+
+struct job {
+	struct shb_config cfg;
+	int level, threads, prune;
+	char ts[SHB_TS_LEN];
+	time_t time;
+	char *top;          /* streamhub-backup-<ts> */
+	char *staging;
+	char *tmp_path;
+	char *final_path;
+	int lock_fd, out_fd;
+	struct item *items;
+	size_t nitems, napps;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int cancel;
+	double last_progress;
+};
+
+/* --- flags --------------------------------------------------------------- */
+
+static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || *end || end == v || n < lo || n > hi)
+		return shb_usage_error(usage, "invalid %s '%s': expected %d..%d", opt, v, lo, hi);
+	*out = (int)n;
+	return SHB_EXIT_OK;
+}
+
+static void print_help(void)
+{
+	printf("usage: %s\n\n"
+	       "Snapshot every SQLite database of a StreamHub DATA_DIR (VACUUM INTO) plus\n"
+	       "secrets.json into a seekable streamhub-backup-<UTC>.tar.gz, then prune\n"
+	       "local backups older than the retention period.\n\n"
+	       "options:\n"
+	       "  --level N      gzip compression level 1..9 (default 6)\n"
+	       "  --threads N    compression threads (default: number of CPUs)\n"
+	       "  --no-prune     skip retention after the backup\n"
+	       "  -h, --help     show this help\n\n"
+	       "environment:\n"
+	       "  BACKUP_DATA_DIR        data dir to back up (default %s)\n"
+	       "  BACKUP_LOCAL_DIR       where archives are written (default <DATA_DIR>/backups)\n"
+	       "  BACKUP_RETENTION_DAYS  delete local backups older than this (default %d;\n"
+	       "                         0 keeps all); the newest is always kept\n"
+	       "  BACKUP_S3_BUCKET, BACKUP_S3_ENDPOINT, BACKUP_S3_PREFIX, BACKUP_S3_REGION,\n"
+	       "  BACKUP_S3_ACCESS_KEY_ID, BACKUP_S3_SECRET_ACCESS_KEY\n"
+	       "                         S3 upload (accepted; upload arrives with S3 support)\n\n"
+	       "exit codes: 0 ok, 1 usage, 2 preflight, 3 snapshot failed, 4 upload failed\n",
+	       usage, SHB_DEFAULT_DATA_DIR, SHB_DEFAULT_RETENTION_DAYS);
+}
+
+static int parse_args(struct job *job, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "level", required_argument, NULL, 'l' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "no-prune", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int c, rc = SHB_EXIT_OK;
+
+	job->level = 6;
+	job->threads = ncpu > 0 ? (int)ncpu : 1;
+	job->prune = 1;
+	opterr = 0;
+	while (!rc && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l': rc = parse_int("--level", optarg, 1, 9, &job->level); break;
+		case 't': rc = parse_int("--threads", optarg, 1, 256, &job->threads); break;
+		case 'n': job->prune = 0; break;
+		case 'h': print_help(); return -1;
+		default:
+			return shb_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (!rc && optind < argc)
+		rc = shb_usage_error(usage, "unexpected argument '%s'", argv[optind]);
+	return rc;
+}
+
+/* --- what to back up ----------------------------------------------------- */
+
+static int add_item(struct job *job, const char *rel, int is_db)
+{
+	struct item *it, *grown = realloc(job->items, (job->nitems + 1) * sizeof(*grown));
+
+	if (!grown)
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	job->items = grown;
+	it = &job->items[job->nitems];
+	memset(it, 0, sizeof(*it));
+	it->is_db = is_db;
+	it->rel = strdup(rel);
+	it->src = shb_aprintf("%s/%s", job->cfg.data_dir, rel);
+	it->staged = shb_aprintf("%s/%zu", job->staging, job->nitems);
+	job->nitems++;
+	if (!it->rel || !it->src || !it->staged)
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	return SHB_OK;
+}
+
+static int is_regular(const char *dir, const char *rel)
+{
+	char *p = shb_aprintf("%s/%s", dir, rel);
+	struct stat st;
+	int yes = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+
+	free(p);
+	return yes;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int find_apps(struct job *job)
+{
+	char *dir = shb_aprintf("%s/apps", job->cfg.data_dir);
+	struct dirent **names = NULL;
+	int n, rc = SHB_OK;
+
+	if (!dir)
+		return SHB_ENOMEM;
+	n = scandir(dir, &names, NULL, by_name);
+	if (n < 0 && errno != ENOENT && errno != ENOTDIR)
+		rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", dir);
+	for (int i = 0; i < n; i++) {
+		char rel[600];
+
+		if (!rc && names[i]->d_name[0] != '.'
+		    && (size_t)snprintf(rel, sizeof(rel), "apps/%s/app.db", names[i]->d_name) < sizeof(rel)
+		    && is_regular(job->cfg.data_dir, rel)) {
+			rc = add_item(job, rel, 1);
+			job->napps++;
+		}
+		free(names[i]);
+	}
+	free(names);
+	free(dir);
+	return rc;
+}
+
+static int find_items(struct job *job)
+{
+	int rc;
+
+	if (is_regular(job->cfg.data_dir, "streamhub.db")) {
+		if ((rc = add_item(job, "streamhub.db", 1)))
+			return rc;
+	} else {
+		shb_warning("no streamhub.db in '%s'", job->cfg.data_dir);
+	}
+	if ((rc = find_apps(job)))
+		return rc;
+	if (!job->nitems)
+		return shb_fail(SHB_ENOTFOUND, "no database found in '%s' (streamhub.db, apps/*/app.db)",
+				job->cfg.data_dir);
+	if (is_regular(job->cfg.data_dir, "secrets.json"))
+		return add_item(job, "secrets.json", 0);
+	shb_warning("no secrets.json in '%s'; backing up the databases only", job->cfg.data_dir);
+	return SHB_OK;
+}
+
+/* --- the backup directory: lock, debris, names --------------------------- */
+
+static int lock_dir(struct job *job)
+{
+	char *path = shb_aprintf("%s/.shbackup.lock", job->cfg.local_dir);
+	int rc = SHB_OK;
+
+	if (!path)
+		return SHB_ENOMEM;
+	job->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (job->lock_fd < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot write to backup directory '%s'", job->cfg.local_dir);
+	else if (flock(job->lock_fd, LOCK_EX | LOCK_NB) < 0)
+		rc = shb_fail(SHB_EBUSY, "another shbackup create is running in '%s'",
+			      job->cfg.local_dir);
+	free(path);
+	return rc;
+}
+
+static int is_debris(const char *name)
+{
+	size_t n = strlen(name), s = strlen(TMP_SUFFIX);
+
+	if (!strncmp(name, STAGING_PREFIX, strlen(STAGING_PREFIX)))
+		return 1;
+	return name[0] == '.' && !strncmp(name + 1, SHB_NAME_PREFIX, strlen(SHB_NAME_PREFIX))
+	       && n > s && !strcmp(name + n - s, TMP_SUFFIX);
+}
+
+/* Removes temporaries of killed runs; safe because we hold the lock. */
+static void clear_debris(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char *p;
+
+		if (!is_debris(de->d_name) || !(p = shb_aprintf("%s/%s", dir, de->d_name)))
+			continue;
+		if (shb_remove_tree(p))
+			shb_warning("%s", shb_errmsg());
+		free(p);
+	}
+	closedir(d);
+}
+
+static int name_backup(struct job *job)
+{
+	const char *dir = job->cfg.local_dir;
+
+	for (;;) {
+		job->time = time(NULL);
+		shb_ts_format(job->time, job->ts);
+		free(job->final_path);
+		job->final_path = shb_aprintf("%s/" SHB_NAME_PREFIX "%s" SHB_NAME_SUFFIX, dir, job->ts);
+		if (!job->final_path)
+			return SHB_ENOMEM;
+		if (access(job->final_path, F_OK) < 0)
+			break;
+		sleep(1);  /* one backup per second: never overwrite one */
+	}
+	job->top = shb_aprintf(SHB_NAME_PREFIX "%s", job->ts);
+	job->staging = shb_aprintf("%s/" STAGING_PREFIX "%s", dir, job->ts);
+	job->tmp_path = shb_aprintf("%s/.%s" SHB_NAME_SUFFIX TMP_SUFFIX, dir, job->top);
+	if (!job->top || !job->staging || !job->tmp_path)
+		return SHB_ENOMEM;
+	return SHB_OK;
+}
+
+static int preflight(struct job *job)
+{
+	struct stat st;
+	int rc;
+
+	if (stat(job->cfg.data_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return shb_fail(SHB_ENOTFOUND, "data directory '%s' does not exist", job->cfg.data_dir);
+	if ((rc = shb_mkdir_p(job->cfg.local_dir)))
+		return shb_fail(rc, "cannot use backup directory: %s", shb_errmsg());
+	if ((rc = lock_dir(job)))
+		return rc;
+	clear_debris(job->cfg.local_dir);
+	if ((rc = name_backup(job)))
+		return rc;
+	if (mkdir(job->staging, 0700) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot create staging dir '%s'", job->staging);
+	return find_items(job);
+}
+
+/* --- snapshot thread ----------------------------------------------------- */
+
+static int copy_file(const char *src, const char *dst)
+{
+	char buf[65536];
+	int in = open(src, O_RDONLY | O_CLOEXEC);
+	int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int rc = SHB_OK;
+	ssize_t n;
+
+	if (in < 0 || out < 0) {
+		rc = shb_fail_errno(SHB_EIO, "cannot copy '%s'", src);
+		goto out;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if ((rc = shb_write_all(out, buf, (size_t)n, dst)))
+			goto out;
+	if (n < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", src);
+out:
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return rc;
+}
+
+static void *snapshot_thread(void *arg)
+{
+	struct job *job = arg;
+
+	for (size_t i = 0; i < job->nitems; i++) {
+		struct item *it = &job->items[i];
+		int rc, cancel;
+
+		pthread_mutex_lock(&job->mu);
+		cancel = job->cancel;
+		pthread_mutex_unlock(&job->mu);
+		if (cancel)
+			break;
+		rc = it->is_db ? shb_snapshot_db(it->src, it->staged) : copy_file(it->src, it->staged);
+		pthread_mutex_lock(&job->mu);
+		it->state = rc ? ITEM_FAILED : ITEM_READY;
+		if (rc)
+			snprintf(it->msg, sizeof(it->msg), "%s", shb_errmsg());
+		pthread_cond_broadcast(&job->cv);
+		pthread_mutex_unlock(&job->mu);
+		if (rc)
+			break;
+	}
+	return NULL;
+}
+
+/* --- archiving ----------------------------------------------------------- */
+
+static void on_progress(void *ctx, const char *path, uint64_t done, uint64_t total)
+{
+	struct job *job = ctx;
+	char a[32], b[32];
+	double now = shb_now();
+
+	if (done != total && now - job->last_progress < 0.1)
+		return;
+	job->last_progress = now;
+	shb_human_size(done, a, sizeof(a));
+	shb_human_size(total, b, sizeof(b));
+	shb_progress_line("archiving %s: %s / %s", strchr(path, '/') + 1, a, b);
+}
+
+static int wait_item(struct job *job, struct item *it)
+{
+	enum item_state st;
+
+	shb_progress_line("snapshot %s", it->rel);
+	pthread_mutex_lock(&job->mu);
+	while ((st = it->state) == ITEM_PENDING)
+		pthread_cond_wait(&job->cv, &job->mu);
+	pthread_mutex_unlock(&job->mu);
+	return st == ITEM_READY ? SHB_OK : shb_fail(SHB_ESQLITE, "%s", it->msg);
+}
+
+static int add_dir(struct shb_archive_writer *w, struct job *job, const char *rel)
+{
+	char *p = rel ? shb_aprintf("%s/%s", job->top, rel) : strdup(job->top);
+	int rc = p ? shb_archive_add_dir(w, p, 0700, job->time) : SHB_ENOMEM;
+
+	free(p);
+	return rc;
+}
+
+static int archive_item(struct shb_archive_writer *w, struct job *job, struct item *it)
+{
+	char *path = shb_aprintf("%s/%s", job->top, it->rel);
+	int fd = open(it->staged, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	int rc;
+
+	if (!path || fd < 0 || fstat(fd, &st) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot open snapshot of '%s'", it->rel);
+	else
+		rc = shb_archive_add_file(w, path, fd, (uint64_t)st.st_size, 0600, job->time);
+	if (fd >= 0)
+		close(fd);
+	unlink(it->staged);  /* keep staging small: one snapshot at a time */
+	free(path);
+	return rc;
+}
+
+static int archive_items(struct shb_archive_writer *w, struct job *job)
+{
+	int rc = add_dir(w, job, NULL), apps_dir = 0;
+
+	for (size_t i = 0; !rc && i < job->nitems; i++) {
+		struct item *it = &job->items[i];
+
+		if (!strncmp(it->rel, "apps/", 5)) {
+			char *slash = strrchr(it->rel, '/');
+
+			if (!apps_dir++)
+				rc = add_dir(w, job, "apps");
+			*slash = '\0';
+			if (!rc)
+				rc = add_dir(w, job, it->rel);
+			*slash = '/';
+		}
+		if (!rc && !(rc = wait_item(job, it)))
+			rc = archive_item(w, job, it);
+	}
+	return rc;
+}
+
+/* Snapshots and archives everything into job->out_fd. */
+static int write_archive(struct job *job, uint64_t *size)
+{
+	struct shb_archive_opts o = { .level = job->level, .threads = job->threads,
+				      .uid = getuid(), .gid = getgid(),
+				      .progress = on_progress, .progress_ctx = job };
+	struct shb_archive_writer *w = NULL;
+	pthread_t snap;
+	int rc;
+
+	if (pthread_create(&snap, NULL, snapshot_thread, job))
+		return shb_fail(SHB_ENOMEM, "cannot start the snapshot thread");
+	rc = shb_archive_begin(job->out_fd, job->tmp_path, &o, &w);
+	if (!rc)
+		rc = archive_items(w, job);
+	if (!rc)
+		rc = shb_archive_finish(w);
+	if (!rc)
+		*size = shb_archive_size(w);
+	pthread_mutex_lock(&job->mu);
+	job->cancel = 1;
+	pthread_mutex_unlock(&job->mu);
+	pthread_join(snap, NULL);
+	shb_archive_free(w);
+	return rc;
+}
+
+static int publish(struct job *job)
+{
+	if (fsync(job->out_fd) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot fsync '%s'", job->tmp_path);
+	if (close(job->out_fd) < 0) {
+		job->out_fd = -1;
+		return shb_fail_errno(SHB_EIO, "cannot write '%s'", job->tmp_path);
+	}
+	job->out_fd = -1;
+	if (rename(job->tmp_path, job->final_path) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot rename '%s'", job->tmp_path);
+	return shb_fsync_dir(job->cfg.local_dir);
+}
+
+/* --- retention ----------------------------------------------------------- */
+
+static void report_pruned(void *ctx, const struct shb_backup *b, int failed)
+{
+	(void)ctx;
+	if (failed)
+		shb_warning("retention: %s", shb_errmsg());
+	else if (shb_show_progress())
+		fprintf(stderr, "pruned %s\n", b->name);
+}
+
+static void prune(struct job *job)
+{
+	struct shb_catalog cat = { 0 };
+
+	if (shb_catalog_add_local(&cat, job->cfg.local_dir))
+		shb_warning("retention skipped: %s", shb_errmsg());
+	else
+		shb_prune_local(&cat, job->cfg.retention_days, time(NULL), 0, report_pruned, NULL);
+	shb_catalog_free(&cat);
+}
+
+/* --- the command --------------------------------------------------------- */
+
+static void job_free(struct job *job)
+{
+	if (job->out_fd >= 0)
+		close(job->out_fd);
+	if (job->tmp_path)
+		unlink(job->tmp_path);  /* gone already after a successful rename */
+	if (job->staging)
+		shb_remove_tree(job->staging);
+	if (job->lock_fd >= 0)
+		close(job->lock_fd);
+	for (size_t i = 0; i < job->nitems; i++) {
+		free(job->items[i].rel);
+		free(job->items[i].src);
+		free(job->items[i].staged);
+	}
+	free(job->items);
+	free(job->top);
+	free(job->staging);
+	free(job->tmp_path);
+	free(job->final_path);
+	shb_config_free(&job->cfg);
+	pthread_mutex_destroy(&job->mu);
+	pthread_cond_destroy(&job->cv);
+}
+
+static void print_summary(struct job *job, uint64_t size, double secs)
+{
+	char human[32];
+
+	shb_progress_done();
+	shb_human_size(size, human, sizeof(human));
+	printf("created %s (%s, %zu app%s, %.1f s)\n", job->final_path, human, job->napps,
+	       job->napps == 1 ? "" : "s", secs);
+	fflush(stdout);
+}
+
+int cmd_create(int argc, char **argv)
+{
+	struct job job = { .lock_fd = -1, .out_fd = -1 };
+	double start = shb_now();
+	uint64_t size = 0;
+	int rc, code;
+
+	pthread_mutex_init(&job.mu, NULL);
+	pthread_cond_init(&job.cv, NULL);
+	if ((code = parse_args(&job, argc, argv)))
+		goto out;
+	code = SHB_EXIT_USAGE;
+	if ((rc = shb_config_load(&job.cfg)))
+		goto fail;
+	code = SHB_EXIT_PREFLIGHT;
+	if ((rc = preflight(&job)))
+		goto fail;
+	job.out_fd = open(job.tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (job.out_fd < 0) {
+		shb_fail_errno(SHB_EIO, "cannot create '%s'", job.tmp_path);
+		goto fail;
+	}
+	code = SHB_EXIT_SNAPSHOT;
+	if ((rc = write_archive(&job, &size)) || (rc = publish(&job)))
+		goto fail;
+	print_summary(&job, size, shb_now() - start);
+	if (job.prune)
+		prune(&job);
+	code = SHB_EXIT_OK;
+	goto out;
+fail:
+	shb_error("%s", shb_errmsg());
+out:
+	job_free(&job);
+	return code < 0 ? SHB_EXIT_OK : code;
+}

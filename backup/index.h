@@ -1,0 +1,96 @@
+/*
+ * The index of a seekable archive and the gzip framing that carries it.
+ * backup/FORMAT.md gives the byte layout; this header is the C contract.
+ *
+ * An archive is a pax tar compressed as independent gzip members.  The
+ * index lists every member (compressed and uncompressed length, in file
+ * order) and every tar entry (path, type, mode, owner, mtime, size, offset
+ * of its data in the uncompressed tar stream, sha256 of its data).  It
+ * travels after the tar in empty gzip members, and a fixed-size footer
+ * member at the very end says where it starts.
+ */
+#ifndef SHB_INDEX_H
+#define SHB_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define SHB_INDEX_VERSION 1
+/* Uncompressed bytes per member: a multiple of every SQLite page size. */
+#define SHB_BLOCK_SIZE (256u * 1024u)
+/* Size in bytes of the footer member that ends every archive. */
+#define SHB_FOOTER_SIZE 98
+/* Longest entry path the index accepts. */
+#define SHB_PATH_MAX 4096
+
+enum shb_entry_type {
+	SHB_ENTRY_FILE = 1,
+	SHB_ENTRY_DIR = 2,
+};
+
+struct shb_member {
+	uint64_t coff;  /* offset of the member in the archive file */
+	uint64_t uoff;  /* offset of its bytes in the tar stream */
+	uint32_t clen;
+	uint32_t ulen;
+};
+
+struct shb_entry {
+	char *path;     /* as in the tar, e.g. "streamhub-backup-<ts>/streamhub.db" */
+	uint8_t type;   /* enum shb_entry_type */
+	uint32_t mode;  /* permission bits */
+	uint32_t uid, gid;
+	int64_t mtime;
+	uint64_t size;
+	uint64_t offset;  /* of the data in the tar stream */
+	unsigned char sha256[32];
+};
+
+struct shb_index {
+	uint32_t version;
+	uint32_t block_size;
+	uint64_t tar_size;  /* sum of member ulen */
+	size_t nmembers;
+	struct shb_member *members;
+	size_t nentries;
+	struct shb_entry *entries;
+};
+
+/* What the footer says. */
+struct shb_footer {
+	uint64_t index_offset;  /* file offset of the first index member */
+	uint64_t index_length;  /* bytes of all index members together */
+	uint64_t blob_length;   /* length of the encoded index */
+	unsigned char blob_sha256[32];
+};
+
+/* Serialises idx into a malloc'd blob (*out, *outlen). */
+int shb_index_encode(const struct shb_index *idx, unsigned char **out, size_t *outlen);
+/*
+ * Parses and validates a blob into a new index (free with shb_index_free).
+ * Every length and offset is checked, so hostile bytes give SHB_EFORMAT,
+ * never an out-of-bounds access.  Member offsets are derived.
+ */
+int shb_index_decode(const unsigned char *blob, size_t len, struct shb_index **out);
+void shb_index_free(struct shb_index *idx);
+
+/* The entry with exactly this path, or NULL. */
+const struct shb_entry *shb_index_find(const struct shb_index *idx, const char *path);
+/* Index of the member holding tar offset uoff (uoff < idx->tar_size). */
+size_t shb_index_member_at(const struct shb_index *idx, uint64_t uoff);
+
+/* Appends to out the index members carrying blob, then the footer member. */
+int shb_index_write_trailer(struct shb_buf *out, const unsigned char *blob, size_t len,
+			    uint64_t index_offset);
+/* Parses the last SHB_FOOTER_SIZE bytes of an archive.  SHB_EFORMAT if absent. */
+int shb_footer_parse(const unsigned char *p, struct shb_footer *f);
+/*
+ * Collects the blob from the index members in p[0..len) (the bytes from
+ * footer.index_offset up to the footer), checking its length and sha256.
+ */
+int shb_index_members_parse(const unsigned char *p, size_t len, const struct shb_footer *f,
+			    unsigned char **blob);
+
+#endif

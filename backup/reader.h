@@ -1,0 +1,45 @@
+/*
+ * Random access to the entries of one seekable archive over a byte source.
+ * Opening reads only the footer and the index (one read of the file's tail
+ * when the index is small); a read maps the requested range to the members
+ * that cover it, fetches exactly those compressed bytes in one source read,
+ * inflates them and checks each member's CRC32 and length.
+ *
+ * A reader is safe to use from several threads at once.
+ */
+#ifndef SHB_READER_H
+#define SHB_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "index.h"
+#include "store.h"
+
+/* The tail read when opening: footer plus, usually, the whole index. */
+#define SHB_TAIL_READ (128u * 1024u)
+
+struct shb_reader;
+
+/*
+ * Opens the archive behind src (the reader takes ownership of src, also on
+ * failure).  SHB_EFORMAT if src is not a seekable shbackup archive.
+ */
+int shb_reader_open(struct shb_source *src, struct shb_reader **out);
+const struct shb_index *shb_reader_index(const struct shb_reader *r);
+struct shb_source *shb_reader_source(const struct shb_reader *r);
+
+/*
+ * Reads up to len bytes of entry e at off into buf; *got is len clipped to
+ * the entry's end (0 at or past it).  SHB_ECORRUPT if a member fails its
+ * CRC or length check: never returns wrong bytes.
+ */
+int shb_reader_pread(struct shb_reader *r, const struct shb_entry *e, void *buf, size_t len,
+		     uint64_t off, size_t *got);
+
+/* Number of members inflated since open (for tests and statistics). */
+uint64_t shb_reader_inflated(const struct shb_reader *r);
+
+void shb_reader_close(struct shb_reader *r);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * Byte sources: the one thing the reader needs from wherever an archive
+ * lives.  A source knows its size and reads exact byte ranges; the local
+ * file source is here, the S3 object source joins it behind the same ops.
+ */
+#ifndef SHB_STORE_H
+#define SHB_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct shb_source;
+
+struct shb_source_ops {
+	/* Reads exactly len bytes at off (off + len <= size), or fails. */
+	int (*read)(struct shb_source *src, void *buf, size_t len, uint64_t off);
+	void (*close)(struct shb_source *src);
+};
+
+struct shb_source {
+	const struct shb_source_ops *ops;
+	uint64_t size;
+	char *name;        /* for messages: a path or an s3:// URL */
+	uint64_t fetched;  /* bytes read so far (statistics, updated atomically) */
+};
+
+/* Opens a local file read-only as a source.  SHB_ENOTFOUND if missing. */
+int shb_source_open_file(const char *path, struct shb_source **out);
+
+/* Reads exactly len bytes at off; SHB_EFORMAT if the range passes the end. */
+int shb_source_read(struct shb_source *src, void *buf, size_t len, uint64_t off);
+
+/* Closes and frees a source; NULL is fine. */
+void shb_source_close(struct shb_source *src);
+
+#endif

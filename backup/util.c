@@ -1,0 +1,214 @@
+/*
+ * Helpers for the things every command does with files: write them whole,
+ * make them durable, name them by UTC time, and clean them up.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "util.h"
+
+int shb_buf_grow(struct shb_buf *b, size_t extra)
+{
+	size_t want, cap;
+	unsigned char *p;
+
+	if (extra > SIZE_MAX - b->len)
+		return shb_fail(SHB_ENOMEM, "buffer size overflow");
+	want = b->len + extra;
+	if (want <= b->cap)
+		return SHB_OK;
+	cap = b->cap ? b->cap : 256;
+	while (cap < want)
+		cap = cap > SIZE_MAX / 2 ? want : cap * 2;
+	p = realloc(b->data, cap);
+	if (!p)
+		return shb_fail(SHB_ENOMEM, "out of memory growing a buffer to %zu bytes", cap);
+	b->data = p;
+	b->cap = cap;
+	return SHB_OK;
+}
+
+int shb_buf_add(struct shb_buf *b, const void *p, size_t n)
+{
+	int rc = shb_buf_grow(b, n);
+
+	if (rc)
+		return rc;
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return SHB_OK;
+}
+
+void shb_buf_free(struct shb_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+char *shb_aprintf(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		shb_fail(SHB_ENOMEM, "out of memory");
+		return NULL;
+	}
+	return s;
+}
+
+int shb_write_all(int fd, const void *p, size_t n, const char *what)
+{
+	const char *c = p;
+
+	while (n) {
+		ssize_t w = write(fd, c, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return shb_fail_errno(SHB_EIO, "cannot write '%s'", what);
+		c += w;
+		n -= (size_t)w;
+	}
+	return SHB_OK;
+}
+
+int shb_pread_all(int fd, void *p, size_t n, uint64_t off, const char *what)
+{
+	char *c = p;
+
+	while (n) {
+		ssize_t r = pread(fd, c, n, (off_t)off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return shb_fail_errno(SHB_EIO, "cannot read '%s'", what);
+		if (r == 0)
+			return shb_fail(SHB_EFORMAT, "cannot read '%s': unexpected end of file", what);
+		c += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return SHB_OK;
+}
+
+int shb_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = SHB_OK;
+
+	if (fd < 0)
+		return shb_fail_errno(SHB_EIO, "cannot open directory '%s'", dir);
+	if (fsync(fd) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot fsync directory '%s'", dir);
+	close(fd);
+	return rc;
+}
+
+int shb_mkdir_p(const char *dir)
+{
+	char *copy = strdup(dir);
+	int rc = SHB_OK;
+	char *p;
+
+	if (!copy)
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	for (p = copy + 1; ; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char saved = *p;
+
+		*p = '\0';
+		if (mkdir(copy, 0700) < 0 && errno != EEXIST) {
+			rc = shb_fail_errno(SHB_EIO, "cannot create directory '%s'", copy);
+			break;
+		}
+		*p = saved;
+		if (!saved)
+			break;
+	}
+	free(copy);
+	return rc;
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	if (remove(path) < 0 && errno != ENOENT)
+		return shb_fail_errno(SHB_EIO, "cannot remove '%s'", path);
+	return 0;
+}
+
+int shb_remove_tree(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? SHB_OK
+			: shb_fail_errno(SHB_EIO, "cannot stat '%s'", path);
+	return nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) ? SHB_EIO : SHB_OK;
+}
+
+void shb_ts_format(time_t t, char out[SHB_TS_LEN])
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, SHB_TS_LEN, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+int shb_ts_parse(const char *s, time_t *t)
+{
+	struct tm tm = { 0 };
+	char back[SHB_TS_LEN];
+	const char *end;
+
+	end = strptime(s, "%Y%m%dT%H%M%SZ", &tm);
+	if (!end || *end || strlen(s) != SHB_TS_LEN - 1)
+		return -1;
+	*t = timegm(&tm);
+	/* Reject stamps such as month 13 that strptime would normalise. */
+	shb_ts_format(*t, back);
+	return strcmp(back, s) ? -1 : 0;
+}
+
+void shb_human_size(uint64_t n, char *out, size_t outlen)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)n;
+	size_t u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(out, outlen, "%llu B", (unsigned long long)n);
+	else
+		snprintf(out, outlen, "%.1f %s", v, units[u]);
+}
+
+double shb_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}

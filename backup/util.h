@@ -1,0 +1,54 @@
+/*
+ * Small file, path and time helpers shared by every command.  They report
+ * failures through error.h like the rest of the layer.
+ */
+#ifndef SHB_UTIL_H
+#define SHB_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* "YYYYMMDDTHHMMSSZ" plus the terminating NUL. */
+#define SHB_TS_LEN 17
+
+/* A growable byte buffer; zero-initialise before first use. */
+struct shb_buf {
+	unsigned char *data;
+	size_t len;
+	size_t cap;
+};
+
+/* Makes room for at least extra more bytes.  SHB_ENOMEM on failure. */
+int shb_buf_grow(struct shb_buf *b, size_t extra);
+/* Appends n bytes.  SHB_ENOMEM on failure. */
+int shb_buf_add(struct shb_buf *b, const void *p, size_t n);
+void shb_buf_free(struct shb_buf *b);
+
+/* malloc'd printf; NULL (and shb_errmsg set) when out of memory. */
+char *shb_aprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Writes all n bytes, retrying short writes and EINTR.  SHB_EIO on error. */
+int shb_write_all(int fd, const void *p, size_t n, const char *what);
+/* Reads exactly n bytes at off.  SHB_EIO on error, SHB_EFORMAT on EOF. */
+int shb_pread_all(int fd, void *p, size_t n, uint64_t off, const char *what);
+/* fsync()s a directory so a rename inside it is durable. */
+int shb_fsync_dir(const char *dir);
+/* Creates dir with mode 0700 (parents too); an existing dir is fine. */
+int shb_mkdir_p(const char *dir);
+/* Removes a file or a whole tree; a missing path is fine. */
+int shb_remove_tree(const char *path);
+
+/* Formats t (UTC) as YYYYMMDDTHHMMSSZ into out[SHB_TS_LEN]. */
+void shb_ts_format(time_t t, char out[SHB_TS_LEN]);
+/* Parses exactly a YYYYMMDDTHHMMSSZ stamp; 0 on success, -1 if malformed. */
+int shb_ts_parse(const char *s, time_t *t);
+
+/* "1.5 MiB"-style rendering of a byte count into out. */
+void shb_human_size(uint64_t n, char *out, size_t outlen);
+
+/* Seconds since an arbitrary point, from CLOCK_MONOTONIC. */
+double shb_now(void);
+
+#endif

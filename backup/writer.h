@@ -1,0 +1,51 @@
+/*
+ * The seekable archive writer.  It produces an ordinary .tar.gz (pax tar,
+ * readable by gzip and GNU tar) whose gzip stream is a sequence of
+ * independent members, followed by the index and footer of index.h, so a
+ * reader can later inflate any byte range of any entry on its own.
+ *
+ * libarchive writes the tar unblocked; the bytes it emits are cut into
+ * members (a new one at the start of every entry's data and every
+ * SHB_BLOCK_SIZE bytes after it) that a pool of threads deflates in
+ * parallel while the caller keeps feeding data.  Output is written to the
+ * caller's file descriptor in order.  The writer never fsyncs or renames:
+ * making the file durable and visible is the caller's job.
+ */
+#ifndef SHB_WRITER_H
+#define SHB_WRITER_H
+
+#include <stdint.h>
+
+struct shb_archive_writer;
+
+/* Called as data is archived: done of total bytes of the current entry. */
+typedef void (*shb_progress_fn)(void *ctx, const char *path, uint64_t done, uint64_t total);
+
+struct shb_archive_opts {
+	int level;      /* zlib level 1..9 */
+	int threads;    /* compression threads, >= 1 */
+	uint32_t uid, gid;
+	shb_progress_fn progress;  /* may be NULL */
+	void *progress_ctx;
+};
+
+/* Starts an archive on fd (positioned at 0); name is for messages. */
+int shb_archive_begin(int fd, const char *name, const struct shb_archive_opts *opts,
+		      struct shb_archive_writer **out);
+/* Adds a directory entry. */
+int shb_archive_add_dir(struct shb_archive_writer *w, const char *path, uint32_t mode,
+			int64_t mtime);
+/*
+ * Adds a regular file whose size bytes are read from fd (from its current
+ * position).  Fails with SHB_EIO if fd does not hold exactly size bytes.
+ */
+int shb_archive_add_file(struct shb_archive_writer *w, const char *path, int fd,
+			 uint64_t size, uint32_t mode, int64_t mtime);
+/* Ends the tar, waits for all members, appends index and footer. */
+int shb_archive_finish(struct shb_archive_writer *w);
+/* Total bytes written to fd so far (final size after finish). */
+uint64_t shb_archive_size(const struct shb_archive_writer *w);
+/* Stops the threads and frees everything; safe after any failure. */
+void shb_archive_free(struct shb_archive_writer *w);
+
+#endif
