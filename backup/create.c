@@ -352,7 +352,8 @@ static void *snapshot_thread(void *arg)
 		pthread_mutex_lock(&job->mu);
 		it->state = rc ? ITEM_FAILED : ITEM_READY;
 		if (rc)
-			snprintf(it->msg, sizeof(it->msg), "%s", shb_errmsg());
+			snprintf(it->msg, sizeof(it->msg), "cannot snapshot '%s': %s", it->rel,
+				 shb_errmsg());
 		pthread_cond_broadcast(&job->cv);
 		pthread_mutex_unlock(&job->mu);
 		if (rc)

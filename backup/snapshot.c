@@ -19,11 +19,9 @@
 /* How long to wait for a writer holding an exclusive lock on the source. */
 #define BUSY_TIMEOUT_MS 30000
 
-static int sql_fail(sqlite3 *db, int code, const char *src)
+static int sql_fail(sqlite3 *db, int code)
 {
-	const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(code);
-
-	return shb_fail(SHB_ESQLITE, "cannot snapshot '%s': %s", src, msg);
+	return shb_fail(SHB_ESQLITE, "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(code));
 }
 
 static int is_damage(int code)
@@ -101,7 +99,7 @@ int shb_snapshot_db(const char *src, const char *dst)
 
 	rc = sqlite3_open_v2(src, &db, SQLITE_OPEN_READONLY, NULL);
 	if (rc != SQLITE_OK) {
-		err = sql_fail(db, rc, src);
+		err = sql_fail(db, rc);
 		goto out;
 	}
 	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
@@ -115,13 +113,12 @@ int shb_snapshot_db(const char *src, const char *dst)
 			goto out;
 		rc = backup_api(db, dst);
 		if (rc != SQLITE_OK) {
-			err = shb_fail(SHB_ESQLITE, "cannot snapshot '%s': %s", src,
-				       sqlite3_errstr(rc));
+			err = sql_fail(NULL, rc);
 			goto out;
 		}
 	}
 	if (rc != SQLITE_OK) {
-		err = sql_fail(db, rc, src);
+		err = sql_fail(db, rc);
 		goto out;
 	}
 	err = to_rollback_mode(dst);
