@@ -22,8 +22,6 @@
 #define SHB_BLOCK_SIZE (256u * 1024u)
 /* Size in bytes of the footer member that ends every archive. */
 #define SHB_FOOTER_SIZE 98
-/* Longest entry path the index accepts. */
-#define SHB_PATH_MAX 4096
 
 enum shb_entry_type {
 	SHB_ENTRY_FILE = 1,
