@@ -57,6 +57,17 @@ def test_archive_is_standard_and_complete(datadir, tmp):
     assert (data / "streamhub.db").read_bytes()[18:20] == b"\x02\x02"
 
 
+def test_backup_api_fallback_gives_the_same_snapshot(datadir, tmp):
+    data, counts = datadir
+    create(data, SHB_TEST_FORCE_BACKUP_API=1)
+    [archive] = backups_in(data / "backups")
+    top = extract(archive, tmp / "x")
+    for rel, tables in counts.items():
+        db = top / rel
+        assert db.read_bytes()[18:20] == b"\x01\x01", rel
+        assert integrity(db) == "ok" and row_counts(db) == tables
+
+
 def test_reader_random_ranges_inflate_only_covering_members(datadir, tmp):
     data, _ = datadir
     create(data)
