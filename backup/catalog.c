@@ -9,6 +9,7 @@
 
 #include "catalog.h"
 #include "error.h"
+#include "s3.h"
 
 int shb_backup_name_parse(const char *name, char ts[SHB_TS_LEN], time_t *t)
 {
@@ -30,33 +31,59 @@ static int newest_first(const void *a, const void *b)
 	return strcmp(y->ts, x->ts);
 }
 
-static int add_one(struct shb_catalog *cat, const char *dir, const char *name)
+/* The item for ts, appended (zeroed but for the name) if absent; NULL if no memory. */
+static struct shb_backup *item_for(struct shb_catalog *cat, const char *name, const char *ts,
+				   time_t t)
 {
-	struct shb_backup b = { 0 }, *grown;
-	struct stat st;
+	struct shb_backup *grown, *b;
 
-	if (shb_backup_name_parse(name, b.ts, &b.time))
-		return SHB_OK;
-	b.name = strdup(name);
-	b.local_path = shb_aprintf("%s/%s", dir, name);
-	if (!b.name || !b.local_path)
-		goto nomem;
-	if (stat(b.local_path, &st) < 0 || !S_ISREG(st.st_mode)) {
-		free(b.name);
-		free(b.local_path);
-		return SHB_OK;
-	}
-	b.local_size = (uint64_t)st.st_size;
+	for (size_t i = 0; i < cat->n; i++)
+		if (!strcmp(cat->items[i].ts, ts))
+			return &cat->items[i];
 	grown = realloc(cat->items, (cat->n + 1) * sizeof(*grown));
 	if (!grown)
-		goto nomem;
+		return NULL;
 	cat->items = grown;
-	cat->items[cat->n++] = b;
+	b = &cat->items[cat->n];
+	memset(b, 0, sizeof(*b));
+	memcpy(b->ts, ts, SHB_TS_LEN);
+	b->time = t;
+	if (!(b->name = strdup(name)))
+		return NULL;
+	cat->n++;
+	return b;
+}
+
+static int add_local(struct shb_catalog *cat, const char *dir, const char *name)
+{
+	char ts[SHB_TS_LEN];
+	struct shb_backup *b;
+	struct stat st;
+	char *path;
+	time_t t;
+
+	if (shb_backup_name_parse(name, ts, &t))
+		return SHB_OK;
+	if (!(path = shb_aprintf("%s/%s", dir, name)))
+		return SHB_ENOMEM;
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+		free(path);
+		return SHB_OK;
+	}
+	if (!(b = item_for(cat, name, ts, t))) {
+		free(path);
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	}
+	free(b->local_path);
+	b->local_path = path;
+	b->local_size = (uint64_t)st.st_size;
 	return SHB_OK;
-nomem:
-	free(b.name);
-	free(b.local_path);
-	return shb_fail(SHB_ENOMEM, "out of memory");
+}
+
+static void sort(struct shb_catalog *cat)
+{
+	if (cat->n)
+		qsort(cat->items, cat->n, sizeof(*cat->items), newest_first);
 }
 
 int shb_catalog_add_local(struct shb_catalog *cat, const char *dir)
@@ -69,11 +96,50 @@ int shb_catalog_add_local(struct shb_catalog *cat, const char *dir)
 		return errno == ENOENT ? SHB_OK
 			: shb_fail_errno(SHB_EIO, "cannot read backup directory '%s'", dir);
 	while (!rc && (de = readdir(d)))
-		rc = add_one(cat, dir, de->d_name);
+		rc = add_local(cat, dir, de->d_name);
 	closedir(d);
-	if (cat->n)
-		qsort(cat->items, cat->n, sizeof(*cat->items), newest_first);
+	sort(cat);
 	return rc;
+}
+
+int shb_catalog_add_s3(struct shb_catalog *cat, struct shb_s3 *s3, const char *prefix)
+{
+	struct shb_s3_page page;
+	char *dir = *prefix ? shb_aprintf("%s/", prefix) : strdup("");
+	size_t dlen;
+	int rc;
+
+	if (!dir)
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	dlen = strlen(dir);
+	rc = shb_s3_list(s3, dir, &page);
+	for (size_t i = 0; !rc && i < page.n; i++) {
+		const struct shb_s3_object *o = &page.items[i];
+		const char *name = o->key + dlen;
+		char ts[SHB_TS_LEN];
+		struct shb_backup *b;
+		time_t t;
+
+		if (strncmp(o->key, dir, dlen) || shb_backup_name_parse(name, ts, &t))
+			continue;
+		if (!(b = item_for(cat, name, ts, t))) {
+			rc = shb_fail(SHB_ENOMEM, "out of memory");
+			break;
+		}
+		free(b->s3_key);
+		b->s3_size = o->size;
+		if (!(b->s3_key = strdup(o->key)))
+			rc = shb_fail(SHB_ENOMEM, "out of memory");
+	}
+	shb_s3_page_free(&page);
+	free(dir);
+	sort(cat);
+	return rc;
+}
+
+const char *shb_backup_source(const struct shb_backup *b)
+{
+	return b->local_path && b->s3_key ? "both" : b->s3_key ? "s3" : "local";
 }
 
 void shb_catalog_free(struct shb_catalog *cat)
@@ -81,6 +147,7 @@ void shb_catalog_free(struct shb_catalog *cat)
 	for (size_t i = 0; i < cat->n; i++) {
 		free(cat->items[i].name);
 		free(cat->items[i].local_path);
+		free(cat->items[i].s3_key);
 	}
 	free(cat->items);
 	cat->items = NULL;

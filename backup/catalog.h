@@ -24,6 +24,8 @@ struct shb_backup {
 	char *name;         /* streamhub-backup-<ts>.tar.gz */
 	char *local_path;   /* NULL when there is no local copy */
 	uint64_t local_size;
+	char *s3_key;       /* NULL when there is no S3 copy */
+	uint64_t s3_size;
 };
 
 struct shb_catalog {
@@ -37,8 +39,17 @@ struct shb_catalog {
  */
 int shb_backup_name_parse(const char *name, char ts[SHB_TS_LEN], time_t *t);
 
+struct shb_s3;
+
 /* Adds the backups in dir (a missing dir adds none). */
 int shb_catalog_add_local(struct shb_catalog *cat, const char *dir);
+/*
+ * Adds the backups stored as exactly "<prefix>/<name>" (or "<name>" for an
+ * empty prefix), listing every page.
+ */
+int shb_catalog_add_s3(struct shb_catalog *cat, struct shb_s3 *s3, const char *prefix);
+/* "local", "s3" or "both". */
+const char *shb_backup_source(const struct shb_backup *b);
 void shb_catalog_free(struct shb_catalog *cat);
 
 /* Apps in a backup's index: entries "<top>/apps/<app>/app.db". */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "s3.h"
 #include "error.h"
 #include "util.h"
 
@@ -24,7 +25,7 @@ static int env_dup(const char *name, const char *def, char **out)
 	return *out ? SHB_OK : shb_fail(SHB_ENOMEM, "out of memory");
 }
 
-static int env_days(const char *name, int def, int *out)
+static int env_int(const char *name, int def, int lo, int hi, const char *unit, int *out)
 {
 	const char *v = getenv(name);
 	char *end;
@@ -35,8 +36,9 @@ static int env_days(const char *name, int def, int *out)
 		return SHB_OK;
 	errno = 0;
 	n = strtol(v, &end, 10);
-	if (errno || *end || end == v || n < 0 || n > 100000)
-		return shb_fail(SHB_EINVAL, "invalid %s '%s': expected a number of days", name, v);
+	if (errno || *end || end == v || n < lo || n > hi)
+		return shb_fail(SHB_EINVAL, "invalid %s '%s': expected %s from %d to %d", name, v,
+				unit, lo, hi);
 	*out = (int)n;
 	return SHB_OK;
 }
@@ -48,8 +50,15 @@ int shb_config_load(struct shb_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	if ((rc = env_dup("BACKUP_DATA_DIR", SHB_DEFAULT_DATA_DIR, &cfg->data_dir))
 	    || (rc = env_dup("BACKUP_LOCAL_DIR", NULL, &cfg->local_dir))
-	    || (rc = env_days("BACKUP_RETENTION_DAYS", SHB_DEFAULT_RETENTION_DAYS,
-			      &cfg->retention_days))
+	    || (rc = env_int("BACKUP_RETENTION_DAYS", SHB_DEFAULT_RETENTION_DAYS, 0, 100000,
+			     "a number of days", &cfg->retention_days))
+	    || (rc = env_int("BACKUP_S3_PART_SIZE_MB", 16, 5, 5120, "MiB", &cfg->s3_part_mb))
+	    || (rc = env_int("BACKUP_S3_CONNECTIONS", 4, 1, 64, "a count", &cfg->s3_connections))
+	    || (rc = env_int("BACKUP_S3_MAX_ATTEMPTS", 5, 1, 100, "a count", &cfg->s3_max_attempts))
+	    || (rc = env_int("BACKUP_S3_RETRY_SECONDS", 60, 0, 86400, "seconds",
+			     &cfg->s3_retry_seconds))
+	    || (rc = env_int("BACKUP_S3_TIMEOUT", 30, 1, 3600, "seconds", &cfg->s3_timeout))
+	    || (rc = env_int("BACKUP_S3_PAGE_SIZE", 0, 0, 1000, "a count", &cfg->s3_page_size))
 	    || (rc = env_dup("BACKUP_S3_BUCKET", NULL, &cfg->s3_bucket))
 	    || (rc = env_dup("BACKUP_S3_ENDPOINT", NULL, &cfg->s3_endpoint))
 	    || (rc = env_dup("BACKUP_S3_PREFIX", SHB_DEFAULT_S3_PREFIX, &cfg->s3_prefix))
@@ -82,4 +91,30 @@ void shb_config_free(struct shb_config *cfg)
 	free(cfg->s3_secret_key);
 	free(cfg->s3_session_token);
 	memset(cfg, 0, sizeof(*cfg));
+}
+
+int shb_config_s3(const struct shb_config *cfg, struct shb_s3 **out)
+{
+	struct shb_s3_config c = {
+		.endpoint = cfg->s3_endpoint, .region = cfg->s3_region, .bucket = cfg->s3_bucket,
+		.access_key = cfg->s3_access_key, .secret_key = cfg->s3_secret_key,
+		.session_token = cfg->s3_session_token, .max_attempts = cfg->s3_max_attempts,
+		.retry_seconds = cfg->s3_retry_seconds, .timeout = cfg->s3_timeout,
+		.part_size = (size_t)cfg->s3_part_mb << 20, .connections = cfg->s3_connections,
+		.page_size = cfg->s3_page_size,
+	};
+
+	return shb_s3_new(&c, out);
+}
+
+char *shb_config_s3_key(const struct shb_config *cfg, const char *name)
+{
+	const char *p = cfg->s3_prefix ? cfg->s3_prefix : "";
+	size_t n = strlen(p);
+
+	while (*p == '/')
+		p++, n--;
+	while (n && p[n - 1] == '/')
+		n--;
+	return n ? shb_aprintf("%.*s/%s", (int)n, p, name) : strdup(name);
 }

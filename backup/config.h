@@ -23,10 +23,23 @@ struct shb_config {
 	char *s3_access_key;
 	char *s3_secret_key;
 	char *s3_session_token;
+	int s3_part_mb;        /* BACKUP_S3_PART_SIZE_MB, default 16, >= 5 */
+	int s3_connections;    /* BACKUP_S3_CONNECTIONS, default 4 */
+	int s3_max_attempts;   /* BACKUP_S3_MAX_ATTEMPTS, default 5 */
+	int s3_retry_seconds;  /* BACKUP_S3_RETRY_SECONDS, default 60 */
+	int s3_timeout;        /* BACKUP_S3_TIMEOUT, default 30 */
+	int s3_page_size;      /* BACKUP_S3_PAGE_SIZE, default 0 (server's) */
 };
+
+struct shb_s3;
 
 /* Fills cfg from the environment.  SHB_EINVAL names a malformed variable. */
 int shb_config_load(struct shb_config *cfg);
 void shb_config_free(struct shb_config *cfg);
+
+/* An S3 client for cfg's bucket (which must be set). */
+int shb_config_s3(const struct shb_config *cfg, struct shb_s3 **out);
+/* The object key of a backup file name: "<prefix>/<name>" (malloc'd). */
+char *shb_config_s3_key(const struct shb_config *cfg, const char *name);
 
 #endif

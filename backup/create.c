@@ -6,8 +6,9 @@
  * so snapshotting overlaps compression.  The archive is written under a
  * temporary name, made durable, then renamed into place; a lock file keeps
  * concurrent runs apart and lets each run clear the debris of killed ones.
+ * With a bucket configured the archive is then uploaded and its size
+ * checked, and retention runs on both sides.
  */
-#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 #include "config.h"
 #include "error.h"
 #include "prune.h"
+#include "s3.h"
 #include "snapshot.h"
 #include "util.h"
 
@@ -55,6 +57,8 @@ struct job {
 	char *tmp_path;
 	char *final_path;
 	int lock_fd, out_fd;
+	struct shb_s3 *s3;      /* NULL: local only */
+	char *s3_key;
 	struct item *items;
 	size_t nitems, napps;
 
@@ -95,11 +99,20 @@ static void print_help(void)
 	       "  BACKUP_LOCAL_DIR       where archives are written (default <DATA_DIR>/backups)\n"
 	       "  BACKUP_RETENTION_DAYS  delete local backups older than this (default %d;\n"
 	       "                         0 keeps all); the newest is always kept\n"
-	       "  BACKUP_S3_BUCKET, BACKUP_S3_ENDPOINT, BACKUP_S3_PREFIX, BACKUP_S3_REGION,\n"
+	       "  BACKUP_S3_BUCKET       upload to this bucket too (default: local only)\n"
+	       "  BACKUP_S3_ENDPOINT     S3-compatible endpoint, path-style (default: AWS)\n"
+	       "  BACKUP_S3_PREFIX       key prefix (default %s)\n"
+	       "  BACKUP_S3_REGION       region (default %s)\n"
 	       "  BACKUP_S3_ACCESS_KEY_ID, BACKUP_S3_SECRET_ACCESS_KEY\n"
-	       "                         S3 upload (accepted; upload arrives with S3 support)\n\n"
+	       "                         credentials (default: AWS_ACCESS_KEY_ID,\n"
+	       "                         AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)\n"
+	       "  BACKUP_S3_PART_SIZE_MB, BACKUP_S3_CONNECTIONS, BACKUP_S3_MAX_ATTEMPTS,\n"
+	       "  BACKUP_S3_RETRY_SECONDS, BACKUP_S3_TIMEOUT\n"
+	       "                         multipart part size (16), parallel parts (4), attempts\n"
+	       "                         per request (5), retry budget (60 s), stall timeout (30 s)\n\n"
 	       "exit codes: 0 ok, 1 usage, 2 preflight, 3 snapshot failed, 4 upload failed\n",
-	       usage, SHB_DEFAULT_DATA_DIR, SHB_DEFAULT_RETENTION_DAYS);
+	       usage, SHB_DEFAULT_DATA_DIR, SHB_DEFAULT_RETENTION_DAYS, SHB_DEFAULT_S3_PREFIX,
+	       SHB_DEFAULT_S3_REGION);
 }
 
 static int parse_args(struct job *job, int argc, char **argv)
@@ -481,25 +494,58 @@ static int publish(struct job *job)
 	return shb_fsync_dir(job->cfg.local_dir);
 }
 
-/* --- retention ----------------------------------------------------------- */
+/* --- upload and retention ------------------------------------------------ */
 
-static void report_pruned(void *ctx, const struct shb_backup *b, int failed)
+static void on_upload_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct job *job = ctx;
+	char a[32], b[32];
+	double now = shb_now();
+
+	if (done != total && now - job->last_progress < 0.1)
+		return;
+	job->last_progress = now;
+	shb_human_size(done, a, sizeof(a));
+	shb_human_size(total, b, sizeof(b));
+	shb_progress_line("uploading %s: %s / %s", job->s3_key, a, b);
+}
+
+/* Uploads the published archive and checks its size on the server. */
+static int upload(struct job *job, uint64_t size)
+{
+	uint64_t remote = 0;
+	char url[1024];
+	int rc;
+
+	if ((rc = shb_s3_upload(job->s3, job->s3_key, job->final_path, on_upload_progress, job))
+	    || (rc = shb_s3_head(job->s3, job->s3_key, &remote)))
+		return rc;
+	if (remote != size) {
+		shb_s3_url(job->s3, job->s3_key, url, sizeof(url));
+		return shb_fail(SHB_EREMOTE, "upload of '%s' is %llu bytes on the server, not %llu",
+				url, (unsigned long long)remote, (unsigned long long)size);
+	}
+	return SHB_OK;
+}
+
+static void report_pruned(void *ctx, const struct shb_backup *b, const char *where, int failed)
 {
 	(void)ctx;
 	if (failed)
 		shb_warning("retention: %s", shb_errmsg());
 	else if (shb_show_progress())
-		fprintf(stderr, "pruned %s\n", b->name);
+		fprintf(stderr, "pruned %s (%s)\n", b->name, where);
 }
 
 static void prune(struct job *job)
 {
 	struct shb_catalog cat = { 0 };
 
-	if (shb_catalog_add_local(&cat, job->cfg.local_dir))
+	if (shb_catalog_add_local(&cat, job->cfg.local_dir)
+	    || (job->s3 && shb_catalog_add_s3(&cat, job->s3, job->cfg.s3_prefix)))
 		shb_warning("retention skipped: %s", shb_errmsg());
 	else
-		shb_prune_local(&cat, job->cfg.retention_days, time(NULL), 0, report_pruned, NULL);
+		shb_prune(&cat, job->cfg.retention_days, time(NULL), 0, job->s3, report_pruned, NULL);
 	shb_catalog_free(&cat);
 }
 
@@ -525,6 +571,8 @@ static void job_free(struct job *job)
 	free(job->staging);
 	free(job->tmp_path);
 	free(job->final_path);
+	free(job->s3_key);
+	shb_s3_free(job->s3);
 	shb_config_free(&job->cfg);
 	pthread_mutex_destroy(&job->mu);
 	pthread_cond_destroy(&job->cv);
@@ -532,13 +580,31 @@ static void job_free(struct job *job)
 
 static void print_summary(struct job *job, uint64_t size, double secs)
 {
-	char human[32];
+	char human[32], url[1024] = "";
 
 	shb_progress_done();
 	shb_human_size(size, human, sizeof(human));
-	printf("created %s (%s, %zu app%s, %.1f s)\n", job->final_path, human, job->napps,
-	       job->napps == 1 ? "" : "s", secs);
+	if (job->s3)
+		shb_s3_url(job->s3, job->s3_key, url, sizeof(url));
+	printf("created %s (%s, %zu app%s, %.1f s)%s%s\n", job->final_path, human, job->napps,
+	       job->napps == 1 ? "" : "s", secs, job->s3 ? ", uploaded to " : "", url);
 	fflush(stdout);
+}
+
+/* The S3 client and key, when a bucket is configured. */
+static int setup_s3(struct job *job)
+{
+	char *name;
+	int rc;
+
+	if (!job->cfg.s3_bucket)
+		return SHB_OK;
+	if ((rc = shb_config_s3(&job->cfg, &job->s3)))
+		return rc;
+	name = shb_aprintf(SHB_NAME_PREFIX "%s" SHB_NAME_SUFFIX, job->ts);
+	job->s3_key = name ? shb_config_s3_key(&job->cfg, name) : NULL;
+	free(name);
+	return job->s3_key ? SHB_OK : shb_fail(SHB_ENOMEM, "out of memory");
 }
 
 int cmd_create(int argc, char **argv)
@@ -556,7 +622,7 @@ int cmd_create(int argc, char **argv)
 	if ((rc = shb_config_load(&job.cfg)))
 		goto fail;
 	code = SHB_EXIT_PREFLIGHT;
-	if ((rc = preflight(&job)))
+	if ((rc = preflight(&job)) || (rc = setup_s3(&job)))
 		goto fail;
 	job.out_fd = open(job.tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (job.out_fd < 0) {
@@ -566,6 +632,12 @@ int cmd_create(int argc, char **argv)
 	code = SHB_EXIT_SNAPSHOT;
 	if ((rc = write_archive(&job, &size)) || (rc = publish(&job)))
 		goto fail;
+	code = SHB_EXIT_UPLOAD;
+	if (job.s3 && (rc = upload(&job, size))) {
+		shb_error("%s", shb_errmsg());
+		fprintf(stderr, "the local backup is kept: %s\n", job.final_path);
+		goto out;
+	}
 	print_summary(&job, size, shb_now() - start);
 	if (job.prune)
 		prune(&job);

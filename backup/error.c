@@ -22,6 +22,8 @@ static const char *const descriptions[SHB_ERR_LAST] = {
 	[SHB_ESQLITE]   = "sqlite error",
 	[SHB_EARCHIVE]  = "archive library error",
 	[SHB_EBUSY]     = "resource busy",
+	[SHB_EREMOTE]   = "remote storage error",
+	[SHB_ENET]      = "network error",
 };
 
 const char *shb_strerror(int err)

@@ -23,6 +23,8 @@ enum shb_err {
 	SHB_ESQLITE,    /* SQLite reported an error */
 	SHB_EARCHIVE,   /* libarchive reported an error */
 	SHB_EBUSY,      /* another process holds what we need */
+	SHB_EREMOTE,    /* the storage server refused a request */
+	SHB_ENET,       /* the storage server could not be reached in time */
 	SHB_ERR_LAST
 };
 

@@ -1,6 +1,7 @@
 /*
- * shbackup list: the backups in the catalog, newest first, with the number
- * of apps each holds, read from its index alone (a tail read per archive).
+ * shbackup list: the backups in the catalog (local dir and S3 prefix),
+ * newest first, with the number of apps each holds, read from its index
+ * alone: one tail read per archive, local copy preferred.
  * shbackup prune: retention on demand, with --dry-run.
  */
 #include <getopt.h>
@@ -14,39 +15,52 @@
 #include "error.h"
 #include "prune.h"
 #include "reader.h"
+#include "s3.h"
 
 static const char list_usage[] = "shbackup list [--json]";
 static const char prune_usage[] = "shbackup prune [--dry-run] [--days N]";
 
 /* Apps in the backup per its index; -1 when it has none (foreign archive). */
-static long count_apps(const struct shb_backup *b)
+static long count_apps(const struct shb_backup *b, struct shb_s3 *s3)
 {
-	struct shb_source *src;
+	struct shb_source *src = NULL;
 	struct shb_reader *r;
 	long n;
 
-	if (!b->local_path || shb_source_open_file(b->local_path, &src))
-		return -1;
-	if (shb_reader_open(src, &r))
+	if (b->local_path)
+		shb_source_open_file(b->local_path, &src);
+	else if (s3)
+		shb_source_open_s3(s3, b->s3_key, b->s3_size, &src);
+	if (!src || shb_reader_open(src, &r))
 		return -1;
 	n = (long)shb_index_count_apps(shb_reader_index(r));
 	shb_reader_close(r);
 	return n;
 }
 
-static void print_json(const struct shb_catalog *cat)
+static uint64_t size_of(const struct shb_backup *b)
+{
+	return b->local_path ? b->local_size : b->s3_size;
+}
+
+static void print_json(const struct shb_catalog *cat, struct shb_s3 *s3)
 {
 	printf("[");
 	for (size_t i = 0; i < cat->n; i++) {
 		const struct shb_backup *b = &cat->items[i];
-		long apps = count_apps(b);
+		long apps = count_apps(b, s3);
 
 		printf("%s\n  {\"timestamp\": \"%s\", \"time\": %lld, \"name\": ", i ? "," : "",
 		       b->ts, (long long)b->time);
 		shb_json_string(b->name);
-		printf(", \"source\": \"local\", \"size\": %llu, \"local_path\": ",
-		       (unsigned long long)b->local_size);
-		shb_json_string(b->local_path);
+		printf(", \"source\": \"%s\", \"size\": %llu", shb_backup_source(b),
+		       (unsigned long long)size_of(b));
+		printf(", \"local_path\": ");
+		b->local_path ? shb_json_string(b->local_path) : (void)printf("null");
+		printf(", \"s3_key\": ");
+		b->s3_key ? shb_json_string(b->s3_key) : (void)printf("null");
+		if (b->s3_key)
+			printf(", \"s3_size\": %llu", (unsigned long long)b->s3_size);
 		if (apps < 0)
 			printf(", \"apps\": null}");
 		else
@@ -55,35 +69,49 @@ static void print_json(const struct shb_catalog *cat)
 	printf("%s]\n", cat->n ? "\n" : "");
 }
 
-static void print_table(const struct shb_catalog *cat)
+static void print_table(const struct shb_catalog *cat, struct shb_s3 *s3)
 {
 	printf("%-17s  %10s  %4s  %-6s  %s\n", "TIMESTAMP", "SIZE", "APPS", "SOURCE", "NAME");
 	for (size_t i = 0; i < cat->n; i++) {
 		const struct shb_backup *b = &cat->items[i];
-		long apps = count_apps(b);
+		long apps = count_apps(b, s3);
 		char size[32], napps[24];
 
-		shb_human_size(b->local_size, size, sizeof(size));
+		shb_human_size(size_of(b), size, sizeof(size));
 		if (apps < 0)
 			snprintf(napps, sizeof(napps), "?");
 		else
 			snprintf(napps, sizeof(napps), "%ld", apps);
-		printf("%-17s  %10s  %4s  %-6s  %s\n", b->ts, size, napps, "local", b->name);
+		printf("%-17s  %10s  %4s  %-6s  %s\n", b->ts, size, napps, shb_backup_source(b),
+		       b->name);
 	}
 }
 
-/* Loads configuration and catalog; returns an exit code. */
-static int load(struct shb_config *cfg, struct shb_catalog *cat)
+/*
+ * Loads configuration, S3 client and catalog; returns an exit code.  An
+ * unreachable S3 leaves the local part of the catalog and exit code 2.
+ */
+static int load(struct shb_config *cfg, struct shb_s3 **s3, struct shb_catalog *cat)
 {
+	int code = SHB_EXIT_OK;
+
 	if (shb_config_load(cfg)) {
 		shb_error("%s", shb_errmsg());
 		return SHB_EXIT_USAGE;
 	}
-	if (shb_catalog_add_local(cat, cfg->local_dir)) {
+	if (cfg->s3_bucket && shb_config_s3(cfg, s3)) {
 		shb_error("%s", shb_errmsg());
 		return SHB_EXIT_PREFLIGHT;
 	}
-	return SHB_EXIT_OK;
+	if (shb_catalog_add_local(cat, cfg->local_dir)) {
+		shb_error("%s", shb_errmsg());
+		code = SHB_EXIT_PREFLIGHT;
+	}
+	if (*s3 && shb_catalog_add_s3(cat, *s3, cfg->s3_prefix)) {
+		shb_error("%s", shb_errmsg());
+		code = SHB_EXIT_PREFLIGHT;
+	}
+	return code;
 }
 
 int cmd_list(int argc, char **argv)
@@ -95,6 +123,7 @@ int cmd_list(int argc, char **argv)
 	};
 	struct shb_config cfg = { 0 };
 	struct shb_catalog cat = { 0 };
+	struct shb_s3 *s3 = NULL;
 	int c, json = 0, code;
 
 	opterr = 0;
@@ -102,9 +131,13 @@ int cmd_list(int argc, char **argv)
 		if (c == 'j') {
 			json = 1;
 		} else if (c == 'h') {
-			printf("usage: %s\n\nList backups, newest first: timestamp, size, apps, source.\n"
-			       "Reads BACKUP_LOCAL_DIR (default <BACKUP_DATA_DIR>/backups).\n\n"
-			       "  --json   machine-readable output\n", list_usage);
+			printf("usage: %s\n\nList backups, newest first: timestamp, size, apps, source\n"
+			       "(local, s3 or both). Reads BACKUP_LOCAL_DIR (default\n"
+			       "<BACKUP_DATA_DIR>/backups) and, with BACKUP_S3_BUCKET set, the\n"
+			       "BACKUP_S3_PREFIX in that bucket (see 'shbackup create --help').\n\n"
+			       "  --json   machine-readable output\n\n"
+			       "exit codes: 0 ok, 1 usage, 2 a source could not be read (what could\n"
+			       "be read is still listed)\n", list_usage);
 			return SHB_EXIT_OK;
 		} else {
 			return shb_usage_error(list_usage, "unknown option '%s'", argv[optind - 1]);
@@ -112,28 +145,30 @@ int cmd_list(int argc, char **argv)
 	}
 	if (optind < argc)
 		return shb_usage_error(list_usage, "unexpected argument '%s'", argv[optind]);
-	if ((code = load(&cfg, &cat)))
+	code = load(&cfg, &s3, &cat);
+	if (code == SHB_EXIT_USAGE || (code && !cat.n))
 		goto out;
 	if (json)
-		print_json(&cat);
+		print_json(&cat, s3);
 	else if (cat.n)
-		print_table(&cat);
+		print_table(&cat, s3);
 	else
-		fprintf(stderr, "no backups in '%s'\n", cfg.local_dir);
+		fprintf(stderr, "no backups in '%s'%s\n", cfg.local_dir, s3 ? " nor in S3" : "");
 out:
 	shb_catalog_free(&cat);
+	shb_s3_free(s3);
 	shb_config_free(&cfg);
 	return code;
 }
 
-static void report(void *ctx, const struct shb_backup *b, int failed)
+static void report(void *ctx, const struct shb_backup *b, const char *where, int failed)
 {
 	int dry_run = *(int *)ctx;
 
 	if (failed)
 		shb_warning("%s", shb_errmsg());
 	else
-		printf("%s %s\n", dry_run ? "would delete" : "deleted", b->name);
+		printf("%s %s (%s)\n", dry_run ? "would delete" : "deleted", b->name, where);
 }
 
 int cmd_prune(int argc, char **argv)
@@ -146,6 +181,7 @@ int cmd_prune(int argc, char **argv)
 	};
 	struct shb_config cfg = { 0 };
 	struct shb_catalog cat = { 0 };
+	struct shb_s3 *s3 = NULL;
 	int c, dry_run = 0, code, days = -1;
 	char *end;
 
@@ -158,9 +194,10 @@ int cmd_prune(int argc, char **argv)
 			if (*end || end == optarg || days < 0)
 				return shb_usage_error(prune_usage, "invalid --days '%s'", optarg);
 		} else if (c == 'h') {
-			printf("usage: %s\n\nDelete local backups older than BACKUP_RETENTION_DAYS "
-			       "(or --days N),\njudged by the timestamp in their names. The newest "
-			       "backup is always kept;\n0 days keeps everything.\n\n"
+			printf("usage: %s\n\nDelete backups older than BACKUP_RETENTION_DAYS "
+			       "(or --days N), locally and\nin S3 when BACKUP_S3_BUCKET is set, judged "
+			       "by the timestamp in their names.\nThe newest backup in each place is "
+			       "always kept; 0 days keeps everything.\n\n"
 			       "  -n, --dry-run  print what would be deleted, delete nothing\n"
 			       "  --days N       retention period in days\n\n"
 			       "exit codes: 0 ok, 1 usage, 2 a backup could not be deleted\n",
@@ -172,14 +209,16 @@ int cmd_prune(int argc, char **argv)
 	}
 	if (optind < argc)
 		return shb_usage_error(prune_usage, "unexpected argument '%s'", argv[optind]);
-	if ((code = load(&cfg, &cat)))
+	/* A partial catalog could make an old copy look like the newest one. */
+	if ((code = load(&cfg, &s3, &cat)))
 		goto out;
 	if (days < 0)
 		days = cfg.retention_days;
-	if (shb_prune_local(&cat, days, time(NULL), dry_run, report, &dry_run))
+	if (shb_prune(&cat, days, time(NULL), dry_run, s3, report, &dry_run))
 		code = SHB_EXIT_PREFLIGHT;
 out:
 	shb_catalog_free(&cat);
+	shb_s3_free(s3);
 	shb_config_free(&cfg);
 	return code;
 }

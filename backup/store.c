@@ -1,6 +1,6 @@
 /*
- * The local file byte source, and the generic entry points that bound-check
- * every read before it reaches a concrete source.
+ * The local file and S3 object byte sources, and the generic entry points
+ * that bound-check every read before it reaches a concrete source.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "s3.h"
 #include "store.h"
 #include "util.h"
 
@@ -62,6 +63,50 @@ int shb_source_open_file(const char *path, struct shb_source **out)
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	}
 	*out = &fs->base;
+	return SHB_OK;
+}
+
+struct s3_source {
+	struct shb_source base;
+	struct shb_s3 *s3;
+	char *key;
+};
+
+static int s3_read(struct shb_source *src, void *buf, size_t len, uint64_t off)
+{
+	struct s3_source *ss = (struct s3_source *)src;
+
+	return shb_s3_get(ss->s3, ss->key, off, len, buf);
+}
+
+static void s3_close(struct shb_source *src)
+{
+	free(((struct s3_source *)src)->key);
+}
+
+static const struct shb_source_ops s3_ops = { s3_read, s3_close };
+
+int shb_source_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
+		       struct shb_source **out)
+{
+	struct s3_source *ss = calloc(1, sizeof(*ss));
+	char url[1024];
+
+	if (!ss)
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	shb_s3_url(s3, key, url, sizeof(url));
+	ss->base.ops = &s3_ops;
+	ss->base.size = size;
+	ss->s3 = s3;
+	ss->key = strdup(key);
+	ss->base.name = strdup(url);
+	if (!ss->key || !ss->base.name) {
+		free(ss->key);
+		free(ss->base.name);
+		free(ss);
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	}
+	*out = &ss->base;
 	return SHB_OK;
 }
 

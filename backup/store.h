@@ -1,7 +1,7 @@
 /*
  * Byte sources: the one thing the reader needs from wherever an archive
  * lives.  A source knows its size and reads exact byte ranges; the local
- * file source is here, the S3 object source joins it behind the same ops.
+ * file source and the S3 object source share the ops below.
  */
 #ifndef SHB_STORE_H
 #define SHB_STORE_H
@@ -24,8 +24,17 @@ struct shb_source {
 	uint64_t fetched;  /* bytes read so far (statistics, updated atomically) */
 };
 
+struct shb_s3;
+
 /* Opens a local file read-only as a source.  SHB_ENOTFOUND if missing. */
 int shb_source_open_file(const char *path, struct shb_source **out);
+
+/*
+ * An S3 object of known size as a source: each read is one ranged GET.
+ * The client is borrowed and must outlive the source.
+ */
+int shb_source_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
+		       struct shb_source **out);
 
 /* Reads exactly len bytes at off; SHB_EFORMAT if the range passes the end. */
 int shb_source_read(struct shb_source *src, void *buf, size_t len, uint64_t off);

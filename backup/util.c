@@ -2,7 +2,6 @@
  * Helpers for the things every command does with files: write them whole,
  * make them durable, name them by UTC time, and clean them up.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>

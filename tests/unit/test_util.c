@@ -32,9 +32,10 @@ static void test_timestamps(void)
 
 static int deleted;
 
-static void count(void *ctx, const struct shb_backup *b, int failed)
+static void count(void *ctx, const struct shb_backup *b, const char *where, int failed)
 {
 	(void)ctx; (void)b;
+	CHECK(!strcmp(where, "local"));
 	deleted += !failed;
 }
 
@@ -66,20 +67,19 @@ static void test_prune(void)
 	CHECK(mkdtemp(dir) != NULL);
 	make_catalog(dir, ages, 4, now, &cat);
 	deleted = 0;
-	CHECK_OK(shb_prune_local(&cat, 30, now, 1, count, NULL));
+	CHECK_OK(shb_prune(&cat, 30, now, 1, NULL, count, NULL));
 	CHECK(deleted == 2);
 	for (size_t i = 0; i < cat.n; i++)
 		CHECK((access(cat.items[i].local_path, F_OK) == 0));  /* dry run */
 	deleted = 0;
-	CHECK_OK(shb_prune_local(&cat, 30, now, 0, count, NULL));
+	CHECK_OK(shb_prune(&cat, 30, now, 0, NULL, count, NULL));
 	CHECK(deleted == 2);
 	CHECK(access(cat.items[1].local_path, F_OK) == 0);
 	CHECK(access(cat.items[2].local_path, F_OK) != 0);
 	CHECK(access(cat.items[3].local_path, F_OK) != 0);
 	deleted = 0;
-	CHECK_OK(shb_prune_local(&cat, 0, now, 0, count, NULL));  /* 0 keeps all */
+	CHECK_OK(shb_prune(&cat, 0, now, 0, NULL, count, NULL));  /* 0 keeps all */
 	CHECK(deleted == 0);
-	shb_prune_local(&cat, 0, now, 0, NULL, NULL);
 	CHECK_OK(shb_remove_tree(dir));
 	shb_catalog_free(&cat);
 
@@ -87,7 +87,7 @@ static void test_prune(void)
 	memcpy(dir, "/tmp/shb-test-prune-XXXXXX", sizeof(dir));
 	CHECK(mkdtemp(dir) != NULL);
 	make_catalog(dir, old, 2, now, &cat);
-	CHECK_OK(shb_prune_local(&cat, 30, now, 0, NULL, NULL));
+	CHECK_OK(shb_prune(&cat, 30, now, 0, NULL, NULL, NULL));
 	CHECK(access(cat.items[0].local_path, F_OK) == 0);
 	CHECK(access(cat.items[1].local_path, F_OK) != 0);
 	CHECK_OK(shb_remove_tree(dir));

@@ -1,0 +1,76 @@
+/*
+ * The S3 client: the few operations shbackup needs, signed with SigV4
+ * (sigv4.h), carried by libcurl, with bounded retries.
+ *
+ * Addressing is path-style (<endpoint>/<bucket>/<key>) when an endpoint is
+ * configured (MinIO, Wasabi, Swift), virtual-hosted
+ * (https://<bucket>.s3.<region>.amazonaws.com/<key>) for AWS.  TLS peers are
+ * always verified.  Credentials never appear in messages.
+ *
+ * Retries: connection errors, timeouts, HTTP 500/502/503/504 and the error
+ * codes SlowDown, InternalError and RequestTimeout are retried with
+ * exponential backoff and full jitter, re-signed each time, within a bound
+ * on attempts and on total time.  Any other error fails at once with the
+ * server's code and message: SHB_ES3 in error.h terms is SHB_EIO with
+ * shb_errmsg() like "cannot upload 's3://b/k': SignatureDoesNotMatch: ...".
+ */
+#ifndef SHB_S3_H
+#define SHB_S3_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "s3xml.h"
+#include "util.h"
+
+struct shb_s3_config {
+	const char *endpoint;       /* NULL or "" for AWS */
+	const char *region;
+	const char *bucket;
+	const char *access_key;
+	const char *secret_key;
+	const char *session_token;  /* may be NULL */
+	int max_attempts;           /* >= 1 */
+	double retry_seconds;       /* total time budget for retries */
+	long timeout;               /* seconds without progress before a request fails */
+	size_t part_size;           /* multipart part size, >= 5 MiB */
+	int connections;            /* parallel part uploads */
+	int page_size;              /* ListObjectsV2 max-keys (0: server default) */
+};
+
+struct shb_s3;
+
+/* Called during uploads with bytes sent so far and the total. */
+typedef void (*shb_s3_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/* Creates a client; the config strings are copied. */
+int shb_s3_new(const struct shb_s3_config *cfg, struct shb_s3 **out);
+void shb_s3_free(struct shb_s3 *s3);
+
+/* "s3://bucket/key" for messages, into out. */
+void shb_s3_url(const struct shb_s3 *s3, const char *key, char *out, size_t outlen);
+
+/* Every object under prefix, across all pages.  Free with shb_s3_page_free. */
+int shb_s3_list(struct shb_s3 *s3, const char *prefix, struct shb_s3_page *out);
+/* Size of an object; SHB_ENOTFOUND if it does not exist. */
+int shb_s3_head(struct shb_s3 *s3, const char *key, uint64_t *size);
+/* Exactly len bytes at off into buf. */
+int shb_s3_get(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, void *buf);
+/*
+ * The last bytes of an object with one suffix-range GET ("bytes=-len"):
+ * *got = min(len, object size) bytes into buf, *total = the object's size.
+ */
+int shb_s3_get_tail(struct shb_s3 *s3, const char *key, size_t len, void *buf, size_t *got,
+		    uint64_t *total);
+int shb_s3_delete(struct shb_s3 *s3, const char *key);
+/*
+ * Uploads the file at path as key: one PUT below the part size, else a
+ * multipart upload over cfg->connections connections, aborted on failure.
+ */
+int shb_s3_upload(struct shb_s3 *s3, const char *key, const char *path,
+		  shb_s3_progress_fn progress, void *ctx);
+
+/* Requests sent and bytes received so far (for tests and statistics). */
+uint64_t shb_s3_requests(const struct shb_s3 *s3);
+
+#endif
