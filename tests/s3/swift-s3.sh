@@ -34,33 +34,49 @@
 # Logs: DIR/proxy.log, DIR/account.log, DIR/container.log, DIR/object.log
 # (servers run with -v; everything they log goes there).
 #
-# Request log: every S3 request appears as one line in DIR/proxy.log written by
-# the proxy-logging middleware with swift's default access-log template, e.g.
-# (one line, wrapped here):
+# Request log: every S3 request is one line in DIR/proxy.log, written by the
+# proxy-logging middleware with swift's default access-log template.  Real
+# examples (each is one line; wrapped here after "HTTP/1.0 ..." / the UA):
 #
-#   proxy-server: 127.0.0.1 127.0.0.1 26/Nov/2025/10/23/41 GET /bkt/big.bin
-#   HTTP/1.0 206 - aws-cli/2.9.19%20Python/3.11.2%20Linux/6.18.44-fc-v657%20...
-#   - - 10 - tx1b9a4ac4a0a94b54ae1a5-0069269425 - 0.0071 - - 1764152621.203...
-#   1764152621.210... 0
+#   proxy-server: 127.0.0.1 127.0.0.1 26/Nov/2026/10/01/45 PUT /bkt/one.bin
+#     HTTP/1.0 200 - aws-cli/2.9.19%20Python/3.11.2%20Linux/6.18.44-fc-v657%20source/x86_64.debian.12%20prompt/off%20command/s3.cp
+#     - 1048576 - 2e3325c88974d1d8ee620687ec7a408b txab7ed3fb629b4c2eb3099-006b080389 - 0.0298 - - 1795687305.673237562 1795687305.703061819 0
+#   proxy-server: 127.0.0.1 127.0.0.1 26/Nov/2026/10/01/47 GET /bkt%3Flist-type%3D2%26prefix%3D%26delimiter%3D%252F%26encoding-type%3Durl
+#     HTTP/1.0 200 - aws-cli/2.9.19%20...%20command/s3.ls
+#     - - 685 - txee081faf07e047c9899fa-006b08038b - 0.0127 - - 1795687307.552362919 1795687307.565043211 -
 #
-# Whitespace-separated fields after the "proxy-server:" tag (1-based, counting
-# the tag as field 1):
-#    2 client_ip  3 remote_addr  4 end time  5 METHOD  6 PATH (S3 style,
-#    url-quoted, with ?query, e.g. /bkt?list-type=2&max-keys=2)  7 protocol
-#    8 STATUS  9 referer  10 user_agent (url-quoted)  11 auth_token
-#   12 BYTES RECEIVED (request body)  13 BYTES SENT (response body)
-#   14 client_etag  15 transaction_id  16 headers  17 request_time (s)
-#   18 source  19 log_info  20 start_time  21 end_time  22 policy_index
-# "-" stands for 0/empty.  Only access lines have field 5 = an HTTP method and
-# field 8 = a 3-digit status, e.g. count GETs of an object and bytes fetched:
-#   awk '$1=="proxy-server:" && $5=="GET" && $6=="/bkt/key" {n++; b+=$13}
-#        END {print n, b}' DIR/proxy.log
-# Other lines in the file (startup, errors such as "Error connecting to
-# memcached" - there is deliberately no memcached) do not have that shape.
+# Whitespace-separated fields, awk numbering ($1 is the "proxy-server:" tag):
+#   $2 client_ip  $3 remote_addr  $4 end time (dd/Mon/yyyy/HH/MM/SS, UTC)
+#   $5 METHOD  $6 PATH: S3 style (/bucket/key), URL-quoted INCLUDING the
+#      query, so "?" is %3F, "&" %26, "=" %3D (/bkt%3Flist-type%3D2...;
+#      multipart parts: /bkt/key%3FuploadId%3D...%26partNumber%3D2)
+#   $7 protocol  $8 STATUS  $9 referer  $10 user agent (URL-quoted)
+#   $11 auth token  $12 BYTES RECEIVED (request body)  $13 BYTES SENT
+#   (response body; for a ranged GET the bytes of the range)  $14 client etag
+#   $15 transaction id  $16 headers  $17 request time (s)  $18 source
+#   $19 log info  $20 start time  $21 end time  $22 storage policy index
+# "-" means empty/0.  Swift also logs its internal sub-requests (SLO segment
+# GETs of multipart objects, container HEADs, ...) in the same format but with
+# $2 and $3 = "-" and swift paths (/v1/AUTH_test/...): skip them with $2!="-".
+# Non-request lines (startup, warnings, tracebacks) are also "proxy-server: ..."
+# but have no 3-digit status in $8.  E.g. GETs of one object and bytes sent:
+#   awk '$1=="proxy-server:" && $2!="-" && $5=="GET" && $6=="/bkt/big.bin" \
+#        {n++; b+=$13} END {print n+0, b+0}' DIR/proxy.log
+# All S3 requests:
+#   awk '$1=="proxy-server:" && $2!="-" && $8~/^[0-9][0-9][0-9]$/' DIR/proxy.log
+# `start` itself leaves one or more "GET / ... 200" (ListBuckets, user agent
+# "-") readiness probes at the top of the file.
+#
+# awscli (Debian's, /usr/bin/aws) against it, e.g.:
+#   export AWS_CONFIG_FILE=DIR/aws.config AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY \
+#          AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY AWS_DEFAULT_REGION=$S3_REGION
+#   aws configure set default.s3.addressing_style path
+#   aws configure set default.s3.multipart_threshold 8MB   # parts must be
+#   aws configure set default.s3.multipart_chunksize 8MB   # >= 5 MiB
+#   aws --endpoint-url "$S3_ENDPOINT" s3 mb s3://bkt   # names >= 3 chars
 set -euo pipefail
 
 PY=/usr/bin/python3
-RING_BUILDER=/usr/bin/swift-ring-builder
 SWIFT_PKGS=(swift swift-proxy swift-account swift-container swift-object)
 SERVERS=(account container object proxy)  # start order; stop is reversed
 READY_TIMEOUT=30
@@ -73,7 +89,7 @@ die() { echo "swift-s3.sh: $*" >&2; exit 1; }
 log() { echo "swift-s3.sh: $*" >&2; }
 
 usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed -n '/^# Usage:/,/^#   swift-s3.sh stop/p' >&2
+    sed -n '/^# Usage:/,/^#   swift-s3.sh stop/{s/^# \{0,1\}//;p;}' "$0" >&2
     exit 2
 }
 
@@ -118,10 +134,14 @@ cmd_install() {
 }
 
 # ----------------------------------------------------------------------- start
-port_free() {  # port_free PORT -> 0 if 127.0.0.1:PORT can be bound
+# port_free PORT -> 0 if 127.0.0.1:PORT can be bound.  SO_REUSEADDR as the
+# servers do (TIME_WAIT leftovers are fine); no SO_REUSEPORT, which the servers
+# also set (eventlet), so a live listener on the port, swift or not, is caught.
+port_free() {
     "$PY" - "$1" <<'EOF'
 import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
@@ -212,7 +232,6 @@ user = $user
 swift_dir = $d/etc
 recon_cache_path = $d/cache
 log_name = proxy-server
-log_level = INFO
 
 [pipeline:main]
 pipeline = catch_errors gatekeeper proxy-logging cache listing_formats s3api tempauth copy slo dlo proxy-logging proxy-server
@@ -232,9 +251,11 @@ use = egg:swift#proxy_logging
 
 # tempauth refuses to run without the memcache filter.  There is no memcached:
 # port 0 is refused at once and can never be some other test's memcached.
+# Its "Error connecting to memcached" lines (several per request) are muted.
 [filter:cache]
 use = egg:swift#memcache
 memcache_servers = 127.0.0.1:0
+log_level = CRITICAL
 
 [filter:listing_formats]
 use = egg:swift#listing_formats
@@ -258,18 +279,21 @@ use = egg:swift#dlo
 EOF
 }
 
-build_rings() {  # build_rings DIR PORT
-    local d=$1 port=$2 name p=$2 rc
-    for name in account container object; do
-        p=$((p + 1))
-        "$RING_BUILDER" "$d/etc/$name.builder" create 10 1 1 >/dev/null
-        "$RING_BUILDER" "$d/etc/$name.builder" add "r1z1-127.0.0.1:$p/d1" 1 >/dev/null
-        # exit 1 = warning (e.g. min_part_hours), 2 = error
-        rc=0
-        "$RING_BUILDER" "$d/etc/$name.builder" rebalance >/dev/null || rc=$?
-        [ "$rc" -le 1 ] && [ -s "$d/etc/$name.ring.gz" ] ||
-            die "ring $name: swift-ring-builder rebalance failed (rc=$rc)"
-    done
+build_rings() {  # build_rings DIR PORT: one 1-replica ring per backend server
+    # Same as `swift-ring-builder X.builder create 10 1 1; ... add
+    # r1z1-127.0.0.1:P/d1 1; ... rebalance`, in one python (3 s faster).
+    "$PY" - "$1/etc" "$2" <<'EOF'
+import os, sys
+from swift.common.ring import RingBuilder
+swift_dir, port = sys.argv[1], int(sys.argv[2])
+for i, name in enumerate(("account", "container", "object"), start=1):
+    b = RingBuilder(10, 1, 1)
+    b.add_dev({"region": 1, "zone": 1, "ip": "127.0.0.1", "port": port + i,
+               "device": "d1", "weight": 1.0})
+    b.rebalance()
+    b.get_ring().save(os.path.join(swift_dir, name + ".ring.gz"))
+    b.save(os.path.join(swift_dir, name + ".builder"))
+EOF
 }
 
 # wait_ready DIR PORT TIMEOUT -> 0 when a SigV4-signed ListBuckets gets 200
@@ -354,14 +378,13 @@ start_failed() {
 }
 
 cmd_start() {
-    [ $# -ge 1 ] && [ $# -le 2 ] || usage
+    if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
     local d=$1 port=${2:-8080} p name pid
-    [[ "$port" =~ ^[0-9]+$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 65532 ] ||
+    if ! [[ "$port" =~ ^[0-9]{1,5}$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65532 ]; then
         die "bad PORT: $port"
+    fi
     [[ "$d" != *[[:space:]]* ]] || die "DIR must not contain whitespace: $d"
-    for name in "$PY" "$RING_BUILDER"; do
-        [ -x "$name" ] || die "$name missing: run '$0 install' first"
-    done
+    [ -x "$PY" ] || die "$PY missing: run '$0 install' first"
     "$PY" -c 'import swift.proxy.server, swift.common.middleware.s3api' 2>/dev/null ||
         die "swift python modules missing: run '$0 install' first"
     mkdir -p "$d"
@@ -400,12 +423,21 @@ cmd_start() {
 # ours PID DIR -> 0 if PID is alive and is a server started from DIR
 ours() {
     local cmdline
-    cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
     [[ "$cmdline" == *"$2/etc/launch.py"* ]]
 }
 
+# alive PID -> 0 while PID exists and is not a zombie.  (Not `ours`: an exiting
+# process loses its cmdline before it closes its sockets.)
+alive() {
+    local st
+    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+    st=${st%% *}
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
 stop_servers() {  # stop_servers DIR
-    local d=$1 i name f pid pids=() waited=0
+    local d=$1 i name f pid pids=() left ticks=0 killed=""
     [ -d "$d/run" ] || return 0
     for ((i = ${#SERVERS[@]} - 1; i >= 0; i--)); do
         name=${SERVERS[i]}
@@ -417,21 +449,24 @@ stop_servers() {  # stop_servers DIR
             pids+=("$pid")
         fi
     done
+    # wait up to STOP_GRACE s, then SIGKILL and wait up to 2 s more
     while [ ${#pids[@]} -gt 0 ]; do
-        local alive=()
+        left=()
         for pid in "${pids[@]}"; do
-            ours "$pid" "$d" && alive+=("$pid")
+            if alive "$pid"; then left+=("$pid"); fi
         done
-        pids=("${alive[@]+"${alive[@]}"}")
+        pids=("${left[@]+"${left[@]}"}")
         [ ${#pids[@]} -gt 0 ] || break
-        if [ "$waited" -ge $((STOP_GRACE * 10)) ]; then
-            log "SIGKILL to ${pids[*]} (still alive after ${STOP_GRACE}s)"
+        if [ -z "$killed" ] && [ "$ticks" -ge $((STOP_GRACE * 10)) ]; then
+            log "SIGKILL to ${pids[*]} (still alive after ${STOP_GRACE} s)"
             kill -KILL "${pids[@]}" 2>/dev/null || true
-            sleep 0.2
+            killed=1
+        elif [ "$ticks" -ge $((STOP_GRACE * 10 + 20)) ]; then
+            log "WARNING: ${pids[*]} survived SIGKILL"
             break
         fi
         sleep 0.1
-        waited=$((waited + 1))
+        ticks=$((ticks + 1))
     done
     rm -f "$d"/run/*.pid
 }

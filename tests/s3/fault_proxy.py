@@ -1,0 +1,97 @@
+#!/usr/bin/python3
+"""A fault-injecting HTTP proxy for S3 tests, on loopback only.
+
+Forwards every request unchanged (Host header included, so SigV4
+signatures stay valid) to an upstream endpoint, except that the first
+--fail-first requests are answered by the proxy itself with an S3 error
+(--status, default 503 SlowDown).  Prints "listening PORT" once ready and
+one line per request ("<n> <method> <path> -> <status>") on stdout.
+
+    fault_proxy.py --upstream http://127.0.0.1:8080 [--port 0] [--fail-first N]
+"""
+import argparse
+import http.client
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ERRORS = {500: "InternalError", 503: "SlowDown", 403: "AccessDenied"}
+
+
+class Proxy(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    lock = threading.Lock()
+    count = 0
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def handle_any(self):
+        with Proxy.lock:
+            Proxy.count += 1
+            n = Proxy.count
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if n <= self.server.fail_first:
+            status = self.server.status
+            payload = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{ERRORS.get(status, 'Error')}"
+                       f"</Code><Message>injected by fault_proxy</Message></Error>").encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+        else:
+            status, headers, payload = self.forward(body)
+            self.send_response(status)
+            for k, v in headers:
+                if k.lower() not in ("transfer-encoding", "connection"):
+                    self.send_header(k, v)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+        print(f"{n} {self.command} {self.path} -> {status}", flush=True)
+
+    def forward(self, body):
+        up = self.server.upstream
+        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+        try:
+            conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for k, v in self.headers.items():
+                conn.putheader(k, v)
+            conn.endheaders(body)
+            r = conn.getresponse()
+            payload = r.read()
+            headers = [(k, v) for k, v in r.getheaders() if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(payload))))
+            return r.status, headers, payload
+        finally:
+            conn.close()
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--upstream", required=True)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--fail-first", type=int, default=0)
+    ap.add_argument("--status", type=int, default=503)
+    a = ap.parse_args()
+    srv = ThreadingHTTPServer(("127.0.0.1", a.port), Proxy)
+    srv.daemon_threads = True
+    srv.upstream = urllib.parse.urlsplit(a.upstream)
+    srv.fail_first = a.fail_first
+    srv.status = a.status
+    print(f"listening {srv.server_address[1]}", flush=True)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
