@@ -64,8 +64,10 @@ class Proxy(BaseHTTPRequestHandler):
             conn.endheaders(body)
             r = conn.getresponse()
             payload = r.read()
-            headers = [(k, v) for k, v in r.getheaders() if k.lower() != "content-length"]
-            headers.append(("Content-Length", str(len(payload))))
+            headers = r.getheaders()
+            if self.command != "HEAD":  # a HEAD's Content-Length is the object's
+                headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+                headers.append(("Content-Length", str(len(payload))))
             return r.status, headers, payload
         finally:
             conn.close()

@@ -13,7 +13,7 @@
 #                                   until S3 answers, then print on stdout:
 #                                     S3_ENDPOINT=http://127.0.0.1:PORT
 #                                     S3_ACCESS_KEY=test:tester
-#                                     S3_SECRET_KEY=testing
+#                                     S3_SECRET_KEY=testing (or $SWIFT_S3_SECRET)
 #                                     S3_REGION=us-east-1
 #                                   PORT defaults to 8080; the account,
 #                                   container and object servers listen on
@@ -83,7 +83,7 @@ READY_TIMEOUT=30
 STOP_GRACE=5
 REGION=us-east-1
 ACCESS_KEY=test:tester
-SECRET_KEY=testing
+SECRET_KEY=${SWIFT_S3_SECRET:-testing}  # tests set a distinctive one to grep for
 
 die() { echo "swift-s3.sh: $*" >&2; exit 1; }
 log() { echo "swift-s3.sh: $*" >&2; }

@@ -1,0 +1,193 @@
+"""The S3 client and the S3 side of create/list/prune, against a real
+SigV4-checking endpoint (Swift + s3api on loopback), checked with awscli."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import (FAULT_PROXY, OUTPUTS, S3_SECRET, SHBACKUP, backups_in, base_env,
+                      free_port_block, shb_s3, shbackup)
+from make_datadir import make_datadir
+
+PREFIX = "streamhub-backups"
+
+
+def stamp(days_ago):
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - days_ago * 86400))
+
+
+def name(ts):
+    return f"streamhub-backup-{ts}.tar.gz"
+
+
+def keys(swift, bucket, prefix=""):
+    out = swift.aws("s3api", "list-objects-v2", "--bucket", bucket, "--prefix", prefix,
+                    "--output", "json").stdout
+    return sorted(o["Key"] for o in (json.loads(out) if out.strip() else {}).get("Contents", []))
+
+
+@pytest.fixture
+def small_data(tmp):
+    make_datadir(tmp / "data", apps=2, size_mb=3, seed=2)
+    return tmp / "data"
+
+
+def test_create_uploads_an_identical_archive(swift, bucket, small_data, tmp):
+    p = shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=small_data), check=0)
+    [local] = backups_in(small_data / "backups")
+    key = f"{PREFIX}/{local.name}"
+    assert p.stdout.strip().endswith(f"uploaded to s3://{bucket}/{key}")
+    assert keys(swift, bucket) == [key]
+    swift.aws("s3", "cp", f"s3://{bucket}/{key}", str(tmp / "dl.tar.gz"))
+    assert (tmp / "dl.tar.gz").read_bytes() == local.read_bytes()
+    # The size check after the upload is a HEAD.
+    assert ("HEAD", f"/{bucket}/{key}", 200) in [r[:3] for r in swift.requests()]
+
+
+def test_large_archive_goes_multipart(swift, bucket, tmp):
+    data = tmp / "data"
+    make_datadir(data, apps=4, size_mb=400, seed=9)
+    env = swift.env(bucket, BACKUP_DATA_DIR=data, BACKUP_S3_PART_SIZE_MB=16)
+    proc = subprocess.Popen([str(SHBACKUP), "create"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    # The secret is never in a process's argument list.
+    cmdline = open(f"/proc/{proc.pid}/cmdline", "rb").read()
+    out, err = proc.communicate(timeout=600)
+    OUTPUTS.append(out + err)
+    assert proc.returncode == 0, err
+    assert S3_SECRET.encode() not in cmdline
+    [local] = backups_in(data / "backups")
+    size = local.stat().st_size
+    assert size >= 100 << 20, size
+    key = f"{PREFIX}/{local.name}"
+    reqs = [r for r in swift.requests() if r[1].startswith(f"/{bucket}/{key}")]
+    parts = [r for r in reqs if r[0] == "PUT" and "partNumber=" in r[1]]
+    assert len(parts) == -(-size // (16 << 20)) and all(r[2] == 200 for r in parts)
+    assert any(r[0] == "POST" and r[1].endswith("?uploads=") for r in reqs)
+    swift.aws("s3", "cp", f"s3://{bucket}/{key}", str(tmp / "dl.tar.gz"))
+    assert subprocess.run(["cmp", str(local), str(tmp / "dl.tar.gz")]).returncode == 0
+
+
+def test_client_ranges_suffix_and_odd_keys(swift, bucket, tmp):
+    env = swift.env(bucket, BACKUP_S3_PART_SIZE_MB=5)
+    blob = os.urandom(11 << 20)
+    (tmp / "blob").write_bytes(blob)
+    key = "odd prefix/a b+c%d\u00e9~.bin"
+    assert shb_s3("put", key, tmp / "blob", env=env).returncode == 0  # multipart, 3 parts
+    assert shb_s3("head", key, env=env).stdout == f"{len(blob)}\n".encode()
+    p = shb_s3("get", key, 5_000_000, 1000, env=env)
+    assert p.stdout == blob[5_000_000:5_001_000]
+    p = shb_s3("tail", key, 131072, env=env)
+    assert p.stdout == blob[-131072:] and f"total={len(blob)}".encode() in p.stderr
+    p = shb_s3("list", "odd prefix/", env=env)
+    assert p.stdout.decode() == f"{key} {len(blob)}\n"
+    assert keys(swift, bucket) == [key]  # awscli sees the same key
+    assert shb_s3("rm", key, env=env).returncode == 0
+    assert keys(swift, bucket) == []
+    assert b"not found" in shb_s3("head", key, env=env).stderr
+
+
+def test_list_pages_and_merges_sources(swift, bucket, tmp):
+    local = tmp / "local"
+    local.mkdir()
+    remote = [stamp(d) for d in range(1, 8)]
+    for ts in remote:
+        swift.aws("s3api", "put-object", "--bucket", bucket, "--key", f"{PREFIX}/{name(ts)}",
+                  "--body", "/etc/hostname")
+    swift.aws("s3api", "put-object", "--bucket", bucket, "--key", f"{PREFIX}/notes.txt",
+              "--body", "/etc/hostname")
+    (local / name(remote[0])).write_bytes(b"x")
+    (local / name(stamp(20))).write_bytes(b"y")
+    before = len(swift.requests())
+    env = swift.env(bucket, BACKUP_DATA_DIR=tmp, BACKUP_LOCAL_DIR=local, BACKUP_S3_PAGE_SIZE=2)
+    items = json.loads(shbackup("list", "--json", env=env, check=0).stdout)
+    lists = [r for r in swift.requests()[before:] if "list-type=2" in r[1]]
+    assert len(lists) == 4  # 8 keys, 2 a page: every page read
+    assert [i["timestamp"] for i in items] == sorted(remote + [stamp(20)], reverse=True)
+    src = {i["timestamp"]: i["source"] for i in items}
+    assert src[remote[0]] == "both" and src[stamp(20)] == "local"
+    assert all(src[ts] == "s3" for ts in remote[1:])
+    table = shbackup("list", env=env, check=0).stdout
+    assert table.count(" s3 ") == 6 and " both " in table
+
+
+def test_remote_retention_deletes_exactly_the_expired(swift, bucket, small_data):
+    aged = {d: f"{PREFIX}/{name(stamp(d))}" for d in (40, 31, 29, 1)}
+    strangers = [f"{PREFIX}/notes.txt", f"{PREFIX}/{name(stamp(90))}.bak",
+                 f"other/{name(stamp(90))}"]
+    for k in list(aged.values()) + strangers:
+        swift.aws("s3api", "put-object", "--bucket", bucket, "--key", k, "--body", "/etc/hostname")
+    shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=small_data), check=0)
+    [local] = backups_in(small_data / "backups")
+    left = keys(swift, bucket)
+    assert aged[40] not in left and aged[31] not in left
+    assert {aged[29], aged[1], f"{PREFIX}/{local.name}", *strangers} == set(left)
+
+
+def test_prune_keeps_the_newest_remote_copy(swift, bucket, tmp):
+    old = [f"{PREFIX}/{name(stamp(d))}" for d in (50, 60)]
+    for k in old:
+        swift.aws("s3api", "put-object", "--bucket", bucket, "--key", k, "--body", "/etc/hostname")
+    env = swift.env(bucket, BACKUP_DATA_DIR=tmp, BACKUP_LOCAL_DIR=tmp / "none")
+    out = shbackup("prune", env=env, check=0).stdout
+    assert out.count("deleted") == 1 and "(s3)" in out
+    assert keys(swift, bucket) == [old[0]]
+
+
+def test_wrong_secret_exits_4_and_keeps_the_local_archive(swift, bucket, small_data):
+    env = swift.env(bucket, BACKUP_DATA_DIR=small_data, BACKUP_S3_SECRET_ACCESS_KEY="wrong-key")
+    p = shbackup("create", env=env, check=4)
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "SignatureDoesNotMatch" in errors[0], p.stderr
+    assert "wrong-key" not in p.stderr + p.stdout
+    [local] = backups_in(small_data / "backups")
+    assert str(local) in p.stderr
+    subprocess.run(["gzip", "-t", str(local)], check=True)
+    assert keys(swift, bucket) == []
+
+
+def test_endpoint_down_exits_4_within_the_retry_bound(bucket, swift, small_data):
+    port = free_port_block(1)
+    env = swift.env(bucket, BACKUP_DATA_DIR=small_data,
+                    BACKUP_S3_ENDPOINT=f"http://127.0.0.1:{port}", BACKUP_S3_RETRY_SECONDS=4)
+    t0 = time.monotonic()
+    p = shbackup("create", env=env, check=4)
+    assert time.monotonic() - t0 < 20
+    assert "cannot upload" in p.stderr and "attempt" in p.stderr
+    assert len(backups_in(small_data / "backups")) == 1
+
+
+def test_retries_through_503s(swift, bucket, small_data):
+    proxy = subprocess.Popen([sys.executable, str(FAULT_PROXY), "--upstream", swift.endpoint,
+                              "--fail-first", "3"], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proxy.stdout.readline().split()[1])
+        env = swift.env(bucket, BACKUP_DATA_DIR=small_data,
+                        BACKUP_S3_ENDPOINT=f"http://127.0.0.1:{port}")
+        p = shbackup("create", env=env, check=0)
+        assert "uploaded to" in p.stdout
+    finally:
+        proxy.terminate()
+        log = proxy.communicate(timeout=10)[0]
+    assert log.count("-> 503") == 3 and "-> 200" in log
+    [local] = backups_in(small_data / "backups")
+    assert keys(swift, bucket) == [f"{PREFIX}/{local.name}"]
+
+
+def test_missing_credentials_is_a_preflight_error(small_data):
+    env = base_env(BACKUP_DATA_DIR=small_data, BACKUP_S3_BUCKET="bkt")
+    p = shbackup("create", env=env, check=2)
+    assert "no S3 credentials" in p.stderr
+
+
+def test_zz_no_secret_in_any_output_or_log(swift):
+    """Runs last in this file: every output of the suite so far, and the
+    endpoint's logs, are free of the secret key."""
+    assert OUTPUTS, "nothing was recorded"
+    for text in OUTPUTS:
+        assert S3_SECRET not in text
+    for log in swift.root.glob("*.log"):
+        assert S3_SECRET not in log.read_text(errors="replace"), log
