@@ -522,7 +522,8 @@ static int put_object(struct shb_s3 *s3, const char *key, const unsigned char *b
 	struct resp rs = { 0 };
 	int rc;
 
-	memcpy(rq.query, query, nquery * sizeof(*query));
+	if (nquery)
+		memcpy(rq.query, query, nquery * sizeof(*query));
 	rc = perform(s3, &rq, &rs);
 	if (!rc && etag)
 		snprintf(etag, etag_cap, "%s", rs.etag);

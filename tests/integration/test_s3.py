@@ -177,6 +177,18 @@ def test_retries_through_503s(swift, bucket, small_data):
     assert keys(swift, bucket) == [f"{PREFIX}/{local.name}"]
 
 
+def test_ambient_aws_credentials_and_s3_only_listing(swift, bucket, small_data, tmp):
+    env = swift.env(bucket, BACKUP_DATA_DIR=small_data)
+    env["AWS_ACCESS_KEY_ID"] = env.pop("BACKUP_S3_ACCESS_KEY_ID")
+    env["AWS_SECRET_ACCESS_KEY"] = env.pop("BACKUP_S3_SECRET_ACCESS_KEY")
+    shbackup("create", env=env, check=0)
+    [local] = backups_in(small_data / "backups")
+    env["BACKUP_LOCAL_DIR"] = str(tmp / "no-such-dir")
+    [item] = json.loads(shbackup("list", "--json", env=env, check=0).stdout)
+    assert item["source"] == "s3" and item["local_path"] is None
+    assert item["size"] == local.stat().st_size and item["apps"] == 2  # index read from S3
+
+
 def test_missing_credentials_is_a_preflight_error(small_data):
     env = base_env(BACKUP_DATA_DIR=small_data, BACKUP_S3_BUCKET="bkt")
     p = shbackup("create", env=env, check=2)
