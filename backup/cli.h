@@ -21,6 +21,7 @@ enum shb_exit {
 int cmd_create(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 /* Prints "error: <fmt>" / "warning: <fmt>" on stderr. */
 void shb_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

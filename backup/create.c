@@ -323,31 +323,6 @@ static int preflight(struct job *job)
 
 /* --- snapshot thread ----------------------------------------------------- */
 
-static int copy_file(const char *src, const char *dst)
-{
-	char buf[65536];
-	int in = open(src, O_RDONLY | O_CLOEXEC);
-	int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	int rc = SHB_OK;
-	ssize_t n;
-
-	if (in < 0 || out < 0) {
-		rc = shb_fail_errno(SHB_EIO, "cannot copy '%s'", src);
-		goto out;
-	}
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if ((rc = shb_write_all(out, buf, (size_t)n, dst)))
-			goto out;
-	if (n < 0)
-		rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", src);
-out:
-	if (in >= 0)
-		close(in);
-	if (out >= 0)
-		close(out);
-	return rc;
-}
-
 static void *snapshot_thread(void *arg)
 {
 	struct job *job = arg;
@@ -361,7 +336,7 @@ static void *snapshot_thread(void *arg)
 		pthread_mutex_unlock(&job->mu);
 		if (cancel)
 			break;
-		rc = it->is_db ? shb_snapshot_db(it->src, it->staged) : copy_file(it->src, it->staged);
+		rc = it->is_db ? shb_snapshot_db(it->src, it->staged) : shb_copy_file(it->src, it->staged);
 		pthread_mutex_lock(&job->mu);
 		it->state = rc ? ITEM_FAILED : ITEM_READY;
 		if (rc)

@@ -18,6 +18,7 @@ static const struct cmd_struct commands[] = {
 	{ "create", cmd_create, "make a consistent, seekable backup of DATA_DIR" },
 	{ "list", cmd_list, "list backups, newest first" },
 	{ "prune", cmd_prune, "delete backups older than the retention period" },
+	{ "restore", cmd_restore, "verify a backup and put it back into a DATA_DIR" },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

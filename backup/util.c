@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,19 @@ int shb_pread_all(int fd, void *p, size_t n, uint64_t off, const char *what)
 	return SHB_OK;
 }
 
+int shb_fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = SHB_OK;
+
+	if (fd < 0)
+		return shb_fail_errno(SHB_EIO, "cannot open '%s'", path);
+	if (fsync(fd) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot fsync '%s'", path);
+	close(fd);
+	return rc;
+}
+
 int shb_fsync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -144,6 +158,33 @@ int shb_mkdir_p(const char *dir)
 			break;
 	}
 	free(copy);
+	return rc;
+}
+
+int shb_copy_file(const char *src, const char *dst)
+{
+	char buf[65536];
+	int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int out = in < 0 ? -1 : open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int rc = SHB_OK;
+	ssize_t n;
+
+	if (in < 0 || out < 0) {
+		rc = shb_fail_errno(SHB_EIO, "cannot copy '%s'", src);
+		goto out;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if ((rc = shb_write_all(out, buf, (size_t)n, dst)))
+			goto out;
+	if (n < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", src);
+	else if (fsync(out) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot fsync '%s'", dst);
+out:
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
 	return rc;
 }
 
@@ -202,6 +243,62 @@ void shb_human_size(uint64_t n, char *out, size_t outlen)
 		snprintf(out, outlen, "%llu B", (unsigned long long)n);
 	else
 		snprintf(out, outlen, "%.1f %s", v, units[u]);
+}
+
+struct pool {
+	size_t n, next;
+	int (*fn)(void *ctx, size_t i);
+	void *ctx;
+	pthread_mutex_t mu;
+	int rc;
+	char msg[1024];
+};
+
+static void *pool_worker(void *arg)
+{
+	struct pool *p = arg;
+
+	for (;;) {
+		size_t i;
+		int rc;
+
+		pthread_mutex_lock(&p->mu);
+		i = p->next++;
+		rc = p->rc;
+		pthread_mutex_unlock(&p->mu);
+		if (rc || i >= p->n)
+			return NULL;
+		rc = p->fn(p->ctx, i);
+		if (rc) {
+			pthread_mutex_lock(&p->mu);
+			if (!p->rc) {
+				p->rc = rc;
+				snprintf(p->msg, sizeof(p->msg), "%s", shb_errmsg());
+			}
+			pthread_mutex_unlock(&p->mu);
+		}
+	}
+}
+
+int shb_parallel(size_t n, int threads, int (*fn)(void *ctx, size_t i), void *ctx)
+{
+	struct pool p = { .n = n, .fn = fn, .ctx = ctx };
+	pthread_t tid[64];
+	int started = 0;
+
+	pthread_mutex_init(&p.mu, NULL);
+	if (threads > 64)
+		threads = 64;
+	if ((size_t)threads > n)
+		threads = (int)n;
+	/* The calling thread works too, so one thread means no new thread. */
+	while (started < threads - 1 && !pthread_create(&tid[started], NULL, pool_worker, &p))
+		started++;
+	pool_worker(&p);
+	for (int i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	pthread_mutex_destroy(&p.mu);
+	return p.rc ? shb_fail(p.rc, "%s", p.msg) : SHB_OK;
 }
 
 double shb_now(void)

@@ -33,10 +33,17 @@ char *shb_aprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int shb_write_all(int fd, const void *p, size_t n, const char *what);
 /* Reads exactly n bytes at off.  SHB_EIO on error, SHB_EFORMAT on EOF. */
 int shb_pread_all(int fd, void *p, size_t n, uint64_t off, const char *what);
+/* fsync()s a file by name. */
+int shb_fsync_path(const char *path);
 /* fsync()s a directory so a rename inside it is durable. */
 int shb_fsync_dir(const char *dir);
 /* Creates dir with mode 0700 (parents too); an existing dir is fine. */
 int shb_mkdir_p(const char *dir);
+/*
+ * Copies src byte for byte to the new file dst (mode 0600, fsync'd).  A
+ * link at src is refused.
+ */
+int shb_copy_file(const char *src, const char *dst);
 /* Removes a file or a whole tree; a missing path is fine. */
 int shb_remove_tree(const char *path);
 
@@ -47,6 +54,13 @@ int shb_ts_parse(const char *s, time_t *t);
 
 /* "1.5 MiB"-style rendering of a byte count into out. */
 void shb_human_size(uint64_t n, char *out, size_t outlen);
+
+/*
+ * Runs fn(ctx, i) for every i in [0, n) on up to threads threads.  After the
+ * first failure no new i is started; that failure's code is returned with
+ * its message set in the calling thread.
+ */
+int shb_parallel(size_t n, int threads, int (*fn)(void *ctx, size_t i), void *ctx);
 
 /* Seconds since an arbitrary point, from CLOCK_MONOTONIC. */
 double shb_now(void);

@@ -1,0 +1,501 @@
+/*
+ * Backup inputs (input.h): listing each shape as raw entries for the
+ * layout check, and extracting the wanted files into a directory.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <openssl/evp.h>
+
+#include "error.h"
+#include "input.h"
+#include "reader.h"
+#include "s3.h"
+#include "snapshot.h"
+#include "util.h"
+
+#define CHUNK (4u << 20)
+
+struct shb_input {
+	int kind;
+	char *name;
+	char *path;                 /* TAR file or DIR */
+	struct shb_reader *reader;  /* INDEXED */
+	struct shb_raw_entry *raw;
+	size_t nraw;
+	struct shb_layout layout;
+
+	/* extraction */
+	const char *dir;
+	const unsigned char *want;
+	pthread_mutex_t mu;
+	uint64_t done, total;
+	shb_input_progress_fn progress;
+	void *ctx;
+};
+
+/* --- raw entries ---------------------------------------------------------- */
+
+static int add_raw(struct shb_input *in, const char *path, int type, uint64_t size)
+{
+	struct shb_raw_entry *grown = realloc(in->raw, (in->nraw + 1) * sizeof(*grown));
+	char *copy = strdup(path);
+
+	if (!grown || !copy) {
+		free(copy);
+		if (grown)
+			in->raw = grown;
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	}
+	in->raw = grown;
+	in->raw[in->nraw++] = (struct shb_raw_entry){ copy, type, size };
+	return SHB_OK;
+}
+
+static int raw_from_index(struct shb_input *in)
+{
+	const struct shb_index *idx = shb_reader_index(in->reader);
+	int rc = SHB_OK;
+
+	for (size_t i = 0; i < idx->nentries && !rc; i++)
+		rc = add_raw(in, idx->entries[i].path, idx->entries[i].type == SHB_ENTRY_DIR
+			     ? SHB_RAW_DIR : SHB_RAW_FILE, idx->entries[i].size);
+	return rc;
+}
+
+static int raw_type(struct archive_entry *ae)
+{
+	if (archive_entry_hardlink(ae) || archive_entry_symlink(ae))
+		return SHB_RAW_OTHER;
+	switch (archive_entry_filetype(ae)) {
+	case AE_IFREG: return SHB_RAW_FILE;
+	case AE_IFDIR: return SHB_RAW_DIR;
+	default: return SHB_RAW_OTHER;
+	}
+}
+
+static struct archive *open_tar(const char *path)
+{
+	struct archive *a = archive_read_new();
+
+	if (!a)
+		return NULL;
+	archive_read_support_filter_gzip(a);
+	archive_read_support_format_tar(a);
+	if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+		shb_fail(SHB_EFORMAT, "cannot read archive '%s': %s", path, archive_error_string(a));
+		archive_read_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* One pass over the headers; a plain tar.gz has no index to ask. */
+static int raw_from_tar(struct shb_input *in)
+{
+	struct archive *a = open_tar(in->path);
+	struct archive_entry *ae;
+	int r, rc = SHB_OK;
+
+	if (!a)
+		return SHB_EFORMAT;
+	while (!rc && (r = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
+		if (in->nraw >= 100000)
+			rc = shb_fail(SHB_EFORMAT, "refusing backup: more than 100000 entries");
+		else
+			rc = add_raw(in, archive_entry_pathname(ae) ? archive_entry_pathname(ae) : "",
+				     raw_type(ae), (uint64_t)archive_entry_size(ae));
+	}
+	if (!rc && r != ARCHIVE_EOF)
+		rc = shb_fail(SHB_EFORMAT, "cannot read archive '%s': %s", in->path,
+			      archive_error_string(a));
+	archive_read_free(a);
+	return rc;
+}
+
+/* A snapshot dir: probe the expected names, with lstat so links show. */
+static int probe(struct shb_input *in, const char *rel)
+{
+	char *p = shb_aprintf("%s/%s", in->path, rel);
+	struct stat st;
+	int rc = SHB_OK;
+
+	if (!p)
+		return SHB_ENOMEM;
+	if (lstat(p, &st) == 0)
+		rc = add_raw(in, rel, S_ISREG(st.st_mode) ? SHB_RAW_FILE
+			     : S_ISDIR(st.st_mode) ? SHB_RAW_DIR : SHB_RAW_OTHER, (uint64_t)st.st_size);
+	free(p);
+	return rc;
+}
+
+static int raw_from_dir(struct shb_input *in)
+{
+	char *apps = shb_aprintf("%s/apps", in->path);
+	struct stat st;
+	struct dirent *de;
+	DIR *d;
+	int rc;
+
+	if (!apps)
+		return SHB_ENOMEM;
+	if ((rc = probe(in, "streamhub.db")) || (rc = probe(in, "secrets.json"))
+	    || (rc = probe(in, "apps")) || lstat(apps, &st) || !S_ISDIR(st.st_mode)
+	    || !(d = opendir(apps))) {
+		free(apps);
+		return rc;
+	}
+	while (!rc && (de = readdir(d))) {
+		char rel[600];
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(rel, sizeof(rel), "apps/%s", de->d_name);
+		if (!(rc = probe(in, rel))) {
+			snprintf(rel, sizeof(rel), "apps/%s/app.db", de->d_name);
+			rc = probe(in, rel);
+		}
+	}
+	closedir(d);
+	free(apps);
+	return rc;
+}
+
+/* --- opening -------------------------------------------------------------- */
+
+static int finish_open(struct shb_input *in, struct shb_input **out)
+{
+	int rc = in->kind == SHB_INPUT_INDEXED ? raw_from_index(in)
+		: in->kind == SHB_INPUT_TAR ? raw_from_tar(in) : raw_from_dir(in);
+
+	if (!rc)
+		rc = shb_layout_build(in->raw, in->nraw, &in->layout);
+	if (rc) {
+		shb_input_close(in);
+		return rc;
+	}
+	*out = in;
+	return SHB_OK;
+}
+
+static struct shb_input *new_input(const char *name, const char *path)
+{
+	struct shb_input *in = calloc(1, sizeof(*in));
+
+	if (!in)
+		return NULL;
+	pthread_mutex_init(&in->mu, NULL);
+	in->name = strdup(name);
+	in->path = path ? strdup(path) : NULL;
+	if (!in->name || (path && !in->path)) {
+		shb_input_close(in);
+		return NULL;
+	}
+	return in;
+}
+
+int shb_input_open_path(const char *path, struct shb_input **out)
+{
+	struct shb_input *in = new_input(path, path);
+	struct shb_source *src;
+	struct stat st;
+	int rc;
+
+	if (!in)
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	if (stat(path, &st) < 0) {
+		rc = shb_fail_errno(errno == ENOENT ? SHB_ENOTFOUND : SHB_EIO, "cannot open '%s'", path);
+		shb_input_close(in);
+		return rc;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		in->kind = SHB_INPUT_DIR;
+		return finish_open(in, out);
+	}
+	if ((rc = shb_source_open_file(path, &src))) {
+		shb_input_close(in);
+		return rc;
+	}
+	rc = shb_reader_open(src, &in->reader);
+	if (rc && rc != SHB_EFORMAT) {
+		shb_input_close(in);
+		return rc;
+	}
+	in->kind = rc ? SHB_INPUT_TAR : SHB_INPUT_INDEXED;
+	return finish_open(in, out);
+}
+
+static int download(struct shb_s3 *s3, const char *key, uint64_t size, const char *path)
+{
+	unsigned char *buf = malloc(CHUNK);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int rc = buf && fd >= 0 ? SHB_OK : shb_fail_errno(SHB_EIO, "cannot create '%s'", path);
+
+	for (uint64_t off = 0; !rc && off < size; off += CHUNK) {
+		size_t n = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
+
+		if (!(rc = shb_s3_get(s3, key, off, n, buf)))
+			rc = shb_write_all(fd, buf, n, path);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return rc;
+}
+
+int shb_input_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
+		      const char *scratch_dir, struct shb_input **out)
+{
+	char url[1024];
+	struct shb_input *in;
+	struct shb_source *src;
+	char *copy;
+	int rc;
+
+	shb_s3_url(s3, key, url, sizeof(url));
+	if (!(in = new_input(url, NULL)))
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	if ((rc = shb_source_open_s3(s3, key, size, &src))) {
+		shb_input_close(in);
+		return rc;
+	}
+	rc = shb_reader_open(src, &in->reader);
+	if (!rc) {
+		in->kind = SHB_INPUT_INDEXED;
+		return finish_open(in, out);
+	}
+	copy = rc == SHB_EFORMAT ? strdup(key) : NULL;
+	in->path = copy ? shb_aprintf("%s/%s", scratch_dir, basename(copy)) : NULL;
+	free(copy);
+	if (!in->path || (rc = download(s3, key, size, in->path))) {
+		shb_input_close(in);
+		return rc ? rc : shb_fail(SHB_ENOMEM, "out of memory");
+	}
+	in->kind = SHB_INPUT_TAR;
+	return finish_open(in, out);
+}
+
+const struct shb_layout *shb_input_layout(const struct shb_input *in)
+{
+	return &in->layout;
+}
+
+int shb_input_kind(const struct shb_input *in)
+{
+	return in->kind;
+}
+
+const char *shb_input_name(const struct shb_input *in)
+{
+	return in->name;
+}
+
+void shb_input_close(struct shb_input *in)
+{
+	if (!in)
+		return;
+	shb_layout_free(&in->layout);
+	for (size_t i = 0; i < in->nraw; i++)
+		free((char *)in->raw[i].path);
+	free(in->raw);
+	shb_reader_close(in->reader);
+	free(in->name);
+	free(in->path);
+	pthread_mutex_destroy(&in->mu);
+	free(in);
+}
+
+/* --- extraction ----------------------------------------------------------- */
+
+static void advance(struct shb_input *in, uint64_t n)
+{
+	pthread_mutex_lock(&in->mu);
+	in->done += n;
+	if (in->progress)
+		in->progress(in->ctx, in->done, in->total);
+	pthread_mutex_unlock(&in->mu);
+}
+
+/* dir/<rel> as a new string, its parent directories created. */
+static int out_path(const char *dir, const char *rel, char **path)
+{
+	char *parent;
+	int rc;
+
+	if (!(*path = shb_aprintf("%s/%s", dir, rel)) || !(parent = strdup(*path)))
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	rc = shb_mkdir_p(dirname(parent));
+	free(parent);
+	return rc;
+}
+
+/* Creates dir/<rel> (and its parents) for writing, mode 0600. */
+static int create_out(const char *dir, const char *rel, char **path, int *fd)
+{
+	int rc = out_path(dir, rel, path);
+
+	if (rc)
+		return rc;
+	*fd = open(*path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	return *fd < 0 ? shb_fail_errno(SHB_EIO, "cannot create '%s'", *path) : SHB_OK;
+}
+
+static int close_out(int fd, const char *path, int rc)
+{
+	if (!rc && fsync(fd) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot fsync '%s'", path);
+	if (close(fd) < 0 && !rc)
+		rc = shb_fail_errno(SHB_EIO, "cannot write '%s'", path);
+	return rc;
+}
+
+/* One file of an indexed archive, streamed through the reader and hashed. */
+static int extract_indexed(struct shb_input *in, const struct shb_layout_file *f)
+{
+	const struct shb_entry *e = &shb_reader_index(in->reader)->entries[f->raw];
+	unsigned char *buf = malloc(CHUNK), sum[32];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	char *path = NULL;
+	int fd = -1, rc;
+
+	if (!buf || !md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		rc = shb_fail(SHB_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = create_out(in->dir, f->rel, &path, &fd)))
+		goto out;
+	for (uint64_t off = 0; off < e->size && !rc; off += CHUNK) {
+		size_t got;
+
+		if (!(rc = shb_reader_pread(in->reader, e, buf, CHUNK, off, &got))) {
+			EVP_DigestUpdate(md, buf, got);
+			rc = shb_write_all(fd, buf, got, path);
+			advance(in, got);
+		}
+	}
+	EVP_DigestFinal_ex(md, sum, NULL);
+	if (!rc && memcmp(sum, e->sha256, 32))
+		rc = shb_fail(SHB_ECORRUPT, "'%s' does not match its sha256 in the index", f->rel);
+	rc = close_out(fd, path, rc);
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	EVP_MD_CTX_free(md);
+	free(buf);
+	free(path);
+	return rc;
+}
+
+/* One file of a snapshot dir: dbs through SQLite, secrets byte for byte. */
+static int extract_dir(struct shb_input *in, const struct shb_layout_file *f)
+{
+	char *src = shb_aprintf("%s/%s", in->path, f->rel), *dst = NULL;
+	int rc = src ? out_path(in->dir, f->rel, &dst) : SHB_ENOMEM;
+
+	if (!rc && f->kind == SHB_FILE_SECRETS)
+		rc = shb_copy_file(src, dst);
+	else if (!rc && (rc = shb_snapshot_db(src, dst)))
+		rc = shb_fail(rc, "cannot read '%s': %s", f->rel, shb_errmsg());
+	else if (!rc)
+		rc = shb_fsync_path(dst);
+	advance(in, f->size);
+	free(src);
+	free(dst);
+	return rc;
+}
+
+static int extract_one(void *ctx, size_t i)
+{
+	struct shb_input *in = ctx;
+	const struct shb_layout_file *f = &in->layout.files[i];
+
+	if (!in->want[i])
+		return SHB_OK;
+	return in->kind == SHB_INPUT_INDEXED ? extract_indexed(in, f) : extract_dir(in, f);
+}
+
+/* The layout file that came from raw entry r, if wanted. */
+static const struct shb_layout_file *wanted_from_raw(struct shb_input *in, size_t r)
+{
+	for (size_t i = 0; i < in->layout.n; i++)
+		if (in->layout.files[i].raw == r)
+			return in->want[i] ? &in->layout.files[i] : NULL;
+	return NULL;
+}
+
+static int tar_data(struct shb_input *in, struct archive *a, const struct shb_layout_file *f)
+{
+	unsigned char *buf = malloc(CHUNK);
+	char *path = NULL;
+	int fd = -1, rc = buf ? create_out(in->dir, f->rel, &path, &fd) : SHB_ENOMEM;
+	la_ssize_t n = 0;
+	uint64_t got = 0;
+
+	while (!rc && (n = archive_read_data(a, buf, CHUNK)) > 0) {
+		rc = shb_write_all(fd, buf, (size_t)n, path);
+		got += (uint64_t)n;
+		advance(in, (uint64_t)n);
+	}
+	if (!rc && (n < 0 || got != f->size))
+		rc = shb_fail(SHB_EFORMAT, "cannot extract '%s': %s", f->rel,
+			      n < 0 ? archive_error_string(a) : "size differs from its header");
+	if (fd >= 0)
+		rc = close_out(fd, path, rc);
+	free(buf);
+	free(path);
+	return rc;
+}
+
+/* The second pass over a plain tar.gz; headers must match the first. */
+static int extract_tar(struct shb_input *in)
+{
+	struct archive *a = open_tar(in->path);
+	struct archive_entry *ae;
+	size_t r = 0;
+	int rc = SHB_OK, st;
+
+	if (!a)
+		return SHB_EFORMAT;
+	while (!rc && (st = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
+		const char *p = archive_entry_pathname(ae);
+		const struct shb_layout_file *f;
+
+		if (r >= in->nraw || !p || strcmp(p, in->raw[r].path) || raw_type(ae) != in->raw[r].type) {
+			rc = shb_fail(SHB_EFORMAT, "archive '%s' changed while being read", in->path);
+			break;
+		}
+		if ((f = wanted_from_raw(in, r)))
+			rc = tar_data(in, a, f);
+		r++;
+	}
+	if (!rc && st != ARCHIVE_EOF)
+		rc = shb_fail(SHB_EFORMAT, "cannot read archive '%s': %s", in->path,
+			      archive_error_string(a));
+	archive_read_free(a);
+	return rc;
+}
+
+int shb_input_extract(struct shb_input *in, const char *dir, const unsigned char *want,
+		      int threads, shb_input_progress_fn progress, void *ctx)
+{
+	in->dir = dir;
+	in->want = want;
+	in->progress = progress;
+	in->ctx = ctx;
+	in->done = in->total = 0;
+	for (size_t i = 0; i < in->layout.n; i++)
+		in->total += want[i] ? in->layout.files[i].size : 0;
+	if (in->kind == SHB_INPUT_TAR)
+		return extract_tar(in);
+	return shb_parallel(in->layout.n, threads, extract_one, in);
+}

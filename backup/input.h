@@ -1,0 +1,52 @@
+/*
+ * A backup to read from, whatever its shape: one of our seekable archives
+ * (local or in S3, read through its index), a plain .tar.gz (made by the old
+ * script or by `tar czf`), or a directory laid out like a snapshot (an
+ * extracted backup, or a snapshot inside a mounted shbackupfs).  Opening
+ * checks the whole layout (layout.h) before a single byte is extracted.
+ */
+#ifndef SHB_INPUT_H
+#define SHB_INPUT_H
+
+#include <stdint.h>
+
+#include "layout.h"
+
+struct shb_input;
+struct shb_s3;
+
+enum shb_input_kind {
+	SHB_INPUT_INDEXED = 1,  /* our format: ranged reads, sha256 per file */
+	SHB_INPUT_TAR,          /* any other .tar.gz: one sequential pass */
+	SHB_INPUT_DIR,          /* a snapshot directory */
+};
+
+/* Called from extraction threads with bytes extracted so far (all files). */
+typedef void (*shb_input_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/* Opens a local archive file or snapshot directory. */
+int shb_input_open_path(const char *path, struct shb_input **out);
+/*
+ * Opens an archive stored in S3.  Ours is read in place with ranged GETs;
+ * a plain tar.gz is first downloaded whole into scratch_dir.  The client is
+ * borrowed and must outlive the input.
+ */
+int shb_input_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
+		      const char *scratch_dir, struct shb_input **out);
+
+const struct shb_layout *shb_input_layout(const struct shb_input *in);
+int shb_input_kind(const struct shb_input *in);
+const char *shb_input_name(const struct shb_input *in);
+
+/*
+ * Writes the layout files i with want[i] set to dir/<rel> (mode 0600,
+ * fsync'd; directories 0700), using up to threads threads.  Files from an
+ * indexed archive are checked against their sha256 (SHB_ECORRUPT); dbs
+ * from a directory are copied through SQLite, so a -wal beside them counts.
+ */
+int shb_input_extract(struct shb_input *in, const char *dir, const unsigned char *want,
+		      int threads, shb_input_progress_fn progress, void *ctx);
+
+void shb_input_close(struct shb_input *in);
+
+#endif

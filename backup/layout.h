@@ -1,0 +1,66 @@
+/*
+ * The layout of a backup, and the check that an archive or directory holds
+ * nothing else.  A backup holds exactly:
+ *
+ *     streamhub.db   secrets.json   apps/<app>/app.db
+ *
+ * plus the directories leading to them, either at the root or under one top
+ * folder (ours: "streamhub-backup-<ts>/"), optionally spelled with "./".
+ * Anything else (absolute paths, "..", links, devices, fifos, duplicates,
+ * other names) makes the whole backup invalid: restore, verify and the
+ * mount all refuse it rather than guess.
+ */
+#ifndef SHB_LAYOUT_H
+#define SHB_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum shb_raw_type {
+	SHB_RAW_FILE = 1,
+	SHB_RAW_DIR = 2,
+	SHB_RAW_OTHER = 3,   /* symlink, hardlink, device, fifo, socket, ... */
+};
+
+/* An entry as a container lists it. */
+struct shb_raw_entry {
+	const char *path;
+	int type;            /* enum shb_raw_type */
+	uint64_t size;
+};
+
+enum shb_file_kind {
+	SHB_FILE_MAIN_DB = 1,   /* streamhub.db */
+	SHB_FILE_APP_DB,        /* apps/<app>/app.db */
+	SHB_FILE_SECRETS,       /* secrets.json */
+};
+
+struct shb_layout_file {
+	char *rel;            /* canonical: "streamhub.db", "apps/<app>/app.db", ... */
+	char *app;            /* the app for SHB_FILE_APP_DB, else NULL */
+	int kind;             /* enum shb_file_kind */
+	uint64_t size;
+	size_t raw;           /* index of the raw entry it came from */
+};
+
+struct shb_layout {
+	struct shb_layout_file *files;  /* main db, secrets, then apps by name */
+	size_t n;
+	size_t napps;
+};
+
+/*
+ * Checks raw[0..n) and fills out with the files it holds.  SHB_EFORMAT with
+ * a message naming the first offending entry if anything is out of place,
+ * or if there is no database at all.
+ */
+int shb_layout_build(const struct shb_raw_entry *raw, size_t n, struct shb_layout *out);
+void shb_layout_free(struct shb_layout *l);
+
+/* The file with canonical path rel, or NULL. */
+const struct shb_layout_file *shb_layout_find(const struct shb_layout *l, const char *rel);
+
+/* True if name is acceptable as an app directory name. */
+int shb_app_name_ok(const char *name);
+
+#endif

@@ -1,0 +1,828 @@
+/*
+ * shbackup restore: put a backup back into a DATA_DIR without ever making
+ * things worse.  In order: resolve the backup, check its layout, extract it
+ * into a private staging dir inside the target (so the last step is a
+ * rename), verify every db, confirm, save the current state to
+ * <target>/pre-restore-<UTC>/, then move each file into place atomically.
+ * Until the first rename the target is untouched; after it, every file is
+ * wholly old or wholly new, and the rollback copy is complete before any
+ * file is replaced.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "catalog.h"
+#include "cli.h"
+#include "config.h"
+#include "error.h"
+#include "input.h"
+#include "s3.h"
+#include "snapshot.h"
+#include "util.h"
+
+static const char usage[] =
+	"shbackup restore --from <latest|timestamp|archive|snapshot dir> --target DIR\n"
+	"                        [--yes] [--force] [--dry-run] [--app NAME]...\n"
+	"   or: shbackup restore --list";
+
+#define STAGING_PREFIX ".shbackup-restore-"
+#define ROLLBACK_PREFIX "pre-restore-"
+
+enum { EXIT_NOT_FOUND = 3, EXIT_VERIFY = 4, EXIT_ABORTED = 5 };
+
+struct restore {
+	struct shb_config cfg;
+	const char *from, *target;
+	int yes, force, dry_run, threads;
+	char **apps;
+	size_t napps;
+
+	int target_fd;          /* locked for the whole run */
+	char *staging;          /* inside target; NULL in a dry run */
+	char *scratch;          /* where S3 archives may be downloaded */
+	char *rollback;         /* final rollback dir, once made */
+	struct shb_s3 *s3;
+	struct shb_input *in;
+	char *backup_name;
+	unsigned char *want;    /* per layout file */
+	double last_progress;
+};
+
+/* --- flags --------------------------------------------------------------- */
+
+static void print_help(void)
+{
+	printf("usage: %s\n\n"
+	       "Restore a backup into a StreamHub DATA_DIR: verify every db (PRAGMA\n"
+	       "integrity_check, and sha256 where the archive has an index), ask to type the\n"
+	       "target path, save the current state to <target>/pre-restore-<UTC>/, then\n"
+	       "replace streamhub.db, apps/<app>/app.db and secrets.json atomically.\n"
+	       "Stop the core first.\n\n"
+	       "options:\n"
+	       "  --from X       latest (newest, local or S3), a timestamp or unique part of\n"
+	       "                 one, a .tar.gz file (ours or plain), or a snapshot directory\n"
+	       "                 (an extracted backup, or one inside a mounted shbackupfs)\n"
+	       "  --target DIR   the DATA_DIR to restore into (must exist)\n"
+	       "  --yes          do not ask for confirmation (automation only)\n"
+	       "  --force        restore even if a target db is in use\n"
+	       "  --dry-run      print what would be done and change nothing\n"
+	       "  --app NAME     restore only this app's db (repeatable)\n"
+	       "  --list         list backups (as 'shbackup list')\n"
+	       "  -h, --help     show this help\n\n"
+	       "environment: as 'shbackup create' (BACKUP_LOCAL_DIR, BACKUP_S3_*, ...)\n\n"
+	       "exit codes: 0 ok, 1 usage, 2 preflight (target missing or in use, cannot\n"
+	       "write it), 3 backup not found, 4 verify failed, 5 aborted by user\n", usage);
+}
+
+static int parse_args(struct restore *r, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "from", required_argument, NULL, 'f' },
+		{ "target", required_argument, NULL, 't' },
+		{ "yes", no_argument, NULL, 'y' },
+		{ "force", no_argument, NULL, 'F' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "app", required_argument, NULL, 'a' },
+		{ "list", no_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char **grown;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "hy", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': r->from = optarg; break;
+		case 't': r->target = optarg; break;
+		case 'y': r->yes = 1; break;
+		case 'F': r->force = 1; break;
+		case 'n': r->dry_run = 1; break;
+		case 'l': {
+			char *list_argv[] = { "list", NULL };
+
+			optind = 1;
+			return -1 - cmd_list(1, list_argv);
+		}
+		case 'a':
+			if (!shb_app_name_ok(optarg))
+				return shb_usage_error(usage, "invalid app name '%s'", optarg);
+			if (!(grown = realloc(r->apps, (r->napps + 1) * sizeof(*grown))))
+				return SHB_EXIT_PREFLIGHT;
+			r->apps = grown;
+			r->apps[r->napps++] = optarg;
+			break;
+		case 'h': print_help(); return -1;
+		default:
+			return shb_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return shb_usage_error(usage, "unexpected argument '%s'", argv[optind]);
+	if (!r->from)
+		return shb_usage_error(usage, "--from is required (e.g. --from latest)");
+	if (!r->target)
+		return shb_usage_error(usage, "--target is required");
+	return SHB_EXIT_OK;
+}
+
+/* --- the target: lock, debris, staging ------------------------------------ */
+
+static int is_debris(const char *name)
+{
+	size_t n = strlen(name);
+
+	return !strncmp(name, STAGING_PREFIX, strlen(STAGING_PREFIX))
+	       || (!strncmp(name, "." ROLLBACK_PREFIX, strlen(ROLLBACK_PREFIX) + 1)
+		   && n > 4 && !strcmp(name + n - 4, ".tmp"));
+}
+
+/* Removes what killed runs left; safe because we hold the target's lock. */
+static void clear_debris(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		char *p;
+
+		if (!is_debris(de->d_name) || !(p = shb_aprintf("%s/%s", dir, de->d_name)))
+			continue;
+		if (shb_remove_tree(p))
+			shb_warning("%s", shb_errmsg());
+		free(p);
+	}
+	if (d)
+		closedir(d);
+}
+
+static int prepare_target(struct restore *r)
+{
+	struct stat st;
+
+	if (stat(r->target, &st) < 0 || !S_ISDIR(st.st_mode))
+		return shb_fail(SHB_ENOTFOUND, "target directory '%s' does not exist", r->target);
+	r->target_fd = open(r->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r->target_fd < 0)
+		return shb_fail_errno(SHB_EIO, "cannot open target '%s'", r->target);
+	/* flock on the directory itself: a lock file would change the target. */
+	if (flock(r->target_fd, LOCK_EX | LOCK_NB) < 0)
+		return shb_fail(SHB_EBUSY, "another shbackup restore is running into '%s'", r->target);
+	if (r->dry_run) {
+		char tmpl[] = "/tmp/shbackup-restore-XXXXXX";
+
+		if (!mkdtemp(tmpl) || !(r->scratch = strdup(tmpl)))
+			return shb_fail_errno(SHB_EIO, "cannot create a temporary directory");
+		return SHB_OK;
+	}
+	clear_debris(r->target);
+	r->staging = shb_aprintf("%s/" STAGING_PREFIX "%d", r->target, (int)getpid());
+	if (!r->staging || !(r->scratch = strdup(r->staging)))
+		return SHB_ENOMEM;
+	if (mkdir(r->staging, 0700) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot write to target '%s'", r->target);
+	return SHB_OK;
+}
+
+/* --- which backup ---------------------------------------------------------- */
+
+/* Picks the catalog item --from names; sets an exit code on failure. */
+static const struct shb_backup *pick(struct restore *r, const struct shb_catalog *cat, int *code)
+{
+	const struct shb_backup *hit = NULL;
+	size_t n = 0;
+
+	if (!strcmp(r->from, "latest") && cat->n)
+		return &cat->items[0];
+	for (size_t i = 0; i < cat->n; i++)
+		if (strstr(cat->items[i].name, r->from) && ++n == 1)
+			hit = &cat->items[i];
+	if (n == 1)
+		return hit;
+	if (n == 0) {
+		*code = EXIT_NOT_FOUND;
+		shb_error("no backup matches '%s'%s", r->from, cat->n ? "" : " (there are no backups)");
+		return NULL;
+	}
+	*code = SHB_EXIT_USAGE;
+	shb_error("'%s' matches %zu backups; say which:", r->from, n);
+	for (size_t i = 0; i < cat->n; i++)
+		if (strstr(cat->items[i].name, r->from))
+			fprintf(stderr, "  %s (%s)\n", cat->items[i].ts, shb_backup_source(&cat->items[i]));
+	return NULL;
+}
+
+static int open_input(struct restore *r, int *code)
+{
+	struct shb_catalog cat = { 0 };
+	const struct shb_backup *b;
+	struct stat st;
+	int rc;
+
+	*code = EXIT_VERIFY;
+	if (strchr(r->from, '/') || stat(r->from, &st) == 0) {
+		if ((rc = shb_input_open_path(r->from, &r->in)) == SHB_ENOTFOUND)
+			*code = EXIT_NOT_FOUND;
+		r->backup_name = strdup(r->from);
+		return rc;
+	}
+	*code = SHB_EXIT_PREFLIGHT;
+	if ((rc = shb_catalog_add_local(&cat, r->cfg.local_dir))
+	    || (r->cfg.s3_bucket && ((rc = shb_config_s3(&r->cfg, &r->s3))
+				     || (rc = shb_catalog_add_s3(&cat, r->s3, r->cfg.s3_prefix)))))
+		goto out;
+	if (!(b = pick(r, &cat, code))) {
+		rc = SHB_ENOTFOUND;
+		shb_fail(rc, "%s", "");
+		goto out;
+	}
+	r->backup_name = strdup(b->name);
+	*code = EXIT_VERIFY;
+	rc = b->local_path ? shb_input_open_path(b->local_path, &r->in)
+		: shb_input_open_s3(r->s3, b->s3_key, b->s3_size, r->scratch, &r->in);
+out:
+	shb_catalog_free(&cat);
+	return rc;
+}
+
+/* Marks the layout files to restore: all, or the --app ones. */
+static int choose(struct restore *r)
+{
+	const struct shb_layout *l = shb_input_layout(r->in);
+
+	if (!(r->want = calloc(l->n + 1, 1)))
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	for (size_t i = 0; i < l->n; i++)
+		r->want[i] = !r->napps;
+	for (size_t k = 0; k < r->napps; k++) {
+		size_t i;
+
+		for (i = 0; i < l->n; i++)
+			if (l->files[i].app && !strcmp(l->files[i].app, r->apps[k]))
+				break;
+		if (i == l->n)
+			return shb_fail(SHB_ENOTFOUND, "app '%s' is not in backup '%s'", r->apps[k],
+					shb_input_name(r->in));
+		r->want[i] = 1;
+	}
+	return SHB_OK;
+}
+
+/* --- the live-core guard -------------------------------------------------- */
+
+/*
+ * True if another process holds a lock on path: SQLite's POSIX locks on the
+ * db (rollback mode) or on its -shm (every open WAL connection holds one).
+ */
+static int locked_by_other(const char *path)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int busy;
+
+	if (fd < 0)
+		return 0;
+	busy = fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+	close(fd);
+	return busy;
+}
+
+static int guard(struct restore *r)
+{
+	const struct shb_layout *l = shb_input_layout(r->in);
+
+	if (r->force)
+		return SHB_OK;
+	for (size_t i = 0; i < l->n; i++) {
+		char *db, *shm;
+		int busy;
+
+		if (!r->want[i] || l->files[i].kind == SHB_FILE_SECRETS)
+			continue;
+		db = shb_aprintf("%s/%s", r->target, l->files[i].rel);
+		shm = db ? shb_aprintf("%s-shm", db) : NULL;
+		busy = db && shm && (locked_by_other(db) || locked_by_other(shm));
+		free(db);
+		free(shm);
+		if (busy)
+			return shb_fail(SHB_EBUSY, "'%s' in '%s' is in use: stop the core first "
+					"(or use --force)", l->files[i].rel, r->target);
+	}
+	return SHB_OK;
+}
+
+/* --- plan ----------------------------------------------------------------- */
+
+/* Appends s (taken over; NULL is skipped) to the vector v of n strings. */
+static void push(char ***v, size_t *n, char *s)
+{
+	char **grown = s ? realloc(*v, (*n + 1) * sizeof(**v)) : NULL;
+
+	if (!grown) {
+		free(s);
+		return;
+	}
+	*v = grown;
+	(*v)[(*n)++] = s;
+}
+
+/* Apps with a db in the target: "apps/<app>/app.db" paths, malloc'd. */
+static char **target_apps(const char *target, size_t *n)
+{
+	char *dir = shb_aprintf("%s/apps", target);
+	DIR *d = dir ? opendir(dir) : NULL;
+	struct dirent *de;
+	char **out = NULL;
+
+	*n = 0;
+	while (d && (de = readdir(d))) {
+		char *rel = shb_aprintf("apps/%s/app.db", de->d_name);
+		char *abs = rel ? shb_aprintf("%s/%s", target, rel) : NULL;
+		struct stat st;
+
+		if (abs && shb_app_name_ok(de->d_name) && lstat(abs, &st) == 0 && S_ISREG(st.st_mode)) {
+			push(&out, n, rel);
+			rel = NULL;
+		}
+		free(rel);
+		free(abs);
+	}
+	if (d)
+		closedir(d);
+	free(dir);
+	return out;
+}
+
+static void free_list(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void print_plan(struct restore *r, FILE *f)
+{
+	const struct shb_layout *l = shb_input_layout(r->in);
+	size_t napps;
+	char **apps = target_apps(r->target, &napps);
+
+	fprintf(f, "restore %s into %s:\n", r->backup_name, r->target);
+	for (size_t i = 0; i < l->n; i++) {
+		char *dest = shb_aprintf("%s/%s", r->target, l->files[i].rel), a[32], b[32];
+		struct stat st;
+		int exists = dest && stat(dest, &st) == 0;
+
+		if (!r->want[i])
+			continue;
+		shb_human_size(l->files[i].size, b, sizeof(b));
+		shb_human_size(exists ? (uint64_t)st.st_size : 0, a, sizeof(a));
+		if (exists)
+			fprintf(f, "  replace %-32s %10s -> %s\n", l->files[i].rel, a, b);
+		else
+			fprintf(f, "  create  %-32s %10s\n", l->files[i].rel, b);
+		free(dest);
+	}
+	for (size_t i = 0; i < napps; i++)
+		if (!shb_layout_find(l, apps[i]))
+			fprintf(f, "  keep    %-32s (not in the backup)\n", apps[i]);
+	fprintf(f, "the current state is saved first to %s/%s<UTC>/\n", r->target, ROLLBACK_PREFIX);
+	free_list(apps, napps);
+}
+
+/* --- extract and verify ---------------------------------------------------- */
+
+static void on_extract(void *ctx, uint64_t done, uint64_t total)
+{
+	struct restore *r = ctx;
+	char a[32], b[32];
+	double now = shb_now();
+
+	if (done != total && now - r->last_progress < 0.1)
+		return;
+	r->last_progress = now;
+	shb_human_size(done, a, sizeof(a));
+	shb_human_size(total, b, sizeof(b));
+	shb_progress_line("extracting %s: %s / %s", r->backup_name, a, b);
+}
+
+/* PRAGMA integrity_check on one db; SHB_ECORRUPT naming it if not "ok". */
+static int integrity(const char *path, const char *name)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	char first[200] = "";
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		snprintf(first, sizeof(first), "%s", (const char *)sqlite3_column_text(st, 0));
+	else
+		snprintf(first, sizeof(first), "%s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	if (strcmp(first, "ok"))
+		return shb_fail(SHB_ECORRUPT, "'%s' failed integrity_check: %s", name, first);
+	return SHB_OK;
+}
+
+static int verify_one(void *ctx, size_t i)
+{
+	struct restore *r = ctx;
+	const struct shb_layout_file *f = &shb_input_layout(r->in)->files[i];
+	char *p;
+	int rc;
+
+	if (!r->want[i] || f->kind == SHB_FILE_SECRETS)
+		return SHB_OK;
+	if (!(p = shb_aprintf("%s/%s", r->staging, f->rel)))
+		return SHB_ENOMEM;
+	rc = integrity(p, f->rel);
+	free(p);
+	return rc;
+}
+
+static int extract_and_verify(struct restore *r)
+{
+	int rc = shb_input_extract(r->in, r->staging, r->want, r->threads, on_extract, r);
+
+	shb_progress_line("verifying %s", r->backup_name);
+	if (!rc)
+		rc = shb_parallel(shb_input_layout(r->in)->n, r->threads, verify_one, r);
+	shb_progress_done();
+	return rc;
+}
+
+/* --- confirmation ----------------------------------------------------------- */
+
+/* Returns 0 when the user typed the target path on the terminal. */
+static int confirm(struct restore *r)
+{
+	char line[4096];
+	FILE *tty;
+	size_t n;
+
+	if (r->yes)
+		return 0;
+	if (!(tty = fopen("/dev/tty", "r+"))) {
+		shb_error("no terminal to confirm on; pass --yes to restore without confirmation");
+		return -1;
+	}
+	print_plan(r, tty);
+	fprintf(tty, "Stop the core first. Type the target path (%s) to confirm: ", r->target);
+	fflush(tty);
+	if (!fgets(line, sizeof(line), tty)) {
+		fclose(tty);
+		shb_error("aborted: no confirmation");
+		return -1;
+	}
+	fclose(tty);
+	n = strlen(line);
+	if (n && line[n - 1] == '\n')
+		line[--n] = '\0';
+	if (strcmp(line, r->target)) {
+		shb_error("aborted: '%s' is not the target path", line);
+		return -1;
+	}
+	return 0;
+}
+
+/* --- the rollback point ------------------------------------------------------ */
+
+struct saved {
+	struct restore *r;
+	char *dir;      /* the temporary rollback dir being filled */
+	char **rels;    /* what the target has now */
+	size_t n;
+};
+
+/* A db that SQLite cannot copy (damaged, hot journal on a read-only open) is kept raw. */
+static int save_raw(const char *src, const char *dst, const char *rel)
+{
+	static const char *const sfx[] = { "", "-wal", "-journal" };
+	int rc = SHB_OK;
+
+	shb_warning("cannot copy '%s' through SQLite (%s); keeping its files as they are", rel,
+		    shb_errmsg());
+	for (size_t i = 0; i < 3 && !rc; i++) {
+		char *s = shb_aprintf("%s%s", src, sfx[i]), *d = shb_aprintf("%s%s", dst, sfx[i]);
+
+		if (!s || !d)
+			rc = SHB_ENOMEM;
+		else if (i == 0 || access(s, F_OK) == 0)
+			rc = shb_copy_file(s, d);
+		free(s);
+		free(d);
+	}
+	return rc;
+}
+
+static int save_one(void *ctx, size_t i)
+{
+	struct saved *sv = ctx;
+	const char *rel = sv->rels[i];
+	char *src = shb_aprintf("%s/%s", sv->r->target, rel);
+	char *dst = shb_aprintf("%s/%s", sv->dir, rel), *parent = dst ? strdup(dst) : NULL;
+	int rc = src && dst && parent ? shb_mkdir_p(dirname(parent)) : SHB_ENOMEM;
+
+	if (!rc && !strcmp(rel, "secrets.json")) {
+		rc = shb_copy_file(src, dst);
+	} else if (!rc) {
+		/* Through SQLite: committed rows still in a -wal are included. */
+		if (shb_snapshot_db(src, dst))
+			rc = save_raw(src, dst, rel);
+		else if (!(rc = integrity(dst, rel)))
+			rc = shb_fsync_path(dst);
+	}
+	if (!rc) {
+		free(parent);
+		parent = strdup(dst);
+		rc = parent ? shb_fsync_dir(dirname(parent)) : SHB_ENOMEM;
+	}
+	free(src);
+	free(dst);
+	free(parent);
+	return rc ? shb_fail(rc, "cannot save the current '%s': %s", rel, shb_errmsg()) : SHB_OK;
+}
+
+/* Everything of the target that a restore may replace. */
+static char **current_files(const char *target, size_t *n)
+{
+	static const char *const top[] = { "streamhub.db", "secrets.json" };
+	char **v = target_apps(target, n);
+
+	for (size_t i = 0; i < 2; i++) {
+		char *p = shb_aprintf("%s/%s", target, top[i]);
+		struct stat st;
+
+		if (p && lstat(p, &st) == 0 && S_ISREG(st.st_mode))
+			push(&v, n, strdup(top[i]));
+		free(p);
+	}
+	return v;
+}
+
+static int make_rollback(struct restore *r)
+{
+	struct saved sv = { .r = r };
+	char ts[SHB_TS_LEN];
+	int rc;
+
+	sv.rels = current_files(r->target, &sv.n);
+	if (!sv.n) {
+		free_list(sv.rels, sv.n);
+		return SHB_OK;  /* nothing to save */
+	}
+	for (;;) {
+		shb_ts_format(time(NULL), ts);
+		free(r->rollback);
+		r->rollback = shb_aprintf("%s/" ROLLBACK_PREFIX "%s", r->target, ts);
+		if (!r->rollback || access(r->rollback, F_OK) < 0)
+			break;
+		sleep(1);  /* never reuse a rollback dir */
+	}
+	sv.dir = shb_aprintf("%s/." ROLLBACK_PREFIX "%s.tmp", r->target, ts);
+	if (!r->rollback || !sv.dir)
+		rc = SHB_ENOMEM;
+	else if (mkdir(sv.dir, 0700) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot create '%s'", sv.dir);
+	else if (!(rc = shb_parallel(sv.n, r->threads, save_one, &sv))
+		 && rename(sv.dir, r->rollback) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot rename '%s'", sv.dir);
+	if (!rc)
+		rc = shb_fsync_dir(r->target);
+	if (!rc)
+		fprintf(stderr, "saved the current state to %s\n", r->rollback);
+	else
+		shb_remove_tree(sv.dir);
+	free(sv.dir);
+	free_list(sv.rels, sv.n);
+	return rc;
+}
+
+/* --- replacing ----------------------------------------------------------------- */
+
+/* Creates dir (one level) with the owner and mode of its parent. */
+static int make_dir_like_parent(const char *dir)
+{
+	char *copy = strdup(dir);
+	struct stat pst;
+	int rc = SHB_OK;
+
+	if (!copy)
+		return SHB_ENOMEM;
+	if (stat(dirname(copy), &pst) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot stat '%s'", copy);
+	else if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		rc = shb_fail_errno(SHB_EIO, "cannot create '%s'", dir);
+	else if (errno != EEXIST && (chown(dir, pst.st_uid, pst.st_gid) < 0
+				     || chmod(dir, pst.st_mode & 07777) < 0))
+		rc = shb_fail_errno(SHB_EIO, "cannot set owner of '%s'", dir);
+	free(copy);
+	return rc;
+}
+
+/* Gives staged the owner and mode of the file it replaces, or of its new dir. */
+static int adopt_owner(const char *staged, const char *dest, int secrets)
+{
+	char *parent = strdup(dest);
+	struct stat st;
+	mode_t mode = 0600;
+	int rc = SHB_OK;
+
+	if (!parent)
+		return SHB_ENOMEM;
+	if (stat(dest, &st) == 0)
+		mode = secrets ? 0600 : st.st_mode & 0777;
+	else if (stat(dirname(parent), &st) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot stat '%s'", parent);
+	if (!rc && (chown(staged, st.st_uid, st.st_gid) < 0 || chmod(staged, mode) < 0))
+		rc = shb_fail_errno(SHB_EIO, "cannot set owner of '%s'", staged);
+	free(parent);
+	return rc;
+}
+
+/*
+ * Folds the old db's -wal (or hot journal) into it and leaves it a single
+ * file, so nothing of it can be replayed onto the new db: through SQLite
+ * when it can, else by moving the side files into the staging dir.
+ */
+static void settle_old(struct restore *r, const char *dest, size_t i)
+{
+	static const char *const sfx[] = { "-wal", "-journal", "-shm" };
+	sqlite3 *db = NULL;
+
+	if (access(dest, F_OK) < 0)
+		return;
+	if (sqlite3_open_v2(dest, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK
+	    || sqlite3_exec(db, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK)
+		shb_warning("cannot checkpoint the old '%s': %s", dest, sqlite3_errmsg(db));
+	sqlite3_close(db);
+	for (size_t k = 0; k < 3; k++) {
+		char *side = shb_aprintf("%s%s", dest, sfx[k]);
+		char *aside = shb_aprintf("%s/old-%zu%s", r->staging, i, sfx[k]);
+
+		if (side && aside && access(side, F_OK) == 0 && rename(side, aside) < 0)
+			shb_warning("cannot move '%s' aside: %s", side, strerror(errno));
+		free(side);
+		free(aside);
+	}
+}
+
+static int place(struct restore *r, size_t i)
+{
+	const struct shb_layout_file *f = &shb_input_layout(r->in)->files[i];
+	char *staged = shb_aprintf("%s/%s", r->staging, f->rel);
+	char *dest = shb_aprintf("%s/%s", r->target, f->rel);
+	char *apps = shb_aprintf("%s/apps", r->target);
+	char *appdir = f->app ? shb_aprintf("%s/apps/%s", r->target, f->app) : NULL;
+	char *parent = dest ? strdup(dest) : NULL;
+	int rc = staged && dest && apps && parent && (appdir || !f->app) ? SHB_OK : SHB_ENOMEM;
+
+	if (!rc && f->app && !(rc = make_dir_like_parent(apps)))
+		rc = make_dir_like_parent(appdir);
+	if (!rc)
+		rc = adopt_owner(staged, dest, f->kind == SHB_FILE_SECRETS);
+	if (!rc && f->kind != SHB_FILE_SECRETS)
+		settle_old(r, dest, i);
+	if (!rc && rename(staged, dest) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot move '%s' into place", f->rel);
+	if (!rc)
+		rc = shb_fsync_dir(dirname(parent));
+	free(staged);
+	free(dest);
+	free(apps);
+	free(appdir);
+	free(parent);
+	return rc;
+}
+
+static int replace_all(struct restore *r)
+{
+	const struct shb_layout *l = shb_input_layout(r->in);
+	int rc = SHB_OK;
+
+	for (size_t i = 0; i < l->n && !rc; i++)
+		if (r->want[i])
+			rc = place(r, i);
+	return rc;
+}
+
+/* --- the command ------------------------------------------------------------- */
+
+static void report(struct restore *r)
+{
+	const struct shb_layout *l = shb_input_layout(r->in);
+	size_t napps, files = 0;
+	char **apps = target_apps(r->target, &napps);
+
+	for (size_t i = 0; i < napps; i++)
+		if (!shb_layout_find(l, apps[i]))
+			shb_warning("'%s' is not in the backup and was left as it was", apps[i]);
+	free_list(apps, napps);
+	for (size_t i = 0; i < l->n; i++)
+		files += r->want[i];
+	printf("restored %s into %s (%zu file%s)\n", r->backup_name, r->target, files,
+	       files == 1 ? "" : "s");
+	if (r->rollback)
+		printf("the previous state is in %s\n", r->rollback);
+	else
+		printf("the target held no previous data, so there is no rollback copy\n");
+	printf("next: start the core (docker compose start core, or systemctl start skyline-core)\n"
+	       "      and check its health: curl -fsS http://127.0.0.1:3020/api/v1/health\n");
+}
+
+static int exit_code_for(int rc)
+{
+	switch (rc) {
+	case SHB_ECORRUPT: case SHB_EFORMAT: return EXIT_VERIFY;
+	case SHB_ENOTFOUND: return EXIT_NOT_FOUND;
+	default: return SHB_EXIT_PREFLIGHT;
+	}
+}
+
+static void cleanup(struct restore *r)
+{
+	shb_progress_done();
+	if (r->staging)
+		shb_remove_tree(r->staging);
+	if (r->dry_run && r->scratch)
+		shb_remove_tree(r->scratch);
+	if (r->target_fd >= 0)
+		close(r->target_fd);
+	shb_input_close(r->in);
+	shb_s3_free(r->s3);
+	shb_config_free(&r->cfg);
+	free(r->staging);
+	free(r->scratch);
+	free(r->rollback);
+	free(r->backup_name);
+	free(r->want);
+	free(r->apps);
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	struct restore r = { .target_fd = -1 };
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int code, rc;
+
+	r.threads = ncpu > 0 ? (int)ncpu : 1;
+	if ((code = parse_args(&r, argc, argv)))
+		goto out;
+	code = SHB_EXIT_USAGE;
+	if ((rc = shb_config_load(&r.cfg)))
+		goto fail;
+	code = SHB_EXIT_PREFLIGHT;
+	if ((rc = prepare_target(&r)) || (rc = open_input(&r, &code)))
+		goto fail;
+	if ((rc = choose(&r))) {
+		code = exit_code_for(rc);
+		goto fail;
+	}
+	code = SHB_EXIT_PREFLIGHT;
+	if ((rc = guard(&r)))
+		goto fail;
+	if (r.dry_run) {
+		print_plan(&r, stdout);
+		code = SHB_EXIT_OK;
+		goto out;
+	}
+	if ((rc = extract_and_verify(&r))) {
+		code = exit_code_for(rc == SHB_ENOTFOUND ? SHB_EIO : rc);
+		goto fail;
+	}
+	if (confirm(&r)) {
+		code = EXIT_ABORTED;
+		goto out;
+	}
+	if ((rc = guard(&r)) || (rc = make_rollback(&r)))
+		goto fail;
+	if ((rc = replace_all(&r))) {
+		shb_error("%s", shb_errmsg());
+		if (r.rollback)
+			fprintf(stderr, "the restore is incomplete; the previous state is in %s\n",
+				r.rollback);
+		goto out;
+	}
+	report(&r);
+	code = SHB_EXIT_OK;
+	goto out;
+fail:
+	if (shb_errmsg()[0])
+		shb_error("%s", shb_errmsg());
+out:
+	cleanup(&r);
+	return code < 0 ? -1 - code : code;
+}

@@ -1,0 +1,93 @@
+/*
+ * Layout validation: the shapes real backups take are accepted, everything
+ * else (escapes, links, strays, duplicates) is refused by name.
+ */
+#include <string.h>
+
+#include "check.h"
+#include "error.h"
+#include "layout.h"
+
+#define F(p) { p, SHB_RAW_FILE, 7 }
+#define D(p) { p, SHB_RAW_DIR, 0 }
+#define N(a) (sizeof(a) / sizeof(a[0]))
+
+static void accepts(const struct shb_raw_entry *raw, size_t n, size_t files, size_t apps)
+{
+	struct shb_layout l;
+
+	CHECK_OK(shb_layout_build(raw, n, &l));
+	CHECK(l.n == files && l.napps == apps);
+	if (l.n) {
+		CHECK(!strcmp(l.files[0].rel, "streamhub.db") || l.files[0].kind == SHB_FILE_APP_DB);
+		CHECK(shb_layout_find(&l, "streamhub.db") || !shb_layout_find(&l, "secrets.json")
+		      || l.napps);
+	}
+	shb_layout_free(&l);
+}
+
+static void refuses(const struct shb_raw_entry *raw, size_t n, const char *why)
+{
+	struct shb_layout l;
+
+	CHECK(shb_layout_build(raw, n, &l) == SHB_EFORMAT && l.n == 0);
+	CHECK(strstr(shb_errmsg(), why) != NULL);
+	if (!strstr(shb_errmsg(), why))
+		fprintf(stderr, "  message was: %s\n", shb_errmsg());
+}
+
+int main(void)
+{
+	const struct shb_raw_entry ours[] = {
+		D("streamhub-backup-20260701T031500Z/"), F("streamhub-backup-20260701T031500Z/streamhub.db"),
+		D("streamhub-backup-20260701T031500Z/apps"), D("streamhub-backup-20260701T031500Z/apps/b"),
+		F("streamhub-backup-20260701T031500Z/apps/b/app.db"),
+		F("streamhub-backup-20260701T031500Z/apps/a/app.db"),
+		F("streamhub-backup-20260701T031500Z/secrets.json"),
+	};
+	const struct shb_raw_entry dotted[] = {
+		D("./"), F("./streamhub.db"), D("./apps/"), D("./apps/x/"), F("./apps/x/app.db"),
+	};
+	const struct shb_raw_entry root[] = { F("streamhub.db"), F("secrets.json") };
+	const struct shb_raw_entry apps_only[] = { F("data/apps/a/app.db") };
+	struct shb_layout l;
+
+	accepts(ours, N(ours), 4, 2);
+	CHECK_OK(shb_layout_build(ours, N(ours), &l));
+	CHECK(!strcmp(l.files[0].rel, "streamhub.db") && !strcmp(l.files[1].rel, "secrets.json"));
+	CHECK(!strcmp(l.files[2].rel, "apps/a/app.db") && !strcmp(l.files[2].app, "a"));
+	CHECK(l.files[2].raw == 5);
+	shb_layout_free(&l);
+	accepts(dotted, N(dotted), 2, 1);
+	accepts(root, N(root), 2, 0);
+	accepts(apps_only, N(apps_only), 1, 1);
+
+	const struct shb_raw_entry abs[] = { F("/etc/passwd"), F("streamhub.db") };
+	const struct shb_raw_entry dotdot[] = { F("streamhub.db"), F("apps/../../x/app.db") };
+	const struct shb_raw_entry dotdot2[] = { F("top/streamhub.db"), F("top/../evil") };
+	const struct shb_raw_entry link[] = { F("streamhub.db"), { "apps/a/app.db", SHB_RAW_OTHER, 0 } };
+	const struct shb_raw_entry dup[] = { F("t/streamhub.db"), F("t/./streamhub.db") };
+	const struct shb_raw_entry dup2[] = { F("streamhub.db"), F("./streamhub.db") };
+	const struct shb_raw_entry stray[] = { F("streamhub.db"), F("notes.txt") };
+	const struct shb_raw_entry deep[] = { F("streamhub.db"), F("apps/a/b/app.db") };
+	const struct shb_raw_entry hidden[] = { F("streamhub.db"), F("apps/.a/app.db") };
+	const struct shb_raw_entry twotops[] = { F("a/streamhub.db"), F("b/streamhub.db") };
+	const struct shb_raw_entry nodb[] = { F("secrets.json") };
+	const struct shb_raw_entry wal[] = { F("streamhub.db"), F("streamhub.db-wal") };
+	const struct shb_raw_entry empty[] = { D("x/") };
+
+	refuses(abs, N(abs), "unsafe path '/etc/passwd'");
+	refuses(dotdot, N(dotdot), "unsafe path");
+	refuses(dotdot2, N(dotdot2), "unsafe path 'top/../evil'");
+	refuses(link, N(link), "link or special file 'apps/a/app.db'");
+	refuses(dup, N(dup), "unsafe path");
+	refuses(dup2, N(dup2), "duplicate entry './streamhub.db'");
+	refuses(stray, N(stray), "unexpected entry 'notes.txt'");
+	refuses(deep, N(deep), "unexpected entry");
+	refuses(hidden, N(hidden), "unexpected entry");
+	refuses(twotops, N(twotops), "unexpected entry");
+	refuses(nodb, N(nodb), "holds no database");
+	refuses(wal, N(wal), "unexpected entry 'streamhub.db-wal'");
+	refuses(empty, N(empty), "holds no database");
+	return check_done("test_layout");
+}
