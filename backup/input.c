@@ -417,10 +417,14 @@ static int extract_dir(struct shb_input *in, const struct shb_layout_file *f)
 static int extract_one(void *ctx, size_t i)
 {
 	struct shb_input *in = ctx;
+
+	return in->want[i] ? shb_input_extract_file(in, i) : SHB_OK;
+}
+
+int shb_input_extract_file(struct shb_input *in, size_t i)
+{
 	const struct shb_layout_file *f = &in->layout.files[i];
 
-	if (!in->want[i])
-		return SHB_OK;
 	return in->kind == SHB_INPUT_INDEXED ? extract_indexed(in, f) : extract_dir(in, f);
 }
 
@@ -485,8 +489,8 @@ static int extract_tar(struct shb_input *in)
 	return rc;
 }
 
-int shb_input_extract(struct shb_input *in, const char *dir, const unsigned char *want,
-		      int threads, shb_input_progress_fn progress, void *ctx)
+void shb_input_begin(struct shb_input *in, const char *dir, const unsigned char *want,
+		     shb_input_progress_fn progress, void *ctx)
 {
 	in->dir = dir;
 	in->want = want;
@@ -495,6 +499,10 @@ int shb_input_extract(struct shb_input *in, const char *dir, const unsigned char
 	in->done = in->total = 0;
 	for (size_t i = 0; i < in->layout.n; i++)
 		in->total += want[i] ? in->layout.files[i].size : 0;
+}
+
+int shb_input_extract(struct shb_input *in, int threads)
+{
 	if (in->kind == SHB_INPUT_TAR)
 		return extract_tar(in);
 	return shb_parallel(in->layout.n, threads, extract_one, in);

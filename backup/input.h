@@ -39,13 +39,21 @@ int shb_input_kind(const struct shb_input *in);
 const char *shb_input_name(const struct shb_input *in);
 
 /*
- * Writes the layout files i with want[i] set to dir/<rel> (mode 0600,
- * fsync'd; directories 0700), using up to threads threads.  Files from an
- * indexed archive are checked against their sha256 (SHB_ECORRUPT); dbs
- * from a directory are copied through SQLite, so a -wal beside them counts.
+ * Extraction writes layout files to dir/<rel> (mode 0600, fsync'd;
+ * directories 0700).  Files from an indexed archive are checked against
+ * their sha256 (SHB_ECORRUPT); dbs from a directory are copied through
+ * SQLite, so a -wal beside them counts.
+ *
+ * shb_input_begin() says where, which files (want[i] per layout file) and
+ * whom to tell about progress; then either shb_input_extract() does every
+ * wanted file on up to threads threads, or, for inputs that are not
+ * SHB_INPUT_TAR (those allow one sequential pass only), the caller runs
+ * shb_input_extract_file() per file from its own threads.
  */
-int shb_input_extract(struct shb_input *in, const char *dir, const unsigned char *want,
-		      int threads, shb_input_progress_fn progress, void *ctx);
+void shb_input_begin(struct shb_input *in, const char *dir, const unsigned char *want,
+		     shb_input_progress_fn progress, void *ctx);
+int shb_input_extract(struct shb_input *in, int threads);
+int shb_input_extract_file(struct shb_input *in, size_t i);
 
 void shb_input_close(struct shb_input *in);
 

@@ -437,14 +437,13 @@ static int integrity(const char *path, const char *name)
 	return SHB_OK;
 }
 
-static int verify_one(void *ctx, size_t i)
+static int verify_staged(struct restore *r, size_t i)
 {
-	struct restore *r = ctx;
 	const struct shb_layout_file *f = &shb_input_layout(r->in)->files[i];
 	char *p;
 	int rc;
 
-	if (!r->want[i] || f->kind == SHB_FILE_SECRETS)
+	if (f->kind == SHB_FILE_SECRETS)
 		return SHB_OK;
 	if (!(p = shb_aprintf("%s/%s", r->staging, f->rel)))
 		return SHB_ENOMEM;
@@ -453,13 +452,39 @@ static int verify_one(void *ctx, size_t i)
 	return rc;
 }
 
+static int verify_one(void *ctx, size_t i)
+{
+	struct restore *r = ctx;
+
+	return r->want[i] ? verify_staged(r, i) : SHB_OK;
+}
+
+/* One file extracted and checked: the unit of work when files are independent. */
+static int extract_verify_one(void *ctx, size_t i)
+{
+	struct restore *r = ctx;
+	int rc;
+
+	if (!r->want[i])
+		return SHB_OK;
+	rc = shb_input_extract_file(r->in, i);
+	return rc ? rc : verify_staged(r, i);
+}
+
 static int extract_and_verify(struct restore *r)
 {
-	int rc = shb_input_extract(r->in, r->staging, r->want, r->threads, on_extract, r);
+	size_t n = shb_input_layout(r->in)->n;
+	int rc;
 
-	shb_progress_line("verifying %s", r->backup_name);
-	if (!rc)
-		rc = shb_parallel(shb_input_layout(r->in)->n, r->threads, verify_one, r);
+	shb_input_begin(r->in, r->staging, r->want, on_extract, r);
+	if (shb_input_kind(r->in) == SHB_INPUT_TAR) {
+		rc = shb_input_extract(r->in, r->threads);
+		shb_progress_line("verifying %s", r->backup_name);
+		if (!rc)
+			rc = shb_parallel(n, r->threads, verify_one, r);
+	} else {
+		rc = shb_parallel(n, r->threads, extract_verify_one, r);
+	}
 	shb_progress_done();
 	return rc;
 }
@@ -500,6 +525,23 @@ static int confirm(struct restore *r)
 
 /* --- the rollback point ------------------------------------------------------ */
 
+/*
+ * Leaves the db at path a single complete file in rollback-journal mode:
+ * SQLite folds a -wal in (or rolls a hot journal back) on the way.
+ */
+static int fold_journal(const char *path)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		shb_fail(SHB_ESQLITE, "cannot checkpoint '%s': %s", path, sqlite3_errmsg(db));
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? SHB_OK : SHB_ESQLITE;
+}
+
 struct saved {
 	struct restore *r;
 	char *dir;      /* the temporary rollback dir being filled */
@@ -539,8 +581,15 @@ static int save_one(void *ctx, size_t i)
 	if (!rc && !strcmp(rel, "secrets.json")) {
 		rc = shb_copy_file(src, dst);
 	} else if (!rc) {
-		/* Through SQLite: committed rows still in a -wal are included. */
-		if (shb_snapshot_db(src, dst))
+		/*
+		 * The old db is about to be replaced, so once its -wal is folded in
+		 * a hard link is a complete copy that costs nothing.  A db someone
+		 * else may still write (--force) is copied through SQLite instead,
+		 * which also takes committed rows from its -wal.
+		 */
+		int linked = !sv->r->force && !fold_journal(src) && link(src, dst) == 0;
+
+		if (!linked && shb_snapshot_db(src, dst))
 			rc = save_raw(src, dst, rel);
 		else if (!(rc = integrity(dst, rel)))
 			rc = shb_fsync_path(dst);
@@ -661,14 +710,11 @@ static int adopt_owner(const char *staged, const char *dest, int secrets)
 static void settle_old(struct restore *r, const char *dest, size_t i)
 {
 	static const char *const sfx[] = { "-wal", "-journal", "-shm" };
-	sqlite3 *db = NULL;
 
 	if (access(dest, F_OK) < 0)
 		return;
-	if (sqlite3_open_v2(dest, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK
-	    || sqlite3_exec(db, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK)
-		shb_warning("cannot checkpoint the old '%s': %s", dest, sqlite3_errmsg(db));
-	sqlite3_close(db);
+	if (fold_journal(dest))
+		shb_warning("%s", shb_errmsg());
 	for (size_t k = 0; k < 3; k++) {
 		char *side = shb_aprintf("%s%s", dest, sfx[k]);
 		char *aside = shb_aprintf("%s/old-%zu%s", r->staging, i, sfx[k]);
