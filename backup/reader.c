@@ -13,15 +13,52 @@
 struct shb_reader {
 	struct shb_source *src;
 	struct shb_index *idx;
+	unsigned char *trailer;  /* index members + footer: the file's last bytes */
+	size_t trailer_len;
 	uint64_t inflated;
 };
 
-/* Reads footer and index members, which end the file. */
-static int load_index(struct shb_source *src, struct shb_index **idx)
+/* Parses the trailer t (the last len bytes of src) into r. */
+static int parse_trailer(struct shb_reader *r, const unsigned char *t, size_t len)
 {
+	uint64_t size = r->src->size;
+	unsigned char *blob = NULL;
+	struct shb_footer f;
+	int rc;
+
+	if (len < SHB_FOOTER_SIZE || len > size)
+		return shb_fail(SHB_EFORMAT, "'%s' is too small to be a backup archive", r->src->name);
+	if ((rc = shb_footer_parse(t + len - SHB_FOOTER_SIZE, &f)))
+		return rc;
+	if (f.index_offset > size - SHB_FOOTER_SIZE
+	    || f.index_length != size - SHB_FOOTER_SIZE - f.index_offset
+	    || size - f.index_offset != len)
+		return shb_fail(SHB_EFORMAT, "index footer of '%s' points outside the file",
+				r->src->name);
+	if (!(rc = shb_index_members_parse(t, f.index_length, &f, &blob)))
+		rc = shb_index_decode(blob, f.blob_length, &r->idx);
+	free(blob);
+	if (!rc && r->idx->nmembers
+	    && r->idx->members[r->idx->nmembers - 1].coff
+	       + r->idx->members[r->idx->nmembers - 1].clen != f.index_offset)
+		rc = shb_fail(SHB_EFORMAT, "archive index of '%s' does not match its members",
+			      r->src->name);
+	if (!rc && !(r->trailer = malloc(len)))
+		rc = shb_fail(SHB_ENOMEM, "out of memory");
+	if (!rc) {
+		memcpy(r->trailer, t, len);
+		r->trailer_len = len;
+	}
+	return rc;
+}
+
+/* Reads the trailer: one read of the file's tail unless the index is big. */
+static int load_index(struct shb_reader *r)
+{
+	struct shb_source *src = r->src;
 	uint64_t tail_len = src->size < SHB_TAIL_READ ? src->size : SHB_TAIL_READ;
 	uint64_t tail_off = src->size - tail_len;
-	unsigned char *tail = NULL, *blob = NULL, *span;
+	unsigned char *tail = NULL;
 	struct shb_footer f;
 	int rc;
 
@@ -29,45 +66,29 @@ static int load_index(struct shb_source *src, struct shb_index **idx)
 		return shb_fail(SHB_EFORMAT, "'%s' is too small to be a backup archive", src->name);
 	if (!(tail = malloc(tail_len)))
 		return shb_fail(SHB_ENOMEM, "out of memory");
-	if ((rc = shb_source_read(src, tail, tail_len, tail_off)))
+	if ((rc = shb_source_read(src, tail, tail_len, tail_off))
+	    || (rc = shb_footer_parse(tail + tail_len - SHB_FOOTER_SIZE, &f)))
 		goto out;
-	if ((rc = shb_footer_parse(tail + tail_len - SHB_FOOTER_SIZE, &f)))
-		goto out;
-	if (f.index_offset > src->size - SHB_FOOTER_SIZE
-	    || f.index_length != src->size - SHB_FOOTER_SIZE - f.index_offset) {
-		rc = shb_fail(SHB_EFORMAT, "index footer of '%s' points outside the file", src->name);
-		goto out;
-	}
-	if (f.index_offset >= tail_off) {
-		span = tail + (f.index_offset - tail_off);
-	} else {
-		/* A big index: fetch it whole, replacing the tail. */
+	if (f.index_offset >= tail_off && f.index_offset < src->size) {
+		rc = parse_trailer(r, tail + (f.index_offset - tail_off), src->size - f.index_offset);
+	} else if (f.index_offset < tail_off && src->size - f.index_offset <= (64u << 20)) {
+		uint64_t len = src->size - f.index_offset;
+
 		free(tail);
-		if (!(tail = malloc(f.index_length))) {
-			rc = shb_fail(SHB_ENOMEM, "out of memory loading an index of %llu bytes",
-				      (unsigned long long)f.index_length);
-			goto out;
-		}
-		if ((rc = shb_source_read(src, tail, f.index_length, f.index_offset)))
-			goto out;
-		span = tail;
-	}
-	if (!(rc = shb_index_members_parse(span, f.index_length, &f, &blob)))
-		rc = shb_index_decode(blob, f.blob_length, idx);
-	if (!rc && (*idx)->nmembers
-	    && (*idx)->members[(*idx)->nmembers - 1].coff
-	       + (*idx)->members[(*idx)->nmembers - 1].clen != f.index_offset) {
-		shb_index_free(*idx);
-		rc = shb_fail(SHB_EFORMAT, "archive index of '%s' does not match its members",
-			      src->name);
+		if (!(tail = malloc(len)))
+			rc = shb_fail(SHB_ENOMEM, "out of memory");
+		else if (!(rc = shb_source_read(src, tail, len, f.index_offset)))
+			rc = parse_trailer(r, tail, len);
+	} else {
+		rc = shb_fail(SHB_EFORMAT, "index footer of '%s' points outside the file", src->name);
 	}
 out:
-	free(blob);
 	free(tail);
 	return rc;
 }
 
-int shb_reader_open(struct shb_source *src, struct shb_reader **out)
+static int open_reader(struct shb_source *src, const unsigned char *trailer, size_t len,
+		       struct shb_reader **out)
 {
 	struct shb_reader *r = calloc(1, sizeof(*r));
 	int rc;
@@ -77,7 +98,8 @@ int shb_reader_open(struct shb_source *src, struct shb_reader **out)
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	}
 	r->src = src;
-	if ((rc = load_index(src, &r->idx))) {
+	rc = trailer ? parse_trailer(r, trailer, len) : load_index(r);
+	if (rc) {
 		if (rc == SHB_EFORMAT || rc == SHB_ECORRUPT)
 			rc = shb_fail(rc, "cannot read the index of '%s': %s", src->name,
 				      shb_errmsg());
@@ -86,6 +108,23 @@ int shb_reader_open(struct shb_source *src, struct shb_reader **out)
 	}
 	*out = r;
 	return SHB_OK;
+}
+
+int shb_reader_open(struct shb_source *src, struct shb_reader **out)
+{
+	return open_reader(src, NULL, 0, out);
+}
+
+int shb_reader_open_trailer(struct shb_source *src, const unsigned char *trailer, size_t len,
+			    struct shb_reader **out)
+{
+	return open_reader(src, trailer, len, out);
+}
+
+void shb_reader_trailer(const struct shb_reader *r, const unsigned char **p, size_t *len)
+{
+	*p = r->trailer;
+	*len = r->trailer_len;
 }
 
 const struct shb_index *shb_reader_index(const struct shb_reader *r)
@@ -124,6 +163,25 @@ static int inflate_member(const unsigned char *in, uint32_t clen, unsigned char 
 		? SHB_OK : SHB_ECORRUPT;
 }
 
+int shb_reader_fetch(struct shb_reader *r, size_t lo, size_t hi, unsigned char *comp)
+{
+	const struct shb_member *m = r->idx->members;
+
+	return shb_source_read(r->src, comp, m[hi].coff + m[hi].clen - m[lo].coff, m[lo].coff);
+}
+
+int shb_reader_inflate(struct shb_reader *r, size_t i, const unsigned char *comp,
+		       unsigned char *plain)
+{
+	const struct shb_member *m = &r->idx->members[i];
+
+	if (inflate_member(comp, m->clen, plain, m->ulen))
+		return shb_fail(SHB_ECORRUPT, "damaged data in '%s' (member %zu at offset %llu)",
+				r->src->name, i, (unsigned long long)m->coff);
+	__atomic_add_fetch(&r->inflated, 1, __ATOMIC_RELAXED);
+	return SHB_OK;
+}
+
 int shb_reader_pread(struct shb_reader *r, const struct shb_entry *e, void *buf, size_t len,
 		     uint64_t off, size_t *got)
 {
@@ -142,30 +200,22 @@ int shb_reader_pread(struct shb_reader *r, const struct shb_entry *e, void *buf,
 	end = start + len;
 	lo = shb_index_member_at(idx, start);
 	hi = shb_index_member_at(idx, end - 1);
-	uint64_t cstart = idx->members[lo].coff;
-	uint64_t clen = idx->members[hi].coff + idx->members[hi].clen - cstart;
-
-	comp = malloc(clen);
+	comp = malloc(idx->members[hi].coff + idx->members[hi].clen - idx->members[lo].coff);
 	plain = malloc(idx->block_size);
 	if (!comp || !plain) {
 		rc = shb_fail(SHB_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = shb_source_read(r->src, comp, clen, cstart)))
+	if ((rc = shb_reader_fetch(r, lo, hi, comp)))
 		goto out;
 	pos = start;
 	for (size_t i = lo; i <= hi; i++) {
 		const struct shb_member *m = &idx->members[i];
-		uint64_t from = pos - m->uoff;
 		uint64_t n = m->uoff + m->ulen < end ? m->uoff + m->ulen - pos : end - pos;
 
-		if (inflate_member(comp + (m->coff - cstart), m->clen, plain, m->ulen)) {
-			rc = shb_fail(SHB_ECORRUPT, "damaged data in '%s' (member %zu at offset %llu)",
-				      r->src->name, i, (unsigned long long)m->coff);
+		if ((rc = shb_reader_inflate(r, i, comp + (m->coff - idx->members[lo].coff), plain)))
 			goto out;
-		}
-		__atomic_add_fetch(&r->inflated, 1, __ATOMIC_RELAXED);
-		memcpy((unsigned char *)buf + (pos - start), plain + from, n);
+		memcpy((unsigned char *)buf + (pos - start), plain + (pos - m->uoff), n);
 		pos += n;
 	}
 	*got = len;
@@ -186,5 +236,6 @@ void shb_reader_close(struct shb_reader *r)
 		return;
 	shb_index_free(r->idx);
 	shb_source_close(r->src);
+	free(r->trailer);
 	free(r);
 }

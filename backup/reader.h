@@ -26,6 +26,15 @@ struct shb_reader;
  * failure).  SHB_EFORMAT if src is not a seekable shbackup archive.
  */
 int shb_reader_open(struct shb_source *src, struct shb_reader **out);
+/*
+ * Opens with a trailer saved earlier from shb_reader_trailer() instead of
+ * reading the file's tail: no byte of src is read.  The trailer is
+ * validated (footer position, index sha256) as if it had been read.
+ */
+int shb_reader_open_trailer(struct shb_source *src, const unsigned char *trailer, size_t len,
+			    struct shb_reader **out);
+/* The file's last bytes that hold index and footer, for caching. */
+void shb_reader_trailer(const struct shb_reader *r, const unsigned char **p, size_t *len);
 const struct shb_index *shb_reader_index(const struct shb_reader *r);
 struct shb_source *shb_reader_source(const struct shb_reader *r);
 
@@ -36,6 +45,16 @@ struct shb_source *shb_reader_source(const struct shb_reader *r);
  */
 int shb_reader_pread(struct shb_reader *r, const struct shb_entry *e, void *buf, size_t len,
 		     uint64_t off, size_t *got);
+
+/*
+ * The two halves of a read, for callers that cache members: one source read
+ * of the compressed bytes of members lo..hi (contiguous in the file, into
+ * comp), and the inflation of member i from its compressed bytes into plain
+ * (members[i].ulen bytes), CRC32- and length-checked (SHB_ECORRUPT).
+ */
+int shb_reader_fetch(struct shb_reader *r, size_t lo, size_t hi, unsigned char *comp);
+int shb_reader_inflate(struct shb_reader *r, size_t i, const unsigned char *comp,
+		       unsigned char *plain);
 
 /* Number of members inflated since open (for tests and statistics). */
 uint64_t shb_reader_inflated(const struct shb_reader *r);

@@ -1,0 +1,50 @@
+/*
+ * shbfs: the read-only filesystem of every backup, over the catalog and
+ * the archive reader.  This header is the contract with mount/, which
+ * parses options, mounts and runs the loop.
+ *
+ *   /<YYYYMMDDTHHMMSSZ>/streamhub.db
+ *   /<ts>/secrets.json           0400, readable by the mount's owner only
+ *   /<ts>/apps/<app>/app.db
+ *   /latest -> <newest ts>
+ *
+ * The root is a catalog listing (local readdir + S3 ListObjectsV2, no
+ * archive bytes), refreshed after list_ttl or on shbfs_refresh(); when a
+ * refresh fails the last good listing stays.  A backup is opened (index
+ * read: from the disk cache, or one tail read) the first time something
+ * inside it is looked at.  Reads fetch only the members they need.
+ */
+#ifndef SHBFS_FS_H
+#define SHBFS_FS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct shb_s3;
+struct shbfs;
+
+struct shbfs_config {
+	const char *local_dir;    /* NULL: no local source */
+	struct shb_s3 *s3;        /* NULL: no S3 source; borrowed */
+	const char *s3_prefix;
+	const char *cache_dir;    /* NULL: no disk cache */
+	uint64_t cache_size;      /* disk cache cap in bytes */
+	double list_ttl;          /* seconds a root listing is served */
+	uid_t uid;                /* owner of every file */
+	gid_t gid;
+};
+
+int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out);
+void shbfs_free(struct shbfs *fs);
+
+/* The FUSE operations; private_data must be the struct shbfs. */
+const struct fuse_operations *shbfs_operations(void);
+
+/* Makes the next root lookup list the sources again (SIGHUP). */
+void shbfs_refresh(struct shbfs *fs);
+
+/* Logs a line: stderr in the foreground, syslog once daemonized. */
+void shbfs_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void shbfs_log_to_syslog(void);
+
+#endif

@@ -1,0 +1,394 @@
+/*
+ * The FUSE operations (high-level, path-based API) of shbfs, and the
+ * filesystem's life cycle.  Paths are resolved against the listing and the
+ * opened backup's layout; nothing here touches archive bytes directly.
+ * The mount is read-only ("ro"), so the kernel answers every write with
+ * EROFS before it reaches us.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <fuse.h>
+
+#include "error.h"
+#include "shbfs.h"
+
+static int use_syslog;
+
+void shbfs_log_to_syslog(void)
+{
+	openlog("shbackupfs", LOG_PID, LOG_DAEMON);
+	use_syslog = 1;
+}
+
+void shbfs_log(int priority, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (use_syslog) {
+		vsyslog(priority, fmt, ap);
+	} else {
+		fputs("shbackupfs: ", stderr);
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+	}
+	va_end(ap);
+}
+
+static struct shbfs *fs_of(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+/* --- resolving paths ------------------------------------------------------ */
+
+enum node_type { N_ROOT, N_LATEST, N_BACKUP, N_APPS, N_APPDIR, N_FILE };
+
+struct node {
+	enum node_type type;
+	struct shbfs_backup *b;
+	size_t file;         /* N_FILE */
+	const char *app;     /* N_APPDIR */
+};
+
+/* SQLite asks for these next to every db; they never exist here. */
+static int is_side_file(const char *name)
+{
+	size_t n = strlen(name);
+	static const char *const sfx[] = { "-journal", "-wal", "-shm" };
+
+	for (size_t i = 0; i < 3; i++) {
+		size_t k = strlen(sfx[i]);
+
+		if (n > k && !strcmp(name + n - k, sfx[i]))
+			return 1;
+	}
+	return 0;
+}
+
+static int find_file(const struct shbfs_backup *b, const char *rel, struct node *nd)
+{
+	for (size_t i = 0; i < b->layout.n; i++)
+		if (!strcmp(b->layout.files[i].rel, rel)) {
+			nd->type = N_FILE;
+			nd->file = i;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+static int resolve_in_backup(struct shbfs *fs, const char *rest, struct node *nd)
+{
+	const struct shb_layout *l;
+	int rc;
+
+	if (is_side_file(rest))
+		return -ENOENT;
+	if ((rc = shbfs_open_backup(fs, nd->b)))
+		return rc;
+	l = &nd->b->layout;
+	if (!strcmp(rest, "apps")) {
+		nd->type = N_APPS;
+		return l->napps ? 0 : -ENOENT;
+	}
+	if (!strncmp(rest, "apps/", 5) && !strchr(rest + 5, '/')) {
+		for (size_t i = 0; i < l->n; i++)
+			if (l->files[i].app && !strcmp(l->files[i].app, rest + 5)) {
+				nd->type = N_APPDIR;
+				nd->app = l->files[i].app;
+				return 0;
+			}
+		return -ENOENT;
+	}
+	return find_file(nd->b, rest, nd);
+}
+
+static int resolve(struct shbfs *fs, const char *path, struct node *nd)
+{
+	char ts[SHB_TS_LEN];
+	const char *slash;
+
+	memset(nd, 0, sizeof(*nd));
+	if (!strcmp(path, "/")) {
+		nd->type = N_ROOT;
+		return 0;
+	}
+	path++;
+	if (!strcmp(path, "latest")) {
+		nd->type = N_LATEST;
+		shbfs_list(fs);
+		return fs->n ? 0 : -ENOENT;
+	}
+	slash = strchr(path, '/');
+	if ((slash ? (size_t)(slash - path) : strlen(path)) != SHB_TS_LEN - 1)
+		return -ENOENT;
+	memcpy(ts, path, SHB_TS_LEN - 1);
+	ts[SHB_TS_LEN - 1] = '\0';
+	if (!(nd->b = shbfs_find(fs, ts)))
+		return -ENOENT;
+	nd->type = N_BACKUP;
+	return slash ? resolve_in_backup(fs, slash + 1, nd) : 0;
+}
+
+/* --- operations ------------------------------------------------------------ */
+
+static void fill_dir(struct shbfs *fs, struct stat *st, time_t t)
+{
+	st->st_mode = S_IFDIR | 0555;
+	st->st_nlink = 2;
+	st->st_uid = fs->cfg.uid;
+	st->st_gid = fs->cfg.gid;
+	st->st_mtime = st->st_ctime = st->st_atime = t;
+}
+
+static const char *newest(struct shbfs *fs, char out[SHB_TS_LEN])
+{
+	pthread_mutex_lock(&fs->mu);
+	if (fs->n)
+		memcpy(out, fs->list[0]->ts, SHB_TS_LEN);
+	pthread_mutex_unlock(&fs->mu);
+	return fs->n ? out : NULL;
+}
+
+static int shbfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	struct shbfs *fs = fs_of();
+	struct node nd;
+	int rc = resolve(fs, path, &nd);
+
+	(void)fi;
+	if (rc)
+		return rc;
+	memset(st, 0, sizeof(*st));
+	switch (nd.type) {
+	case N_ROOT:
+		fill_dir(fs, st, fs->mounted_at);
+		break;
+	case N_LATEST:
+		fill_dir(fs, st, fs->mounted_at);
+		st->st_mode = S_IFLNK | 0777;
+		st->st_nlink = 1;
+		st->st_size = SHB_TS_LEN - 1;
+		break;
+	case N_BACKUP: case N_APPS: case N_APPDIR:
+		fill_dir(fs, st, nd.b->time);
+		break;
+	case N_FILE: {
+		const struct shb_layout_file *f = &nd.b->layout.files[nd.file];
+
+		fill_dir(fs, st, nd.b->time);
+		st->st_mode = S_IFREG | (f->kind == SHB_FILE_SECRETS ? 0400 : 0444);
+		st->st_nlink = 1;
+		st->st_size = (off_t)f->size;
+		st->st_blocks = (blkcnt_t)((f->size + 511) / 512);
+		st->st_blksize = 4096;
+		break;
+	}
+	}
+	return 0;
+}
+
+static int shbfs_readlink(const char *path, char *buf, size_t size)
+{
+	struct shbfs *fs = fs_of();
+	char ts[SHB_TS_LEN];
+
+	if (strcmp(path, "/latest"))
+		return -EINVAL;
+	shbfs_list(fs);
+	if (!newest(fs, ts))
+		return -ENOENT;
+	snprintf(buf, size, "%s", ts);
+	return 0;
+}
+
+static int fill_root(struct shbfs *fs, void *buf, fuse_fill_dir_t filler)
+{
+	shbfs_list(fs);
+	pthread_mutex_lock(&fs->mu);
+	if (fs->n)
+		filler(buf, "latest", NULL, 0, 0);
+	for (size_t i = 0; i < fs->n; i++)
+		filler(buf, fs->list[i]->ts, NULL, 0, 0);
+	pthread_mutex_unlock(&fs->mu);
+	return 0;
+}
+
+static int shbfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
+			 struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+	struct shbfs *fs = fs_of();
+	const struct shb_layout *l;
+	struct node nd;
+	int rc = resolve(fs, path, &nd);
+
+	(void)off; (void)fi; (void)flags;
+	if (rc)
+		return rc;
+	filler(buf, ".", NULL, 0, 0);
+	filler(buf, "..", NULL, 0, 0);
+	if (nd.type == N_ROOT)
+		return fill_root(fs, buf, filler);
+	if (nd.type == N_BACKUP && (rc = shbfs_open_backup(fs, nd.b)))
+		return rc;
+	if (nd.type != N_BACKUP && nd.type != N_APPS && nd.type != N_APPDIR)
+		return -ENOTDIR;
+	l = &nd.b->layout;
+	if (nd.type == N_BACKUP && l->napps)
+		filler(buf, "apps", NULL, 0, 0);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct shb_layout_file *f = &l->files[i];
+
+		if (nd.type == N_BACKUP && !f->app)
+			filler(buf, f->rel, NULL, 0, 0);
+		else if (nd.type == N_APPS && f->app)
+			filler(buf, f->app, NULL, 0, 0);
+		else if (nd.type == N_APPDIR && f->app && !strcmp(f->app, nd.app))
+			filler(buf, "app.db", NULL, 0, 0);
+	}
+	return 0;
+}
+
+static int shbfs_open(const char *path, struct fuse_file_info *fi)
+{
+	struct shbfs *fs = fs_of();
+	struct shbfs_handle *h;
+	struct node nd;
+	int rc;
+
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		return -EROFS;
+	if ((rc = resolve(fs, path, &nd)))
+		return rc;
+	if (nd.type != N_FILE)
+		return -EISDIR;
+	if (!(h = calloc(1, sizeof(*h))))
+		return -ENOMEM;
+	h->b = nd.b;
+	h->file = nd.file;
+	pthread_mutex_init(&h->mu, NULL);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->keep_cache = 1;  /* backups never change */
+	return 0;
+}
+
+static int shbfs_read_op(const char *path, char *buf, size_t size, off_t off,
+			 struct fuse_file_info *fi)
+{
+	(void)path;
+	return shbfs_read(fs_of(), (struct shbfs_handle *)(uintptr_t)fi->fh, buf, size,
+			  (uint64_t)off);
+}
+
+static int shbfs_release(const char *path, struct fuse_file_info *fi)
+{
+	struct shbfs_handle *h = (struct shbfs_handle *)(uintptr_t)fi->fh;
+
+	(void)path;
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+	return 0;
+}
+
+static int shbfs_statfs(const char *path, struct statvfs *sv)
+{
+	struct shbfs *fs = fs_of();
+	uint64_t bytes = 0;
+
+	(void)path;
+	shbfs_list(fs);
+	pthread_mutex_lock(&fs->mu);
+	for (size_t i = 0; i < fs->n; i++)
+		bytes += fs->list[i]->local_path ? fs->list[i]->local_size : fs->list[i]->s3_size;
+	pthread_mutex_unlock(&fs->mu);
+	memset(sv, 0, sizeof(*sv));
+	sv->f_bsize = sv->f_frsize = 4096;
+	sv->f_blocks = bytes / 4096;
+	sv->f_namemax = 255;
+	sv->f_flag = ST_RDONLY;
+	return 0;
+}
+
+static void *shbfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	struct shbfs *fs = fs_of();
+
+	(void)conn;
+	/* Backups never change; the root changes on listing refresh only. */
+	cfg->entry_timeout = fs->cfg.list_ttl;
+	cfg->attr_timeout = fs->cfg.list_ttl;
+	cfg->negative_timeout = 0;
+	cfg->kernel_cache = 1;
+	return fs;
+}
+
+static const struct fuse_operations ops = {
+	.init = shbfs_init,
+	.getattr = shbfs_getattr,
+	.readlink = shbfs_readlink,
+	.readdir = shbfs_readdir,
+	.open = shbfs_open,
+	.read = shbfs_read_op,
+	.release = shbfs_release,
+	.statfs = shbfs_statfs,
+};
+
+const struct fuse_operations *shbfs_operations(void)
+{
+	return &ops;
+}
+
+/* --- life cycle ---------------------------------------------------------------- */
+
+int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out)
+{
+	struct shbfs *fs = calloc(1, sizeof(*fs));
+	int rc;
+
+	if (!fs)
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	pthread_mutex_init(&fs->mu, NULL);
+	fs->cfg = *cfg;
+	fs->cfg.local_dir = cfg->local_dir ? strdup(cfg->local_dir) : NULL;
+	fs->cfg.s3_prefix = cfg->s3_prefix ? strdup(cfg->s3_prefix) : NULL;
+	fs->cfg.cache_dir = cfg->cache_dir ? strdup(cfg->cache_dir) : NULL;
+	fs->mounted_at = time(NULL);
+	if ((rc = shbfs_cache_new(fs->cfg.cache_dir, cfg->cache_size, 64, &fs->cache))) {
+		shbfs_free(fs);
+		return rc;
+	}
+	*out = fs;
+	return SHB_OK;
+}
+
+void shbfs_free(struct shbfs *fs)
+{
+	if (!fs)
+		return;
+	while (fs->all) {
+		struct shbfs_backup *b = fs->all;
+
+		fs->all = b->next;
+		shb_reader_close(b->reader);
+		shb_layout_free(&b->layout);
+		pthread_mutex_destroy(&b->mu);
+		free(b->local_path);
+		free(b->s3_key);
+		free(b);
+	}
+	shbfs_cache_free(fs->cache);
+	free(fs->list);
+	free((char *)fs->cfg.local_dir);
+	free((char *)fs->cfg.s3_prefix);
+	free((char *)fs->cfg.cache_dir);
+	pthread_mutex_destroy(&fs->mu);
+	free(fs);
+}

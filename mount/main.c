@@ -1,0 +1,344 @@
+/*
+ * shbackupfs: mount every local and S3 backup as a read-only tree.
+ *
+ *   shbackupfs [SOURCE] MOUNTPOINT [-f] [-o opt,...]
+ *
+ * Options come from a fuse_opt table; sources default to shbackup's
+ * environment (BACKUP_LOCAL_DIR / BACKUP_DATA_DIR, BACKUP_S3_*).  The
+ * optional SOURCE (a backup dir or s3://bucket/prefix) is what mount(8)
+ * passes from the first field of an fstab line.  Life cycle, as in sshfs:
+ * parse, build the filesystem, mount, daemonize, loop, then unwind in
+ * reverse.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <fuse.h>
+#include <fuse_lowlevel.h>
+
+#include "config.h"
+#include "error.h"
+#include "fs.h"
+#include "s3.h"
+#include "util.h"
+
+struct options {
+	char *local, *s3, *endpoint, *region, *cache_dir, *cache_size, *list_ttl, *timeout;
+	char *uid, *gid;
+	char *source, *mountpoint;
+	int help, version, bad;
+};
+
+enum { KEY_HELP, KEY_VERSION };
+
+#define OPT(t, p) { t, offsetof(struct options, p), 0 }
+
+static const struct fuse_opt spec[] = {
+	OPT("local=%s", local),
+	OPT("s3=%s", s3),
+	OPT("endpoint=%s", endpoint),
+	OPT("region=%s", region),
+	OPT("cache_dir=%s", cache_dir),
+	OPT("cache_size=%s", cache_size),
+	OPT("list_ttl=%s", list_ttl),
+	OPT("timeout=%s", timeout),
+	OPT("uid=%s", uid),
+	OPT("gid=%s", gid),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_END
+};
+
+static struct shbfs *the_fs;
+
+static void usage(void)
+{
+	printf("usage: shbackupfs [SOURCE] MOUNTPOINT [options]\n\n"
+	       "Mount every StreamHub backup, local and in S3, as a read-only tree:\n"
+	       "  /<UTC timestamp>/{streamhub.db,secrets.json,apps/<app>/app.db}, /latest\n"
+	       "Nothing is downloaded until it is read.\n\n"
+	       "SOURCE (optional, e.g. the first field of an fstab line): a local backup\n"
+	       "directory or s3://bucket/prefix.  Unset sources come from shbackup's\n"
+	       "environment: BACKUP_LOCAL_DIR (default <BACKUP_DATA_DIR>/backups),\n"
+	       "BACKUP_S3_BUCKET, BACKUP_S3_PREFIX, BACKUP_S3_ENDPOINT, BACKUP_S3_REGION,\n"
+	       "BACKUP_S3_ACCESS_KEY_ID, BACKUP_S3_SECRET_ACCESS_KEY.\n\n"
+	       "shbackupfs options:\n"
+	       "    -o local=DIR           local backup directory\n"
+	       "    -o s3=s3://BUCKET/PREFIX  S3 backups\n"
+	       "    -o endpoint=URL        S3-compatible endpoint (path-style)\n"
+	       "    -o region=REGION       S3 region (default us-east-1)\n"
+	       "    -o cache_dir=DIR       disk cache of fetched S3 bytes (default\n"
+	       "                           /var/cache/shbackupfs as root, else\n"
+	       "                           ~/.cache/shbackupfs)\n"
+	       "    -o cache_size=N[KMG]   disk cache cap (default 1G)\n"
+	       "    -o list_ttl=SECONDS    how long a root listing is served (default 60;\n"
+	       "                           SIGHUP re-lists at once)\n"
+	       "    -o timeout=SECONDS     how long an S3 request may try (default 10)\n"
+	       "    -o uid=N,gid=N         owner of every file (default: the mounting user)\n"
+	       "    -o allow_other         let other users in (secrets.json stays 0400)\n"
+	       "    -V, --version          print the version\n\n");
+}
+
+static int on_arg(void *data, const char *arg, int key, struct fuse_args *out)
+{
+	struct options *o = data;
+
+	(void)out;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (!o->mountpoint) {
+			o->mountpoint = strdup(arg);
+		} else if (!o->source) {
+			o->source = o->mountpoint;
+			o->mountpoint = strdup(arg);
+		} else {
+			fprintf(stderr, "shbackupfs: unexpected argument '%s'\n", arg);
+			o->bad = 1;
+		}
+		return 0;
+	case KEY_HELP:
+		o->help = 1;
+		return 0;
+	case KEY_VERSION:
+		o->version = 1;
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/* --- option values ------------------------------------------------------------- */
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	*out = v;
+	return *end ? -1 : 0;
+}
+
+static int parse_number(const char *name, const char *s, double lo, double hi, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(s, &end);
+	if (errno || end == s || *end || *out < lo || *out > hi) {
+		fprintf(stderr, "shbackupfs: invalid %s '%s'\n", name, s);
+		return -1;
+	}
+	return 0;
+}
+
+/* "s3://bucket/prefix" into cfg's bucket and prefix. */
+static int parse_s3_url(const char *url, struct shb_config *cfg)
+{
+	const char *b = url + 5, *slash;
+
+	if (strncmp(url, "s3://", 5) || !*b || *b == '/') {
+		fprintf(stderr, "shbackupfs: invalid s3 source '%s': expected s3://bucket/prefix\n", url);
+		return -1;
+	}
+	slash = strchr(b, '/');
+	free(cfg->s3_bucket);
+	free(cfg->s3_prefix);
+	cfg->s3_bucket = slash ? strndup(b, (size_t)(slash - b)) : strdup(b);
+	cfg->s3_prefix = strdup(slash ? slash + 1 : "");
+	return cfg->s3_bucket && cfg->s3_prefix ? 0 : -1;
+}
+
+static void replace(char **field, const char *v)
+{
+	if (!v)
+		return;
+	free(*field);
+	*field = strdup(v);
+}
+
+static char *default_cache_dir(void)
+{
+	const char *home = getenv("HOME"), *xdg = getenv("XDG_CACHE_HOME");
+
+	if (getuid() == 0)
+		return strdup("/var/cache/shbackupfs");
+	if (xdg && *xdg)
+		return shb_aprintf("%s/shbackupfs", xdg);
+	return shb_aprintf("%s/.cache/shbackupfs", home ? home : "/tmp");
+}
+
+/* Fills the shbfs config (and the S3 client) from options and environment. */
+static int configure(struct options *o, struct shb_config *env, struct shbfs_config *c,
+		     struct shb_s3 **s3)
+{
+	double ttl = 60, timeout = 10, id;
+	int local_given = o->local || (o->source && strncmp(o->source, "s3://", 5));
+
+	if (shb_config_load(env)) {
+		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
+		return -1;
+	}
+	if (o->source && !strncmp(o->source, "s3://", 5) && parse_s3_url(o->source, env))
+		return -1;
+	if (o->s3 && parse_s3_url(o->s3, env))
+		return -1;
+	replace(&env->s3_endpoint, o->endpoint);
+	replace(&env->s3_region, o->region);
+	if (local_given)
+		replace(&env->local_dir, o->local ? o->local : o->source);
+	memset(c, 0, sizeof(*c));
+	c->local_dir = env->local_dir;
+	c->s3_prefix = env->s3_prefix;
+	c->uid = getuid();
+	c->gid = getgid();
+	c->cache_size = 1ull << 30;
+	if ((o->list_ttl && parse_number("list_ttl", o->list_ttl, 0, 1e7, &ttl))
+	    || (o->timeout && parse_number("timeout", o->timeout, 1, 3600, &timeout))
+	    || (o->uid && parse_number("uid", o->uid, 0, UINT_MAX, &id)))
+		return -1;
+	if (o->uid)
+		c->uid = (uid_t)id;
+	if (o->gid && parse_number("gid", o->gid, 0, UINT_MAX, &id))
+		return -1;
+	if (o->gid)
+		c->gid = (gid_t)id;
+	if (o->cache_size && parse_size(o->cache_size, &c->cache_size)) {
+		fprintf(stderr, "shbackupfs: invalid cache_size '%s'\n", o->cache_size);
+		return -1;
+	}
+	c->list_ttl = ttl;
+	if (env->s3_bucket) {
+		env->s3_max_attempts = 3;
+		env->s3_retry_seconds = (int)timeout;
+		env->s3_timeout = (int)timeout;
+		if (shb_config_s3(env, s3)) {
+			fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
+			return -1;
+		}
+		c->s3 = *s3;
+	}
+	return 0;
+}
+
+/* --- running --------------------------------------------------------------------- */
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	if (the_fs)
+		shbfs_refresh(the_fs);
+}
+
+static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct shbfs *fs)
+{
+	struct fuse_loop_config loop = { .clone_fd = 0, .max_idle_threads = 10 };
+	struct fuse *fuse = fuse_new(args, shbfs_operations(), sizeof(struct fuse_operations), fs);
+	struct fuse_session *se;
+	int rc = 1;
+
+	if (!fuse)
+		return 1;  /* fuse_new said why: e.g. an unknown option */
+	se = fuse_get_session(fuse);
+	if (fuse_set_signal_handlers(se))
+		goto out_destroy;
+	signal(SIGHUP, on_hup);  /* re-list, instead of libfuse's exit on HUP */
+	if (fuse_mount(fuse, cl->mountpoint))
+		goto out_signals;
+	if (fuse_daemonize(cl->foreground))
+		goto out_unmount;
+	if (!cl->foreground)
+		shbfs_log_to_syslog();
+	rc = cl->singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, &loop);
+	rc = rc ? 1 : 0;
+out_unmount:
+	fuse_unmount(fuse);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_destroy:
+	fuse_destroy(fuse);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts cl = { 0 };
+	struct options o = { 0 };
+	struct shb_config env = { 0 };
+	struct shbfs_config c;
+	struct shb_s3 *s3 = NULL;
+	char *cache_dir = NULL;
+	int rc = 1;
+
+	umask(077);
+	if (fuse_opt_parse(&args, &o, spec, on_arg) || o.bad)
+		goto out;
+	if (o.version) {
+		printf("shbackupfs %s (libfuse %s)\n", SHB_VERSION, fuse_pkgversion());
+		rc = 0;
+		goto out;
+	}
+	if (o.help) {
+		usage();
+		fuse_cmdline_help();
+		fuse_lib_help(&args);
+		rc = 0;
+		goto out;
+	}
+	if (!o.mountpoint) {
+		fprintf(stderr, "shbackupfs: no mountpoint (see 'shbackupfs --help')\n");
+		goto out;
+	}
+	if (fuse_opt_add_arg(&args, o.mountpoint)
+	    || fuse_opt_add_arg(&args, "-oro,default_permissions,fsname=shbackupfs,subtype=shbackupfs")
+	    || fuse_parse_cmdline(&args, &cl) || configure(&o, &env, &c, &s3))
+		goto out;
+	cache_dir = o.cache_dir ? strdup(o.cache_dir) : default_cache_dir();
+	c.cache_dir = cache_dir;
+	if (shbfs_new(&c, &the_fs)) {
+		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
+		goto out;
+	}
+	rc = run(&args, &cl, the_fs);
+out:
+	shbfs_free(the_fs);
+	shb_s3_free(s3);
+	shb_config_free(&env);
+	free(cache_dir);
+	free(cl.mountpoint);
+	free(o.source);
+	free(o.mountpoint);
+	free(o.local);
+	free(o.s3);
+	free(o.endpoint);
+	free(o.region);
+	free(o.cache_dir);
+	free(o.cache_size);
+	free(o.list_ttl);
+	free(o.timeout);
+	free(o.uid);
+	free(o.gid);
+	fuse_opt_free_args(&args);
+	return rc;
+}

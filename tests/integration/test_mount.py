@@ -1,0 +1,381 @@
+"""shbackupfs against real FUSE mounts: the tree over local and S3 backups,
+sqlite3 through the mount, laziness measured at the S3 endpoint, read-only
+and secrets rules, refresh, endpoint failure, concurrency and the cache cap."""
+import errno
+import hashlib
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (FAULT_PROXY, SHB_PACK, SHBACKUPFS, backups_in, base_env, extract,
+                      free_port_block, shbackup)
+from make_datadir import make_datadir
+
+PREFIX = "streamhub-backups"
+
+
+def sha(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def ts_of(archive):
+    return Path(archive).name[len("streamhub-backup-"):-len(".tar.gz")]
+
+
+def files_of(root):
+    return sorted(str(p.relative_to(root)) for p in Path(root).rglob("*") if p.is_file())
+
+
+def check_same(mnt_dir, extracted):
+    """Every file under the mounted backup equals the extracted archive's."""
+    assert files_of(mnt_dir) == files_of(extracted)
+    for rel in files_of(extracted):
+        assert sha(Path(mnt_dir) / rel) == sha(Path(extracted) / rel), rel
+
+
+@pytest.fixture
+def two_local(tmp):
+    """A DATA_DIR with two local backups a second apart."""
+    data = tmp / "data"
+    make_datadir(data, apps=2, size_mb=3, seed=4)
+    env = base_env(BACKUP_DATA_DIR=data)
+    shbackup("create", env=env, check=0)
+    time.sleep(1.1)
+    shbackup("create", env=env, check=0)
+    return data, env, backups_in(data / "backups")
+
+
+def test_local_tree_bytes_and_sqlite(two_local, mount, tmp):
+    data, env, archives = two_local
+    m = mount(env)
+    root = sorted(os.listdir(m.path))
+    assert root == sorted(["latest"] + [ts_of(a) for a in archives])
+    assert os.readlink(m.path / "latest") == ts_of(archives[-1])
+    for a in archives:
+        d = m.path / ts_of(a)
+        top = extract(a, tmp / ("x" + ts_of(a)))
+        check_same(d, top)
+        t = time.mktime(time.strptime(ts_of(a), "%Y%m%dT%H%M%SZ")) - time.timezone
+        assert int(d.stat().st_mtime) == int(t)
+        assert (d / "streamhub.db").stat().st_size == (top / "streamhub.db").stat().st_size
+    out = subprocess.run(["sqlite3", m.path / "latest" / "streamhub.db",
+                          "SELECT count(*) FROM apps"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "2"
+    out = subprocess.run(["sqlite3", m.path / "latest" / "apps" / "app-001" / "app.db",
+                          "SELECT count(*) FROM streams WHERE id < 10"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "9"
+    assert not (m.path / "latest" / "streamhub.db-journal").exists()
+    assert not (m.path / "latest" / "streamhub.db-wal").exists()
+
+
+def test_wal_mode_db_opens_with_plain_sqlite3(tmp, mount):
+    src = tmp / "wal.db"
+    con = sqlite3.connect(src)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE apps(id INTEGER PRIMARY KEY, name TEXT)")
+    con.executemany("INSERT INTO apps(name) VALUES (?)", [("a",), ("b",), ("c",)])
+    con.commit()
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    assert src.read_bytes()[18:20] == b"\x02\x02"
+    local = tmp / "backups"
+    local.mkdir()
+    ts = "20260701T031500Z"
+    subprocess.run([str(SHB_PACK), local / f"streamhub-backup-{ts}.tar.gz",
+                    f"streamhub-backup-{ts}/streamhub.db={src}"], check=True)
+    m = mount(base_env(BACKUP_LOCAL_DIR=local))
+    db = m.path / ts / "streamhub.db"
+    assert db.read_bytes()[18:20] == b"\x01\x01"
+    out = subprocess.run(["sqlite3", db, "SELECT count(*) FROM apps"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "3", out.stderr
+
+
+def test_writes_fail_with_erofs(two_local, mount):
+    _, env, _ = two_local
+    m = mount(env)
+    d = m.path / "latest"
+    db = d / "streamhub.db"
+    attempts = [
+        lambda: open(db, "r+b"),
+        lambda: open(d / "new", "wb"),
+        lambda: os.unlink(db),
+        lambda: os.rename(db, d / "x.db"),
+        lambda: os.mkdir(d / "dir"),
+        lambda: os.chmod(db, 0o666),
+        lambda: os.truncate(db, 0),
+        lambda: os.setxattr(db, "user.x", b"1"),
+        lambda: os.symlink("/etc", d / "link"),
+        lambda: os.link(db, d / "hard"),
+        lambda: os.utime(db, (0, 0)),
+    ]
+    for i, attempt in enumerate(attempts):
+        with pytest.raises(OSError) as e:
+            attempt()
+        assert e.value.errno == errno.EROFS, (i, e.value)
+
+
+def test_secrets_only_for_the_owner_even_with_allow_other(two_local, mount, tmp):
+    _, env, _ = two_local
+    user = "shbtest" + str(os.getpid())
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+                   check=True)
+    import tempfile
+    pub = Path(tempfile.mkdtemp(prefix="shb-mnt-", dir="/tmp"))  # other users can reach it
+    try:
+        pub.chmod(0o755)
+        m = mount(env, "allow_other", mnt=pub)
+        as_user = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+        secrets = m.path / "latest" / "secrets.json"
+        assert (secrets.stat().st_mode & 0o777) == 0o400
+        p = subprocess.run(as_user + ["cat", str(secrets)], capture_output=True, text=True)
+        assert p.returncode != 0 and "Permission denied" in p.stderr
+        p = subprocess.run(as_user + ["sqlite3", str(m.path / "latest" / "streamhub.db"),
+                                      "SELECT count(*) FROM apps"], capture_output=True, text=True)
+        assert p.returncode == 0 and p.stdout.strip() == "2", p.stderr
+        assert secrets.read_bytes()  # the owner reads it
+    finally:
+        subprocess.run(["userdel", user], check=False)
+        subprocess.run(["fusermount3", "-uz", str(pub)], capture_output=True)
+        shutil.rmtree(pub, ignore_errors=True)
+
+
+def test_new_backups_appear_on_sighup(two_local, mount):
+    data, env, archives = two_local
+    m = mount(env, "list_ttl=3600")
+    before = set(os.listdir(m.path))
+    time.sleep(1.1)
+    shbackup("create", env=env, check=0)
+    new = ts_of(backups_in(data / "backups")[-1])
+    assert new not in set(os.listdir(m.path))  # the listing is still served
+    m.proc.send_signal(signal.SIGHUP)
+    assert new in set(os.listdir(m.path)) and os.readlink(m.path / "latest") == new
+    archives[0].unlink()
+    m.proc.send_signal(signal.SIGHUP)
+    assert ts_of(archives[0]) not in os.listdir(m.path)
+    assert before - {ts_of(archives[0])} <= set(os.listdir(m.path))
+
+
+def test_damaged_member_gives_eio_and_other_files_work(two_local, mount, tmp):
+    data, env, archives = two_local
+    a = archives[-1]
+    good = extract(a, tmp / "good")
+    blob = bytearray(a.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    a.write_bytes(bytes(blob))
+    m = mount(env)
+    d = m.path / ts_of(a)
+    failed, ok = [], []
+    for rel in files_of(good):
+        try:
+            data_ = (d / rel).read_bytes()
+        except OSError as e:
+            assert e.errno == errno.EIO
+            failed.append(rel)
+            continue
+        assert data_ == (good / rel).read_bytes(), rel  # never wrong bytes
+        ok.append(rel)
+    assert len(failed) == 1 and ok
+    assert m.proc.poll() is None  # the daemon lives on
+
+
+def test_options_help_version_and_unknown(tmp):
+    out = subprocess.run([str(SHBACKUPFS), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for opt in ("local=", "s3=", "endpoint=", "region=", "cache_dir=", "cache_size=",
+                "list_ttl=", "timeout=", "allow_other", "uid=N"):
+        assert opt in out.stdout + out.stderr, opt
+    out = subprocess.run([str(SHBACKUPFS), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("shbackupfs ")
+    (tmp / "m").mkdir()
+    out = subprocess.run([str(SHBACKUPFS), str(tmp / "m"), "-f", "-o", "local=/tmp,bogus=1"],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0 and "bogus" in out.stderr
+    assert not os.path.ismount(tmp / "m")
+
+
+def test_fstab_line_through_mount_fuse3(two_local, tmp):
+    data, _, archives = two_local
+    mnt = tmp / "fstab-mnt"
+    mnt.mkdir()
+    fstab = tmp / "fstab"
+    # mount.fuse3 runs the helper with a fixed PATH, so name the build's binary
+    # with the "program#source" form of the fuse type (README: both forms).
+    line = (f"{SHBACKUPFS}#{data / 'backups'} {mnt} fuse "
+            f"ro,noauto,cache_dir={tmp / 'cache'},list_ttl=30 0 0\n")
+    fstab.write_text(line)
+    try:
+        subprocess.run(["mount", "-T", str(fstab), str(mnt)], check=True, timeout=30)
+        assert os.path.ismount(mnt)
+        assert os.readlink(mnt / "latest") == ts_of(archives[-1])
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+        for _ in range(50):
+            if not os.path.ismount(mnt):
+                break
+            time.sleep(0.1)
+    assert not os.path.ismount(mnt)
+
+
+# --- S3 -------------------------------------------------------------------------------
+
+def gets(swift, since, bucket):
+    """Non-list GETs on the bucket after request number since: (path, bytes)."""
+    return [(r[1], r[4]) for r in swift.requests()[since:]
+            if r[0] == "GET" and r[1].startswith(f"/{bucket}/") and "list-type" not in r[1]]
+
+
+def lists(swift, since, bucket):
+    return [r for r in swift.requests()[since:] if r[0] == "GET" and "list-type" in r[1]]
+
+
+def s3_mount_env(swift, bucket, tmp, **extra):
+    empty = tmp / "no-local"
+    empty.mkdir(exist_ok=True)
+    return swift.env(bucket, BACKUP_LOCAL_DIR=empty, **extra)
+
+
+def test_listing_200_s3_backups_costs_no_get(swift, bucket, tmp, mount):
+    src = tmp / "many"
+    src.mkdir()
+    base = time.time() - 200 * 3600
+    names = []
+    for i in range(200):
+        ts = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(base + i * 3600))
+        names.append(ts)
+        (src / f"streamhub-backup-{ts}.tar.gz").write_bytes(b"not read")
+    swift.aws("s3", "sync", "--only-show-errors", str(src), f"s3://{bucket}/{PREFIX}/")
+    n = len(swift.requests())
+    m = mount(s3_mount_env(swift, bucket, tmp), f"cache_dir={tmp / 'cache'}")
+    entries = os.listdir(m.path)
+    assert sorted(entries) == sorted(names + ["latest"])
+    for e in entries:
+        os.lstat(m.path / e)  # ls -l
+    assert os.readlink(m.path / "latest") == names[-1]
+    assert gets(swift, n, bucket) == [] and lists(swift, n, bucket)
+
+
+def test_s3_laziness_point_query_and_remount(swift, bucket, tmp, mount):
+    data = tmp / "big"
+    make_datadir(data, apps=1, size_mb=300, seed=8)
+    shbackup("create", "--no-prune", env=swift.env(bucket, BACKUP_DATA_DIR=data), check=0)
+    [archive] = backups_in(data / "backups")
+    ts = ts_of(archive)
+    env = s3_mount_env(swift, bucket, tmp)
+    cache = tmp / "cache"
+    db_size = (extract(archive, tmp / "x") / "apps/app-001/app.db").stat().st_size
+    assert db_size >= 256 << 20
+
+    n = len(swift.requests())
+    m = mount(env, f"cache_dir={cache}")
+    assert ts in os.listdir(m.path)
+    assert gets(swift, n, bucket) == []
+    n = len(swift.requests())
+    assert sorted(os.listdir(m.path / ts)) == ["apps", "secrets.json", "streamhub.db"]
+    g = gets(swift, n, bucket)
+    assert len(g) == 1 and g[0][1] <= 128 * 1024, g
+
+    query = ["sqlite3", str(m.path / ts / "apps/app-001/app.db"),
+             "SELECT name FROM streams WHERE id = 4321"]
+    n = len(swift.requests())
+    first = subprocess.run(query, capture_output=True, text=True, check=True).stdout
+    fetched = sum(b for _, b in gets(swift, n, bucket))
+    assert first.strip() and fetched < 2 << 20, fetched
+    print(f"point query on a {db_size >> 20} MiB db in S3 fetched {fetched} bytes")
+    n = len(swift.requests())
+    assert subprocess.run(query, capture_output=True, text=True, check=True).stdout == first
+    assert gets(swift, n, bucket) == []
+
+    subprocess.run(["fusermount3", "-u", str(m.path)], check=True)
+    m.proc.wait(timeout=15)
+    n = len(swift.requests())
+    m2 = mount(env, f"cache_dir={cache}")
+    query[1] = str(m2.path / ts / "apps/app-001/app.db")
+    assert subprocess.run(query, capture_output=True, text=True, check=True).stdout == first
+    assert gets(swift, n, bucket) == []  # index and members from the disk cache
+    for f in cache.rglob("*"):
+        assert (f.stat().st_mode & 0o777) == (0o700 if f.is_dir() else 0o600), f
+    assert (cache.stat().st_mode & 0o777) == 0o700
+
+
+def start_proxy(swift, port=0):
+    p = subprocess.Popen([sys.executable, str(FAULT_PROXY), "--upstream", swift.endpoint,
+                          "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    return p, int(p.stdout.readline().split()[1])
+
+
+def test_endpoint_down_and_back(swift, bucket, tmp, mount):
+    data = tmp / "d"
+    make_datadir(data, apps=2, size_mb=4, seed=3)
+    shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=data), check=0)
+    [archive] = backups_in(data / "backups")
+    top = extract(archive, tmp / "x")
+    ts = ts_of(archive)
+    proxy, port = start_proxy(swift)
+    try:
+        env = s3_mount_env(swift, bucket, tmp, BACKUP_S3_ENDPOINT=f"http://127.0.0.1:{port}")
+        m = mount(env, f"cache_dir={tmp / 'cache'}", "timeout=3", "list_ttl=1")
+        d = m.path / ts
+        assert (d / "streamhub.db").read_bytes() == (top / "streamhub.db").read_bytes()
+        proxy.kill()
+        proxy.wait()
+        time.sleep(1.2)  # past list_ttl: the next listing fails
+        assert ts in os.listdir(m.path)  # the last good listing
+        t0 = time.monotonic()
+        with pytest.raises(OSError) as e:
+            (d / "apps/app-002/app.db").read_bytes()
+        assert e.value.errno == errno.EIO and time.monotonic() - t0 < 15
+        assert m.proc.poll() is None
+        proxy, _ = start_proxy(swift, port)
+        assert sha(d / "apps/app-002/app.db") == sha(top / "apps/app-002/app.db")
+    finally:
+        proxy.kill()
+        proxy.wait()
+
+
+def test_concurrent_readers_and_cache_cap(swift, bucket, tmp, mount):
+    data = tmp / "d"
+    make_datadir(data, apps=8, size_mb=48, seed=6)
+    shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=data), check=0)
+    [archive] = backups_in(data / "backups")
+    top = extract(archive, tmp / "x")
+    cache, cap = tmp / "cache", 4 << 20
+    m = mount(s3_mount_env(swift, bucket, tmp), f"cache_dir={cache}", f"cache_size={cap}")
+    d = m.path / ts_of(archive)
+    rels = [f"apps/app-00{i}/app.db" for i in range(1, 9)]
+    results, peaks, stop = {}, [], threading.Event()
+
+    def du():
+        while not stop.is_set():
+            out = subprocess.run(["du", "-sB1", str(cache)], capture_output=True, text=True)
+            if out.returncode == 0:
+                peaks.append(int(out.stdout.split()[0]))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=du)
+    watcher.start()
+    readers = [threading.Thread(target=lambda r=r: results.__setitem__(r, sha(d / r)))
+               for r in rels]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    stop.set()
+    watcher.join()
+    for r in rels:
+        assert results[r] == sha(top / r), r
+    total = sum((top / r).stat().st_size for r in rels)
+    assert total > 4 * cap and peaks and max(peaks) <= cap, (max(peaks), cap)
