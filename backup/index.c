@@ -111,7 +111,7 @@ int shb_index_encode(const struct shb_index *idx, unsigned char **out, size_t *o
 	return SHB_OK;
 }
 
-static int decode_members(struct cursor *c, struct shb_index *idx)
+static int decode_members(struct cursor *c, struct shb_index *idx, int plain)
 {
 	uint64_t coff = 0, uoff = 0;
 
@@ -127,7 +127,7 @@ static int decode_members(struct cursor *c, struct shb_index *idx)
 		coff += m->clen;
 		uoff += m->ulen;
 	}
-	if (uoff != idx->tar_size)
+	if (uoff != idx->tar_size && (idx->nmembers || !plain))
 		return shb_fail(SHB_EFORMAT, "archive index members do not add up to the tar size");
 	return SHB_OK;
 }
@@ -149,8 +149,8 @@ static int decode_entry(struct cursor *c, const struct shb_index *idx, struct sh
 	const unsigned char *sum = get_bytes(c, 32);
 	if (!sum)
 		return shb_fail(SHB_EFORMAT, "truncated entry in the archive index");
-	if ((e->type != SHB_ENTRY_FILE && e->type != SHB_ENTRY_DIR)
-	    || (e->type == SHB_ENTRY_DIR && e->size)
+	if ((e->type != SHB_ENTRY_FILE && e->type != SHB_ENTRY_DIR && e->type != SHB_ENTRY_OTHER)
+	    || (e->type != SHB_ENTRY_FILE && e->size)
 	    || e->offset > idx->tar_size || e->size > idx->tar_size - e->offset)
 		return shb_fail(SHB_EFORMAT, "invalid entry '%.*s' in the archive index",
 				(int)(plen > 200 ? 200 : plen), (const char *)path);
@@ -163,7 +163,7 @@ static int decode_entry(struct cursor *c, const struct shb_index *idx, struct sh
 	return SHB_OK;
 }
 
-int shb_index_decode(const unsigned char *blob, size_t len, struct shb_index **out)
+static int decode(const unsigned char *blob, size_t len, int plain, struct shb_index **out)
 {
 	struct cursor c = { blob, len, 0 };
 	struct shb_index *idx = calloc(1, sizeof(*idx));
@@ -193,7 +193,7 @@ int shb_index_decode(const unsigned char *blob, size_t len, struct shb_index **o
 		rc = shb_fail(SHB_ENOMEM, "out of memory decoding the index");
 		goto fail;
 	}
-	rc = decode_members(&c, idx);
+	rc = decode_members(&c, idx, plain);
 	for (size_t i = 0; !rc && i < idx->nentries; i++)
 		rc = decode_entry(&c, idx, &idx->entries[i]);
 	if (!rc && c.left)
@@ -205,6 +205,16 @@ int shb_index_decode(const unsigned char *blob, size_t len, struct shb_index **o
 fail:
 	shb_index_free(idx);
 	return rc;
+}
+
+int shb_index_decode(const unsigned char *blob, size_t len, struct shb_index **out)
+{
+	return decode(blob, len, 0, out);
+}
+
+int shb_index_decode_plain(const unsigned char *blob, size_t len, struct shb_index **out)
+{
+	return decode(blob, len, 1, out);
 }
 
 void shb_index_free(struct shb_index *idx)

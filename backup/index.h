@@ -26,6 +26,7 @@
 enum shb_entry_type {
 	SHB_ENTRY_FILE = 1,
 	SHB_ENTRY_DIR = 2,
+	SHB_ENTRY_OTHER = 3,  /* link or special file, seen in foreign archives only */
 };
 
 struct shb_member {
@@ -72,6 +73,8 @@ int shb_index_encode(const struct shb_index *idx, unsigned char **out, size_t *o
  * never an out-of-bounds access.  Member offsets are derived.
  */
 int shb_index_decode(const unsigned char *blob, size_t len, struct shb_index **out);
+/* The same for the entries of a plain archive's index: no members at all. */
+int shb_index_decode_plain(const unsigned char *blob, size_t len, struct shb_index **out);
 void shb_index_free(struct shb_index *idx);
 
 /* The entry with exactly this path, or NULL. */

@@ -68,7 +68,8 @@ static int raw_from_index(struct shb_input *in)
 
 	for (size_t i = 0; i < idx->nentries && !rc; i++)
 		rc = add_raw(in, idx->entries[i].path, idx->entries[i].type == SHB_ENTRY_DIR
-			     ? SHB_RAW_DIR : SHB_RAW_FILE, idx->entries[i].size);
+			     ? SHB_RAW_DIR : idx->entries[i].type == SHB_ENTRY_FILE ? SHB_RAW_FILE
+			     : SHB_RAW_OTHER, idx->entries[i].size);
 	return rc;
 }
 

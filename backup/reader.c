@@ -9,10 +9,12 @@
 
 #include "error.h"
 #include "reader.h"
+#include "zindex.h"
 
 struct shb_reader {
 	struct shb_source *src;
-	struct shb_index *idx;
+	struct shb_index *idx;      /* ours, or the entries of z */
+	struct shb_zindex *z;       /* a plain tar.gz: access points */
 	unsigned char *trailer;  /* index members + footer: the file's last bytes */
 	size_t trailer_len;
 	uint64_t inflated;
@@ -121,6 +123,50 @@ int shb_reader_open_trailer(struct shb_source *src, const unsigned char *trailer
 	return open_reader(src, trailer, len, out);
 }
 
+int shb_reader_open_plain(struct shb_source *src, const unsigned char *cached, size_t len,
+			  struct shb_reader **out)
+{
+	struct shb_reader *r = calloc(1, sizeof(*r));
+	int rc;
+
+	if (!r) {
+		shb_source_close(src);
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	}
+	r->src = src;
+	rc = cached ? shb_zindex_decode(cached, len, &r->z) : shb_zindex_build(src, &r->z);
+	if (rc) {
+		shb_reader_close(r);
+		return rc;
+	}
+	r->idx = &r->z->entries;
+	*out = r;
+	return SHB_OK;
+}
+
+int shb_reader_seekable(const struct shb_reader *r)
+{
+	return r->z == NULL;
+}
+
+size_t shb_reader_segment_at(const struct shb_reader *r, uint64_t uoff, uint64_t *start,
+			     size_t *len)
+{
+	return shb_zindex_segment_at(r->z, uoff, start, len);
+}
+
+int shb_reader_read_segment(struct shb_reader *r, size_t i, unsigned char *buf)
+{
+	return shb_zindex_read_segment(r->src, r->z, i, buf);
+}
+
+int shb_reader_plain_index(const struct shb_reader *r, unsigned char **out, size_t *len)
+{
+	if (!r->z)
+		return shb_fail(SHB_EINVAL, "not a plain archive");
+	return shb_zindex_encode(r->z, out, len);
+}
+
 void shb_reader_trailer(const struct shb_reader *r, const unsigned char **p, size_t *len)
 {
 	*p = r->trailer;
@@ -196,6 +242,12 @@ int shb_reader_pread(struct shb_reader *r, const struct shb_entry *e, void *buf,
 		return SHB_OK;
 	if (len > e->size - off)
 		len = (size_t)(e->size - off);
+	if (r->z) {
+		if ((rc = shb_zindex_read(r->src, r->z, e->offset + off, len, buf)))
+			return rc;
+		*got = len;
+		return SHB_OK;
+	}
 	start = e->offset + off;
 	end = start + len;
 	lo = shb_index_member_at(idx, start);
@@ -234,7 +286,10 @@ void shb_reader_close(struct shb_reader *r)
 {
 	if (!r)
 		return;
-	shb_index_free(r->idx);
+	if (r->z)
+		shb_zindex_free(r->z);
+	else
+		shb_index_free(r->idx);
 	shb_source_close(r->src);
 	free(r->trailer);
 	free(r);

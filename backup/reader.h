@@ -33,6 +33,26 @@ int shb_reader_open(struct shb_source *src, struct shb_reader **out);
  */
 int shb_reader_open_trailer(struct shb_source *src, const unsigned char *trailer, size_t len,
 			    struct shb_reader **out);
+/*
+ * Opens a plain single-stream tar.gz (not ours): builds its access-point
+ * index in one pass over src (zindex.h), or decodes the one given in
+ * cached (from shb_reader_plain_index() of an earlier open).  Entries carry
+ * no sha256; reads inflate from the nearest access point.
+ */
+int shb_reader_open_plain(struct shb_source *src, const unsigned char *cached, size_t len,
+			  struct shb_reader **out);
+/* True for our seekable format (members, fetch/inflate below apply). */
+int shb_reader_seekable(const struct shb_reader *r);
+/*
+ * Plain archives are read by segments (the bytes between two access
+ * points, a few MiB): the segment holding tar offset uoff, and reading one.
+ */
+size_t shb_reader_segment_at(const struct shb_reader *r, uint64_t uoff, uint64_t *start,
+			     size_t *len);
+int shb_reader_read_segment(struct shb_reader *r, size_t i, unsigned char *buf);
+/* A plain archive's access-point index as bytes, for caching (malloc'd). */
+int shb_reader_plain_index(const struct shb_reader *r, unsigned char **out, size_t *len);
+
 /* The file's last bytes that hold index and footer, for caching. */
 void shb_reader_trailer(const struct shb_reader *r, const unsigned char **p, size_t *len);
 const struct shb_index *shb_reader_index(const struct shb_reader *r);

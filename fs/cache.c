@@ -306,6 +306,16 @@ int shbfs_cache_get(struct shbfs_cache *c, const char *name, unsigned char *buf,
 	return 0;
 }
 
+int shbfs_cache_has(struct shbfs_cache *c, const char *name)
+{
+	int yes;
+
+	pthread_mutex_lock(&c->mu);
+	yes = c->dir && find(c, name) != NULL;
+	pthread_mutex_unlock(&c->mu);
+	return yes;
+}
+
 void shbfs_cache_put(struct shbfs_cache *c, const char *name, const unsigned char *buf,
 		     size_t len)
 {

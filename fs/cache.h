@@ -32,6 +32,8 @@ int shbfs_cache_get(struct shbfs_cache *c, const char *name, unsigned char *buf,
 /* Disk: a whole file into a new malloc'd buffer; -1 on a miss. */
 int shbfs_cache_get_all(struct shbfs_cache *c, const char *name, unsigned char **buf,
 			size_t *len);
+/* Disk: whether name is cached (no I/O). */
+int shbfs_cache_has(struct shbfs_cache *c, const char *name);
 void shbfs_cache_put(struct shbfs_cache *c, const char *name, const unsigned char *buf,
 		     size_t len);
 void shbfs_cache_drop(struct shbfs_cache *c, const char *name);

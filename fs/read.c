@@ -146,6 +146,40 @@ static void patch_header(const struct shb_layout_file *f, char *buf, uint64_t of
 			buf[at - off] = 1;
 }
 
+/*
+ * A plain tar.gz: whole segments (from one access point to the next), each
+ * inflated once and kept in memory, so sequential readers do not inflate
+ * the same span again for every request.
+ */
+static int read_plain(struct shbfs *fs, struct shbfs_backup *b, char *buf, uint64_t start,
+		      size_t size)
+{
+	uint64_t end = start + size, pos = start;
+	unsigned char *seg = NULL;
+	int rc = SHB_OK;
+
+	while (pos < end && !rc) {
+		uint64_t sstart;
+		size_t slen, i = shb_reader_segment_at(b->reader, pos, &sstart, &slen);
+		size_t n = end < sstart + slen ? (size_t)(end - pos) : (size_t)(sstart + slen - pos);
+
+		free(seg);
+		if (!(seg = malloc(slen ? slen : 1))) {
+			rc = shb_fail(SHB_ENOMEM, "out of memory");
+			break;
+		}
+		if (shbfs_cache_get_plain(fs->cache, b->key, i, seg, slen)) {
+			if ((rc = shb_reader_read_segment(b->reader, i, seg)))
+				break;
+			shbfs_cache_put_plain(fs->cache, b->key, i, seg, slen);
+		}
+		memcpy(buf + (pos - start), seg + (pos - sstart), n);
+		pos += n;
+	}
+	free(seg);
+	return rc;
+}
+
 int shbfs_read(struct shbfs *fs, struct shbfs_handle *h, char *buf, size_t size, uint64_t off)
 {
 	struct shbfs_backup *b = h->b;
@@ -160,6 +194,15 @@ int shbfs_read(struct shbfs *fs, struct shbfs_handle *h, char *buf, size_t size,
 		return 0;
 	if (size > e->size - off)
 		size = (size_t)(e->size - off);
+	if (!shb_reader_seekable(b->reader)) {
+		if (read_plain(fs, b, buf, e->offset + off, size)) {
+			shbfs_log(LOG_ERR, "read of %s/%s at %llu failed: %s", b->ts, f->rel,
+				  (unsigned long long)off, shb_errmsg());
+			return -EIO;
+		}
+		patch_header(f, buf, off, size);
+		return (int)size;
+	}
 	start = e->offset + off;
 	end = start + size;
 	lo = shb_index_member_at(j.idx, start);

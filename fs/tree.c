@@ -118,6 +118,47 @@ static void cache_key(struct shbfs_backup *b, const char *name, uint64_t size)
 		snprintf(b->key + 2 * i, 3, "%02x", sum[i]);
 }
 
+static int reopen_source(struct shbfs *fs, struct shbfs_backup *b, struct shb_source **src)
+{
+	if (b->remote)
+		return shb_source_open_s3(fs->cfg.s3, b->s3_key, b->s3_size, src);
+	return shb_source_open_file(b->local_path, src);
+}
+
+/*
+ * A plain tar.gz: its access-point index from the disk cache, or built in
+ * one pass and cached (for local archives too: the pass reads everything).
+ */
+static int open_plain(struct shbfs *fs, struct shbfs_backup *b)
+{
+	struct shb_source *src;
+	unsigned char *buf;
+	size_t len;
+	char name[64];
+	int rc;
+
+	snprintf(name, sizeof(name), "zidx-%s", b->key);
+	if (shbfs_cache_get_all(fs->cache, name, &buf, &len) == 0) {
+		if ((rc = reopen_source(fs, b, &src)))
+			return rc;
+		rc = shb_reader_open_plain(src, buf, len, &b->reader);
+		free(buf);
+		if (!rc)
+			return SHB_OK;
+		shbfs_cache_drop(fs->cache, name);
+	}
+	if ((rc = reopen_source(fs, b, &src)))
+		return rc;
+	shbfs_log(LOG_INFO, "indexing %s (not a seekable archive): one pass over it", b->ts);
+	if ((rc = shb_reader_open_plain(src, NULL, 0, &b->reader)))
+		return rc;
+	if (!shb_reader_plain_index(b->reader, &buf, &len)) {
+		shbfs_cache_put(fs->cache, name, buf, len);
+		free(buf);
+	}
+	return SHB_OK;
+}
+
 /* The reader, from the cached trailer when there is one. */
 static int open_reader(struct shbfs *fs, struct shbfs_backup *b, struct shb_source *src)
 {
@@ -127,6 +168,12 @@ static int open_reader(struct shbfs *fs, struct shbfs_backup *b, struct shb_sour
 	const unsigned char *t;
 	int rc;
 
+	snprintf(name, sizeof(name), "zidx-%s", b->key);
+	if (shbfs_cache_has(fs->cache, name)) {
+		/* Known to be a plain archive: no need to look for our footer. */
+		shb_source_close(src);
+		return open_plain(fs, b);
+	}
 	snprintf(name, sizeof(name), "idx-%s", b->key);
 	if (shbfs_cache_get_all(fs->cache, name, &trailer, &len) == 0) {
 		rc = shb_reader_open_trailer(src, trailer, len, &b->reader);
@@ -134,14 +181,13 @@ static int open_reader(struct shbfs *fs, struct shbfs_backup *b, struct shb_sour
 		if (!rc)
 			return SHB_OK;
 		shbfs_cache_drop(fs->cache, name);  /* damaged: read it again */
-		if (b->remote)
-			rc = shb_source_open_s3(fs->cfg.s3, b->s3_key, b->s3_size, &src);
-		else
-			rc = shb_source_open_file(b->local_path, &src);
-		if (rc)
+		if ((rc = reopen_source(fs, b, &src)))
 			return rc;
 	}
-	if ((rc = shb_reader_open(src, &b->reader)))
+	rc = shb_reader_open(src, &b->reader);
+	if (rc == SHB_EFORMAT)
+		return open_plain(fs, b);
+	if (rc)
 		return rc;
 	if (b->remote) {
 		shb_reader_trailer(b->reader, &t, &len);
@@ -160,7 +206,8 @@ static int build_layout(struct shbfs_backup *b)
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	for (size_t i = 0; i < idx->nentries; i++)
 		raw[i] = (struct shb_raw_entry){ idx->entries[i].path,
-			idx->entries[i].type == SHB_ENTRY_DIR ? SHB_RAW_DIR : SHB_RAW_FILE,
+			idx->entries[i].type == SHB_ENTRY_DIR ? SHB_RAW_DIR
+			: idx->entries[i].type == SHB_ENTRY_FILE ? SHB_RAW_FILE : SHB_RAW_OTHER,
 			idx->entries[i].size };
 	rc = shb_layout_build(raw, idx->nentries, &b->layout);
 	free(raw);

@@ -1,0 +1,528 @@
+/*
+ * Access points into a single gzip stream, and a tar header parser that
+ * runs over the inflated bytes in the same pass (zindex.h).  The technique
+ * is the one zlib's examples/zran.c describes: stop inflate at deflate
+ * block boundaries (Z_BLOCK), and at most every span of output remember
+ * the bit position and the last 32 KiB of output; a later read primes a
+ * raw inflater with those and runs forward.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+#include "error.h"
+#include "zindex.h"
+
+#define WIN 32768u
+#define IN_CHUNK (256u * 1024u)
+#define MAX_ENTRIES 100000
+#define MAX_EXT (1u << 20)
+
+/* --- tar headers ---------------------------------------------------------- */
+
+struct tarp {
+	uint64_t pos;               /* offset of the next byte fed */
+	unsigned char hdr[512];
+	size_t hlen;
+	uint64_t skip;              /* data and padding still to pass over */
+	struct shb_buf ext;         /* pax or GNU long name being collected */
+	uint64_t ext_left, ext_pad;
+	char ext_type;
+	char *path_override;
+	uint64_t size_override;
+	int has_size_override;
+	int zeros, done, err;
+	struct shb_index *idx;
+	size_t cap;
+};
+
+static uint64_t tar_number(const unsigned char *f, size_t n, int *bad)
+{
+	uint64_t v = 0;
+	size_t i = 0;
+
+	if (f[0] & 0x80) {  /* base-256 */
+		if (f[0] != 0x80)
+			*bad = 1;
+		for (i = 1; i < n; i++) {
+			if (v >> 56)
+				*bad = 1;
+			v = v << 8 | f[i];
+		}
+		return v;
+	}
+	while (i < n && (f[i] == ' ' || f[i] == '\0'))
+		i++;
+	for (; i < n && f[i] >= '0' && f[i] <= '7'; i++) {
+		if (v >> 60)
+			*bad = 1;
+		v = v * 8 + (uint64_t)(f[i] - '0');
+	}
+	return v;
+}
+
+static int checksum_ok(const unsigned char *h)
+{
+	int bad = 0;
+	uint64_t want = tar_number(h + 148, 8, &bad), sum = 0;
+
+	for (int i = 0; i < 512; i++)
+		sum += i >= 148 && i < 156 ? ' ' : h[i];
+	return !bad && sum == want;
+}
+
+/* Applies "len key=value\n" records of a pax header. */
+static void parse_pax(struct tarp *t, const char *p, size_t n)
+{
+	while (n) {
+		char *end;
+		unsigned long len = strtoul(p, &end, 10);
+		const char *kv = end + 1, *eq;
+
+		if (end == p || *end != ' ' || len == 0 || len > n || p[len - 1] != '\n') {
+			t->err = 1;
+			return;
+		}
+		eq = memchr(kv, '=', (size_t)(p + len - 1 - kv));
+		if (eq && eq - kv == 4 && !memcmp(kv, "path", 4)) {
+			free(t->path_override);
+			t->path_override = strndup(eq + 1, (size_t)(p + len - 1 - (eq + 1)));
+		} else if (eq && eq - kv == 4 && !memcmp(kv, "size", 4)) {
+			t->size_override = strtoull(eq + 1, NULL, 10);
+			t->has_size_override = 1;
+		}
+		p += len;
+		n -= len;
+	}
+}
+
+static int add_entry(struct tarp *t, char *path, uint8_t type, uint32_t mode, uint64_t size)
+{
+	struct shb_index *idx = t->idx;
+
+	if (idx->nentries == MAX_ENTRIES)
+		return shb_fail(SHB_EFORMAT, "refusing backup: more than %d entries", MAX_ENTRIES);
+	if (idx->nentries == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 32;
+		struct shb_entry *e = realloc(idx->entries, cap * sizeof(*e));
+
+		if (!e)
+			return shb_fail(SHB_ENOMEM, "out of memory");
+		idx->entries = e;
+		t->cap = cap;
+	}
+	idx->entries[idx->nentries++] = (struct shb_entry){
+		.path = path, .type = type, .mode = mode & 07777,
+		.size = type == SHB_ENTRY_FILE ? size : 0, .offset = t->pos };
+	return SHB_OK;
+}
+
+static int on_header(struct tarp *t)
+{
+	const unsigned char *h = t->hdr;
+	char name[257], type = (char)h[156];
+	int bad = 0;
+	uint64_t size = tar_number(h + 124, 12, &bad);
+	uint32_t mode = (uint32_t)tar_number(h + 100, 8, &bad);
+	char *path;
+
+	if (!memcmp(h, (unsigned char[512]){ 0 }, 512)) {
+		t->done = ++t->zeros >= 2;
+		return SHB_OK;
+	}
+	if (t->zeros || bad || !checksum_ok(h))
+		return shb_fail(SHB_EFORMAT, "damaged tar header at offset %llu",
+				(unsigned long long)(t->pos - 512));
+	if (type == 'x' || type == 'g' || type == 'L' || type == 'K') {
+		if (size > MAX_EXT)
+			return shb_fail(SHB_EFORMAT, "oversized tar extension header");
+		t->ext_type = type;
+		t->ext_left = size;
+		t->ext_pad = (512 - size % 512) % 512;
+		t->ext.len = 0;
+		return SHB_OK;
+	}
+	if (t->has_size_override)
+		size = t->size_override;
+	if (t->path_override) {
+		path = t->path_override;
+		t->path_override = NULL;
+	} else {
+		size_t pl = strnlen((const char *)h + 345, 155);
+
+		if (!memcmp(h + 257, "ustar", 5) && pl)
+			snprintf(name, sizeof(name), "%.*s/%.*s", (int)pl, h + 345,
+				 (int)strnlen((const char *)h, 100), h);
+		else
+			snprintf(name, sizeof(name), "%.*s", (int)strnlen((const char *)h, 100), h);
+		path = strdup(name);
+	}
+	t->has_size_override = 0;
+	if (!path)
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	t->skip = type == '0' || type == '\0' || type == '7' ? size + (512 - size % 512) % 512 : 0;
+	if (add_entry(t, path, type == '0' || type == '\0' || type == '7' ? SHB_ENTRY_FILE
+		      : type == '5' ? SHB_ENTRY_DIR : SHB_ENTRY_OTHER, mode, size)) {
+		free(path);
+		return SHB_EFORMAT;
+	}
+	return SHB_OK;
+}
+
+static int ext_done(struct tarp *t)
+{
+	if (t->ext_type == 'x')
+		parse_pax(t, (char *)t->ext.data, t->ext.len);
+	else if (t->ext_type == 'L') {
+		free(t->path_override);
+		t->path_override = strndup((char *)t->ext.data, t->ext.len);
+	}
+	t->ext_type = 0;
+	t->skip = t->ext_pad;
+	return t->err ? shb_fail(SHB_EFORMAT, "damaged pax header") : SHB_OK;
+}
+
+/* Feeds n inflated bytes to the parser. */
+static int tar_feed(struct tarp *t, const unsigned char *p, size_t n)
+{
+	int rc = SHB_OK;
+
+	while (n && !rc && !t->done) {
+		size_t k;
+
+		if (t->skip) {
+			k = t->skip < n ? (size_t)t->skip : n;
+			t->skip -= k;
+		} else if (t->ext_type) {
+			k = t->ext_left < n ? (size_t)t->ext_left : n;
+			rc = shb_buf_add(&t->ext, p, k);
+			t->ext_left -= k;
+			if (!rc && !t->ext_left) {
+				t->pos += k;
+				p += k;
+				n -= k;
+				rc = ext_done(t);
+				continue;
+			}
+		} else {
+			k = 512 - t->hlen < n ? 512 - t->hlen : n;
+			memcpy(t->hdr + t->hlen, p, k);
+			t->hlen += k;
+			if (t->hlen == 512) {
+				t->pos += k;
+				p += k;
+				n -= k;
+				t->hlen = 0;
+				rc = on_header(t);
+				continue;
+			}
+		}
+		t->pos += k;
+		p += k;
+		n -= k;
+	}
+	return rc;
+}
+
+/* --- building ---------------------------------------------------------------- */
+
+static int add_point(struct shb_zindex *z, size_t *cap, uint64_t uoff, uint64_t coff, int bits,
+		     const unsigned char *win, size_t wpos)
+{
+	struct shb_zpoint *p;
+
+	if (z->npoints == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+
+		if (!(p = realloc(z->points, ncap * sizeof(*p))))
+			return shb_fail(SHB_ENOMEM, "out of memory");
+		z->points = p;
+		*cap = ncap;
+	}
+	p = &z->points[z->npoints++];
+	p->uoff = uoff;
+	p->coff = coff;
+	p->bits = bits;
+	/* The last 32 KiB of output, oldest first, from the circular window. */
+	memcpy(p->window, win + wpos, WIN - wpos);
+	memcpy(p->window + (WIN - wpos), win, wpos);
+	return SHB_OK;
+}
+
+static int build(struct shb_source *src, struct shb_zindex *z, struct tarp *t)
+{
+	unsigned char *in = malloc(IN_CHUNK), *win = calloc(1, WIN);
+	uint64_t in_off = 0, totin = 0, totout = 0, last = 0;
+	size_t cap = 0;
+	z_stream s = { 0 };
+	int rc = SHB_OK, zrc = Z_OK;
+
+	if (!in || !win || inflateInit2(&s, 47) != Z_OK) {
+		rc = shb_fail(SHB_ENOMEM, "out of memory");
+		goto out;
+	}
+	while (zrc != Z_STREAM_END && !rc) {
+		if (!s.avail_in) {
+			size_t n = src->size - in_off < IN_CHUNK ? (size_t)(src->size - in_off) : IN_CHUNK;
+
+			if (!n) {
+				rc = shb_fail(SHB_EFORMAT, "'%s' ends before its gzip stream", src->name);
+				break;
+			}
+			if ((rc = shb_source_read(src, in, n, in_off)))
+				break;
+			in_off += n;
+			s.next_in = in;
+			s.avail_in = (uInt)n;
+		}
+		if (!s.avail_out) {
+			s.next_out = win;
+			s.avail_out = WIN;
+		}
+		size_t wpos = WIN - s.avail_out, before_in = s.avail_in, before_out = s.avail_out;
+
+		zrc = inflate(&s, Z_BLOCK);
+		if (zrc != Z_OK && zrc != Z_STREAM_END) {
+			rc = shb_fail(SHB_EFORMAT, "'%s' is not a valid gzip stream: %s", src->name,
+				      s.msg ? s.msg : "inflate failed");
+			break;
+		}
+		totin += before_in - s.avail_in;
+		totout += before_out - s.avail_out;
+		rc = tar_feed(t, win + wpos, before_out - s.avail_out);
+		if (!rc && (s.data_type & 128) && !(s.data_type & 64)
+		    && (totout == 0 || totout - last > SHB_ZSPAN)) {
+			if (totout - last > SHB_ZSEGMENT_MAX) {
+				rc = shb_fail(SHB_EFORMAT, "'%s' has a deflate block too large to "
+					      "index", src->name);
+				break;
+			}
+			rc = add_point(z, &cap, totout, totin, s.data_type & 7, win, WIN - s.avail_out);
+			last = totout;
+		}
+	}
+	if (!rc && !t->done)
+		rc = shb_fail(SHB_EFORMAT, "'%s' holds no complete tar archive", src->name);
+	if (!rc && !z->npoints)
+		rc = shb_fail(SHB_EFORMAT, "'%s' has no usable access point", src->name);
+	if (!rc && totout - last > SHB_ZSEGMENT_MAX)
+		rc = shb_fail(SHB_EFORMAT, "'%s' has a deflate block too large to index", src->name);
+	z->usize = totout;
+out:
+	inflateEnd(&s);
+	free(in);
+	free(win);
+	return rc;
+}
+
+int shb_zindex_build(struct shb_source *src, struct shb_zindex **out)
+{
+	struct shb_zindex *z = calloc(1, sizeof(*z));
+	struct tarp t = { 0 };
+	int rc;
+
+	if (!z)
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	z->entries.version = SHB_INDEX_VERSION;
+	z->entries.block_size = SHB_BLOCK_SIZE;
+	t.idx = &z->entries;
+	rc = build(src, z, &t);
+	z->entries.tar_size = z->usize;
+	free(t.path_override);
+	shb_buf_free(&t.ext);
+	if (rc) {
+		shb_zindex_free(z);
+		return rc;
+	}
+	*out = z;
+	return SHB_OK;
+}
+
+/* --- reading ----------------------------------------------------------------- */
+
+static size_t point_before(const struct shb_zindex *z, uint64_t off)
+{
+	size_t lo = 0, hi = z->npoints;
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (z->points[mid].uoff <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int shb_zindex_read(struct shb_source *src, const struct shb_zindex *z, uint64_t off,
+		    size_t len, void *buf)
+{
+	const struct shb_zpoint *p = &z->points[point_before(z, off)];
+	unsigned char *in = malloc(IN_CHUNK), *scratch = malloc(WIN), byte;
+	uint64_t in_off = p->coff, skip = off - p->uoff;
+	size_t got = 0;
+	z_stream s = { 0 };
+	int rc = SHB_OK;
+
+	if (off > z->usize || len > z->usize - off)
+		return shb_fail(SHB_EFORMAT, "read past the end of '%s'", src->name);
+	if (!in || !scratch || inflateInit2(&s, -15) != Z_OK) {
+		rc = shb_fail(SHB_ENOMEM, "out of memory");
+		goto out;
+	}
+	if (p->bits && (rc = shb_source_read(src, &byte, 1, p->coff - 1)))
+		goto out;
+	if (p->bits)
+		inflatePrime(&s, p->bits, byte >> (8 - p->bits));
+	inflateSetDictionary(&s, p->window, WIN);
+	while (got < len && !rc) {
+		if (!s.avail_in) {
+			size_t n = src->size - in_off < IN_CHUNK ? (size_t)(src->size - in_off) : IN_CHUNK;
+
+			if (!n || (rc = shb_source_read(src, in, n, in_off)))
+				break;
+			in_off += n;
+			s.next_in = in;
+			s.avail_in = (uInt)n;
+		}
+		if (skip) {
+			s.next_out = scratch;
+			s.avail_out = skip < WIN ? (uInt)skip : WIN;
+		} else {
+			s.next_out = (unsigned char *)buf + got;
+			s.avail_out = len - got < (1u << 30) ? (uInt)(len - got) : (1u << 30);
+		}
+		uInt before = s.avail_out;
+		int zrc = inflate(&s, Z_NO_FLUSH);
+
+		if (zrc != Z_OK && zrc != Z_STREAM_END && zrc != Z_BUF_ERROR)
+			rc = shb_fail(SHB_ECORRUPT, "damaged data in '%s' near offset %llu", src->name,
+				      (unsigned long long)in_off);
+		if (skip)
+			skip -= before - s.avail_out;
+		else
+			got += before - s.avail_out;
+		if (zrc == Z_STREAM_END && got < len)
+			rc = shb_fail(SHB_EFORMAT, "'%s' ends early", src->name);
+	}
+	if (!rc && got < len)
+		rc = shb_fail(SHB_EFORMAT, "'%s' ends early", src->name);
+out:
+	inflateEnd(&s);
+	free(in);
+	free(scratch);
+	return rc;
+}
+
+size_t shb_zindex_segment_at(const struct shb_zindex *z, uint64_t off, uint64_t *start,
+			     size_t *len)
+{
+	size_t i = point_before(z, off);
+	uint64_t end = i + 1 < z->npoints ? z->points[i + 1].uoff : z->usize;
+
+	*start = z->points[i].uoff;
+	*len = (size_t)(end - *start);
+	return i;
+}
+
+int shb_zindex_read_segment(struct shb_source *src, const struct shb_zindex *z, size_t i,
+			    unsigned char *buf)
+{
+	uint64_t end = i + 1 < z->npoints ? z->points[i + 1].uoff : z->usize;
+
+	return shb_zindex_read(src, z, z->points[i].uoff, (size_t)(end - z->points[i].uoff), buf);
+}
+
+/* --- (de)serialising ------------------------------------------------------------ */
+
+static const char zmagic[8] = { 'S', 'H', 'B', 'Z', 'I', 'D', 'X', '1' };
+#define POINT_REC (8 + 8 + 1 + WIN)
+
+int shb_zindex_encode(const struct shb_zindex *z, unsigned char **out, size_t *len)
+{
+	unsigned char *ents = NULL, *p;
+	size_t elen;
+	int rc = shb_index_encode(&z->entries, &ents, &elen);
+
+	if (rc)
+		return rc;
+	*len = 8 + 8 + 8 + z->npoints * POINT_REC + elen;
+	if (!(p = *out = malloc(*len))) {
+		free(ents);
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	}
+	memcpy(p, zmagic, 8);
+	memcpy(p + 8, &z->usize, 8);
+	memcpy(p + 16, &(uint64_t){ z->npoints }, 8);
+	p += 24;
+	for (size_t i = 0; i < z->npoints; i++, p += POINT_REC) {
+		memcpy(p, &z->points[i].uoff, 8);
+		memcpy(p + 8, &z->points[i].coff, 8);
+		p[16] = (unsigned char)z->points[i].bits;
+		memcpy(p + 17, z->points[i].window, WIN);
+	}
+	memcpy(p, ents, elen);
+	free(ents);
+	return SHB_OK;
+}
+
+int shb_zindex_decode(const unsigned char *p, size_t len, struct shb_zindex **out)
+{
+	struct shb_zindex *z;
+	struct shb_index *idx = NULL;
+	uint64_t n;
+	int rc;
+
+	if (len < 24 || memcmp(p, zmagic, 8))
+		return shb_fail(SHB_EFORMAT, "not a cached access-point index");
+	memcpy(&n, p + 16, 8);
+	if (n == 0 || n > (len - 24) / POINT_REC)
+		return shb_fail(SHB_EFORMAT, "damaged access-point index");
+	if (!(z = calloc(1, sizeof(*z))) || !(z->points = calloc((size_t)n, sizeof(*z->points)))) {
+		free(z);
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	}
+	memcpy(&z->usize, p + 8, 8);
+	z->npoints = (size_t)n;
+	p += 24;
+	rc = SHB_OK;
+	for (size_t i = 0; i < z->npoints; i++, p += POINT_REC) {
+		memcpy(&z->points[i].uoff, p, 8);
+		memcpy(&z->points[i].coff, p + 8, 8);
+		z->points[i].bits = p[16];
+		memcpy(z->points[i].window, p + 17, WIN);
+		if (z->points[i].bits > 7 || z->points[i].uoff > z->usize
+		    || (i && (z->points[i].uoff <= z->points[i - 1].uoff
+			      || z->points[i].uoff - z->points[i - 1].uoff > SHB_ZSEGMENT_MAX))
+		    || (z->points[i].bits && !z->points[i].coff))
+			rc = shb_fail(SHB_EFORMAT, "damaged access-point index");
+	}
+	if (!rc)
+		rc = shb_index_decode_plain(p, len - 24 - z->npoints * POINT_REC, &idx);
+	if (!rc && (idx->tar_size != z->usize || idx->nmembers))
+		rc = shb_fail(SHB_EFORMAT, "damaged access-point index");
+	if (!rc) {
+		z->entries = *idx;
+		free(idx);
+		*out = z;
+		return SHB_OK;
+	}
+	shb_index_free(idx);
+	shb_zindex_free(z);
+	return rc;
+}
+
+void shb_zindex_free(struct shb_zindex *z)
+{
+	if (!z)
+		return;
+	for (size_t i = 0; i < z->entries.nentries; i++)
+		free(z->entries.entries[i].path);
+	free(z->entries.entries);
+	free(z->entries.members);
+	free(z->points);
+	free(z);
+}

@@ -1,0 +1,62 @@
+/*
+ * Random access into archives that are not in our format: a plain
+ * single-stream .tar.gz (made by the old script or `tar czf`).  One
+ * sequential pass inflates the stream, records an access point (the
+ * compressed bit position and the 32 KiB window zlib needs) every span of
+ * output, and parses the tar headers on the fly into index entries (path,
+ * type, size, data offset; no sha256).  A read then inflates from the
+ * nearest access point before it: about one span of work, fetching only
+ * nearby compressed bytes.
+ *
+ * The index encodes to bytes for a disk cache; decoding validates like
+ * shb_index_decode.  Entries that are links or special files are kept with
+ * type SHB_ENTRY_OTHER so the layout check can refuse them by name.
+ */
+#ifndef SHB_ZINDEX_H
+#define SHB_ZINDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "index.h"
+#include "store.h"
+
+/* Output bytes between access points. */
+#define SHB_ZSPAN (4u << 20)
+/* The most output between two access points an index may have. */
+#define SHB_ZSEGMENT_MAX (64u << 20)
+
+struct shb_zpoint {
+	uint64_t uoff;          /* output offset */
+	uint64_t coff;          /* input offset of the first full byte */
+	int bits;               /* bits of the byte before coff still to use (0..7) */
+	unsigned char window[32768];
+};
+
+struct shb_zindex {
+	uint64_t usize;         /* length of the uncompressed tar */
+	size_t npoints;
+	struct shb_zpoint *points;
+	struct shb_index entries;  /* entries only: nmembers is 0 */
+};
+
+/* Builds the index of a plain tar.gz in one pass over src. */
+int shb_zindex_build(struct shb_source *src, struct shb_zindex **out);
+/* Reads exactly len uncompressed bytes at off (off + len <= usize). */
+int shb_zindex_read(struct shb_source *src, const struct shb_zindex *z, uint64_t off,
+		    size_t len, void *buf);
+
+/*
+ * Segment i: the bytes from access point i to the next (or to the end);
+ * reading one whole inflates each byte once, which sequential readers want.
+ */
+size_t shb_zindex_segment_at(const struct shb_zindex *z, uint64_t off, uint64_t *start,
+			     size_t *len);
+int shb_zindex_read_segment(struct shb_source *src, const struct shb_zindex *z, size_t i,
+			    unsigned char *buf);
+
+int shb_zindex_encode(const struct shb_zindex *z, unsigned char **out, size_t *len);
+int shb_zindex_decode(const unsigned char *p, size_t len, struct shb_zindex **out);
+void shb_zindex_free(struct shb_zindex *z);
+
+#endif
