@@ -270,7 +270,8 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct shbf
 	if (!cl->foreground)
 		shbfs_log_to_syslog();
 	rc = cl->singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, &loop);
-	rc = rc ? 1 : 0;
+	/* libfuse reports the signal that ended the loop: SIGTERM is a clean stop. */
+	rc = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
 out_unmount:
 	fuse_unmount(fuse);
 out_signals:

@@ -425,3 +425,20 @@ def test_plain_tar_czf_archives_local_and_s3(two_local, swift, bucket, tmp, moun
     m2 = mount(menv, f"cache_dir={cache}")
     assert sorted(os.listdir(m2.path / s3_ts)) == ["apps", "secrets.json", "streamhub.db"]
     assert gets(swift, n, bucket) == []
+
+
+def test_sigterm_unmounts_cleanly(two_local, mount):
+    _, env, _ = two_local
+    m = mount(env)
+    assert os.listdir(m.path)
+    m.proc.send_signal(signal.SIGTERM)
+    assert m.proc.wait(timeout=15) == 0
+    assert not os.path.ismount(m.path)
+
+
+def test_zz_nothing_left_behind():
+    """Runs last: no shbackupfs mount or daemon survives the tests above."""
+    mounts = Path("/proc/mounts").read_text()
+    assert "shbackupfs" not in mounts, mounts
+    procs = subprocess.run(["pgrep", "-f", str(SHBACKUPFS)], capture_output=True, text=True)
+    assert procs.stdout.strip() == "", procs.stdout
