@@ -137,6 +137,22 @@ int shb_catalog_add_s3(struct shb_catalog *cat, struct shb_s3 *s3, const char *p
 	return rc;
 }
 
+size_t shb_catalog_match(const struct shb_catalog *cat, const char *from,
+			 const struct shb_backup **hit)
+{
+	size_t n = 0;
+
+	*hit = NULL;
+	if (!strcmp(from, "latest")) {
+		*hit = cat->n ? &cat->items[0] : NULL;
+		return cat->n ? 1 : 0;
+	}
+	for (size_t i = 0; i < cat->n; i++)
+		if (strstr(cat->items[i].name, from) && ++n == 1)
+			*hit = &cat->items[i];
+	return n;
+}
+
 const char *shb_backup_source(const struct shb_backup *b)
 {
 	return b->local_path && b->s3_key ? "both" : b->s3_key ? "s3" : "local";

@@ -48,6 +48,13 @@ int shb_catalog_add_local(struct shb_catalog *cat, const char *dir);
  * empty prefix), listing every page.
  */
 int shb_catalog_add_s3(struct shb_catalog *cat, struct shb_s3 *s3, const char *prefix);
+/*
+ * The backups --from names: "latest" is the newest; anything else matches
+ * every backup whose name contains it.  Returns the number of matches and
+ * sets *hit to the first (newest) one.
+ */
+size_t shb_catalog_match(const struct shb_catalog *cat, const char *from,
+			 const struct shb_backup **hit);
 /* "local", "s3" or "both". */
 const char *shb_backup_source(const struct shb_backup *b);
 void shb_catalog_free(struct shb_catalog *cat);

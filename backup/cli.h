@@ -22,6 +22,16 @@ int cmd_create(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+
+struct shb_catalog;
+struct shb_backup;
+/*
+ * The backup --from names in cat ("latest", or a unique part of a name);
+ * NULL after printing why, with *code set to 3 (none) or 1 (several).
+ */
+const struct shb_backup *shb_pick_backup(const struct shb_catalog *cat, const char *from,
+					 int *code);
 
 /* Prints "error: <fmt>" / "warning: <fmt>" on stderr. */
 void shb_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

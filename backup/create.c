@@ -26,6 +26,7 @@
 #include "cli.h"
 #include "config.h"
 #include "error.h"
+#include "metrics.h"
 #include "prune.h"
 #include "s3.h"
 #include "snapshot.h"
@@ -109,7 +110,8 @@ static void print_help(void)
 	       "  BACKUP_S3_PART_SIZE_MB, BACKUP_S3_CONNECTIONS, BACKUP_S3_MAX_ATTEMPTS,\n"
 	       "  BACKUP_S3_RETRY_SECONDS, BACKUP_S3_TIMEOUT\n"
 	       "                         multipart part size (16), parallel parts (4), attempts\n"
-	       "                         per request (5), retry budget (60 s), stall timeout (30 s)\n\n"
+	       "                         per request (5), retry budget (60 s), stall timeout (30 s)\n"
+	       "  BACKUP_METRICS_FILE    write Prometheus textfile metrics of the run here\n\n"
 	       "exit codes: 0 ok, 1 usage, 2 preflight, 3 snapshot failed, 4 upload failed\n",
 	       usage, SHB_DEFAULT_DATA_DIR, SHB_DEFAULT_RETENTION_DAYS, SHB_DEFAULT_S3_PREFIX,
 	       SHB_DEFAULT_S3_REGION);
@@ -512,6 +514,33 @@ static void report_pruned(void *ctx, const struct shb_backup *b, const char *whe
 		fprintf(stderr, "pruned %s (%s)\n", b->name, where);
 }
 
+/* Prometheus textfile metrics of this run, when BACKUP_METRICS_FILE is set. */
+static void write_metrics(struct job *job, uint64_t size, double secs)
+{
+	const char *path = getenv("BACKUP_METRICS_FILE");
+	struct shb_catalog cat = { 0 };
+	struct shb_metric m[5] = {
+		{ "shbackup_create_last_success_timestamp_seconds",
+		  "When the last successful backup was created.", NULL, (double)time(NULL) },
+		{ "shbackup_create_last_duration_seconds", "How long the last backup took.", NULL,
+		  secs },
+		{ "shbackup_create_last_size_bytes", "Size of the last backup archive.", NULL,
+		  (double)size },
+	};
+	size_t n = 3;
+
+	if (!path || !*path)
+		return;
+	if (!shb_catalog_add_local(&cat, job->cfg.local_dir)
+	    && (!job->s3 || !shb_catalog_add_s3(&cat, job->s3, job->cfg.s3_prefix))) {
+		shb_metrics_counts(&cat, m + 3);
+		n = 5;
+	}
+	if (shb_metrics_write(path, m, n))
+		shb_warning("%s", shb_errmsg());
+	shb_catalog_free(&cat);
+}
+
 static void prune(struct job *job)
 {
 	struct shb_catalog cat = { 0 };
@@ -616,6 +645,7 @@ int cmd_create(int argc, char **argv)
 	print_summary(&job, size, shb_now() - start);
 	if (job.prune)
 		prune(&job);
+	write_metrics(&job, size, shb_now() - start);
 	code = SHB_EXIT_OK;
 	goto out;
 fail:

@@ -19,6 +19,7 @@ static const struct cmd_struct commands[] = {
 	{ "list", cmd_list, "list backups, newest first" },
 	{ "prune", cmd_prune, "delete backups older than the retention period" },
 	{ "restore", cmd_restore, "verify a backup and put it back into a DATA_DIR" },
+	{ "verify", cmd_verify, "check backups inside their archives, without extracting" },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

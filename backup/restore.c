@@ -197,28 +197,24 @@ static int prepare_target(struct restore *r)
 
 /* --- which backup ---------------------------------------------------------- */
 
-/* Picks the catalog item --from names; sets an exit code on failure. */
-static const struct shb_backup *pick(struct restore *r, const struct shb_catalog *cat, int *code)
+/* Picks the catalog item --from names; prints why and sets an exit code if none. */
+const struct shb_backup *shb_pick_backup(const struct shb_catalog *cat, const char *from,
+					 int *code)
 {
-	const struct shb_backup *hit = NULL;
-	size_t n = 0;
+	const struct shb_backup *hit;
+	size_t n = shb_catalog_match(cat, from, &hit);
 
-	if (!strcmp(r->from, "latest") && cat->n)
-		return &cat->items[0];
-	for (size_t i = 0; i < cat->n; i++)
-		if (strstr(cat->items[i].name, r->from) && ++n == 1)
-			hit = &cat->items[i];
 	if (n == 1)
 		return hit;
 	if (n == 0) {
 		*code = EXIT_NOT_FOUND;
-		shb_error("no backup matches '%s'%s", r->from, cat->n ? "" : " (there are no backups)");
+		shb_error("no backup matches '%s'%s", from, cat->n ? "" : " (there are no backups)");
 		return NULL;
 	}
 	*code = SHB_EXIT_USAGE;
-	shb_error("'%s' matches %zu backups; say which:", r->from, n);
+	shb_error("'%s' matches %zu backups; say which:", from, n);
 	for (size_t i = 0; i < cat->n; i++)
-		if (strstr(cat->items[i].name, r->from))
+		if (strstr(cat->items[i].name, from))
 			fprintf(stderr, "  %s (%s)\n", cat->items[i].ts, shb_backup_source(&cat->items[i]));
 	return NULL;
 }
@@ -242,7 +238,7 @@ static int open_input(struct restore *r, int *code)
 	    || (r->cfg.s3_bucket && ((rc = shb_config_s3(&r->cfg, &r->s3))
 				     || (rc = shb_catalog_add_s3(&cat, r->s3, r->cfg.s3_prefix)))))
 		goto out;
-	if (!(b = pick(r, &cat, code))) {
+	if (!(b = shb_pick_backup(&cat, r->from, code))) {
 		rc = SHB_ENOTFOUND;
 		shb_fail(rc, "%s", "");
 		goto out;

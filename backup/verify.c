@@ -1,0 +1,515 @@
+/*
+ * shbackup verify: a restore drill without the restore.  Every db of a
+ * backup is opened inside the archive through the read-only VFS (vfs.h), so
+ * nothing is extracted and, for S3, only the pages SQLite reads are
+ * fetched; it must pass integrity_check (quick_check with --quick), match
+ * its sha256 in the index (skipped with --quick), and report its page and
+ * row counts.  secrets.json must parse as JSON.  A snapshot directory is
+ * checked the same way through plain read-only opens.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+#include "catalog.h"
+#include "cli.h"
+#include "config.h"
+#include "error.h"
+#include "layout.h"
+#include "metrics.h"
+#include "reader.h"
+#include "s3.h"
+#include "store.h"
+#include "vfs.h"
+
+static const char usage[] =
+	"shbackup verify [--from latest|<timestamp>|<archive>|<snapshot dir>] [--all]\n"
+	"                       [--quick] [--json] [--metrics-file PATH]";
+
+enum { EXIT_NOT_FOUND = 3, EXIT_FAILED = 4 };
+
+struct opts {
+	const char *from, *metrics;
+	int all, quick, json;
+};
+
+/* One backup being checked; what is printed about it. */
+struct check {
+	const struct opts *o;
+	const char *name, *source;
+	int ok, first;
+};
+
+/* --- output ----------------------------------------------------------------- */
+
+static void begin(struct check *c)
+{
+	if (c->o->json) {
+		printf("{\"backup\": ");
+		shb_json_string(c->name);
+		printf(", \"source\": \"%s\", \"files\": [", c->source);
+	} else if (!c->o->all) {
+		printf("verify %s (%s)\n", c->name, c->source);
+	}
+}
+
+/* Reports one file: ok, or failed with why; detail (counts) may be NULL. */
+static void file_result(struct check *c, const char *rel, const char *why, long long pages,
+			const char *detail)
+{
+	if (why)
+		c->ok = 0;
+	if (c->o->json) {
+		printf("%s\n  {\"path\": ", c->first++ ? "," : "");
+		shb_json_string(rel);
+		printf(", \"ok\": %s", why ? "false" : "true");
+		if (why) {
+			printf(", \"error\": ");
+			shb_json_string(why);
+		}
+		if (pages >= 0)
+			printf(", \"pages\": %lld", pages);
+		if (detail)
+			printf(", \"tables\": {%s}", detail);
+		printf("}");
+	} else if (!c->o->all) {
+		printf("  %-28s %-6s %s\n", rel, why ? "FAILED" : "ok", why ? why : detail ? detail : "");
+	} else if (why) {
+		fprintf(stderr, "%s: %s: %s\n", c->name, rel, why);
+	}
+}
+
+static void end(struct check *c)
+{
+	if (c->o->json)
+		printf("\n], \"ok\": %s}", c->ok ? "true" : "false");
+	else if (c->o->all)
+		printf("%-40s %-6s %s\n", c->name, c->source, c->ok ? "ok" : "FAILED");
+	else
+		printf("result: %s\n", c->ok ? "ok" : "FAILED");
+}
+
+/* --- checks on an open db ----------------------------------------------------- */
+
+/* integrity_check / quick_check, page count and rows per table of db. */
+static void check_db(struct check *c, sqlite3 *db, const char *rel)
+{
+	sqlite3_stmt *st = NULL, *cnt = NULL;
+	struct shb_buf detail = { 0 }, plain = { 0 };
+	char first[256] = "", line[512];
+	long long pages = -1;
+
+	if (sqlite3_prepare_v2(db, c->o->quick ? "PRAGMA quick_check" : "PRAGMA integrity_check",
+			       -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		snprintf(first, sizeof(first), "%s", (const char *)sqlite3_column_text(st, 0));
+	else
+		snprintf(first, sizeof(first), "%s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	if (strcmp(first, "ok")) {
+		snprintf(line, sizeof(line), "%s failed: %s", c->o->quick ? "quick_check"
+			 : "integrity_check", first);
+		file_result(c, rel, line, -1, NULL);
+		return;
+	}
+	if (sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &st, NULL) == SQLITE_OK
+	    && sqlite3_step(st) == SQLITE_ROW)
+		pages = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+			   -1, &st, NULL);
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(st, 0);
+		char *q = sqlite3_mprintf("SELECT count(*) FROM \"%w\"", t);
+		long long rows = -1;
+
+		if (q && sqlite3_prepare_v2(db, q, -1, &cnt, NULL) == SQLITE_OK
+		    && sqlite3_step(cnt) == SQLITE_ROW)
+			rows = sqlite3_column_int64(cnt, 0);
+		sqlite3_finalize(cnt);
+		sqlite3_free(q);
+		snprintf(line, sizeof(line), "%s\"%s\": %lld", detail.len ? ", " : "", t, rows);
+		shb_buf_add(&detail, line, strlen(line));
+		snprintf(line, sizeof(line), "%s%s %lld", plain.len ? ", " : "", t, rows);
+		shb_buf_add(&plain, line, strlen(line));
+	}
+	sqlite3_finalize(st);
+	shb_buf_add(&detail, "", 1);
+	snprintf(line, sizeof(line), "%lld pages; ", pages);
+	struct shb_buf text = { 0 };
+	shb_buf_add(&text, line, strlen(line));
+	shb_buf_add(&text, plain.data ? plain.data : (unsigned char *)"", plain.len);
+	shb_buf_add(&text, "", 1);
+	file_result(c, rel, NULL, pages, c->o->json ? (char *)detail.data : (char *)text.data);
+	shb_buf_free(&detail);
+	shb_buf_free(&plain);
+	shb_buf_free(&text);
+}
+
+/* secrets.json must be JSON; SQLite's json_valid() judges it. */
+static const char *json_problem(const unsigned char *p, size_t n)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int valid = 0;
+
+	if (sqlite3_open(":memory:", &db) == SQLITE_OK
+	    && sqlite3_prepare_v2(db, "SELECT json_valid(?1)", -1, &st, NULL) == SQLITE_OK
+	    && sqlite3_bind_text(st, 1, (const char *)p, (int)n, SQLITE_STATIC) == SQLITE_OK
+	    && sqlite3_step(st) == SQLITE_ROW)
+		valid = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return valid ? NULL : "not valid JSON";
+}
+
+/* --- an archive ------------------------------------------------------------------ */
+
+/* Reads entry e whole: its sha256 (when the index has one) and, if want, the bytes. */
+static int read_entry(struct shb_reader *r, const struct shb_entry *e, int hash,
+		      struct shb_buf *keep, int *sha_ok)
+{
+	unsigned char *buf = malloc(4u << 20), sum[32];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int rc = buf && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) ? SHB_OK : SHB_ENOMEM;
+
+	for (uint64_t off = 0; !rc && off < e->size; off += 4u << 20) {
+		size_t got;
+
+		if (!(rc = shb_reader_pread(r, e, buf, 4u << 20, off, &got))) {
+			EVP_DigestUpdate(md, buf, got);
+			if (keep)
+				rc = shb_buf_add(keep, buf, got);
+		}
+	}
+	EVP_DigestFinal_ex(md, sum, NULL);
+	*sha_ok = !hash || !memcmp(sum, e->sha256, 32);
+	EVP_MD_CTX_free(md);
+	free(buf);
+	return rc;
+}
+
+static void check_archive_file(struct check *c, struct shb_reader *r,
+			       const struct shb_layout_file *f)
+{
+	const struct shb_entry *e = &shb_reader_index(r)->entries[f->raw];
+	int hash = shb_reader_seekable(r), sha_ok = 1;
+	struct shb_buf bytes = { 0 };
+	sqlite3 *db;
+
+	if (f->kind == SHB_FILE_SECRETS) {
+		if (read_entry(r, e, hash, &bytes, &sha_ok))
+			file_result(c, f->rel, shb_errmsg(), -1, NULL);
+		else
+			file_result(c, f->rel, !sha_ok ? "sha256 mismatch"
+				    : json_problem(bytes.data, bytes.len), -1,
+				    c->o->json ? NULL : "valid JSON");
+		shb_buf_free(&bytes);
+		return;
+	}
+	if (hash && !c->o->quick && read_entry(r, e, 1, NULL, &sha_ok)) {
+		file_result(c, f->rel, shb_errmsg(), -1, NULL);
+		return;
+	}
+	if (!sha_ok) {
+		file_result(c, f->rel, "sha256 mismatch with the index", -1, NULL);
+		return;
+	}
+	if (shb_vfs_open(r, e, &db)) {
+		file_result(c, f->rel, shb_errmsg(), -1, NULL);
+		return;
+	}
+	check_db(c, db, f->rel);
+	sqlite3_close(db);
+}
+
+static void check_archive(struct check *c, struct shb_source *src)
+{
+	struct shb_reader *r = NULL;
+	struct shb_layout l = { 0 };
+	struct shb_raw_entry *raw = NULL;
+	const struct shb_index *idx;
+	char *name = strdup(src->name);
+	int rc = shb_reader_open(src, &r);
+
+	if (rc == SHB_EFORMAT && name) {
+		/* Not ours: a plain tar.gz, read through access points. */
+		rc = strncmp(name, "s3://", 5) ? shb_source_open_file(name, &src) : SHB_EFORMAT;
+		if (!rc)
+			rc = shb_reader_open_plain(src, NULL, 0, &r);
+	}
+	free(name);
+	if (rc) {
+		file_result(c, "(archive)", shb_errmsg(), -1, NULL);
+		return;
+	}
+	idx = shb_reader_index(r);
+	if ((raw = calloc(idx->nentries + 1, sizeof(*raw)))) {
+		for (size_t i = 0; i < idx->nentries; i++)
+			raw[i] = (struct shb_raw_entry){ idx->entries[i].path,
+				idx->entries[i].type == SHB_ENTRY_DIR ? SHB_RAW_DIR
+				: idx->entries[i].type == SHB_ENTRY_FILE ? SHB_RAW_FILE : SHB_RAW_OTHER,
+				idx->entries[i].size };
+		rc = shb_layout_build(raw, idx->nentries, &l);
+	}
+	if (!raw || rc)
+		file_result(c, "(archive)", raw ? shb_errmsg() : "out of memory", -1, NULL);
+	for (size_t i = 0; !rc && raw && i < l.n; i++)
+		check_archive_file(c, r, &l.files[i]);
+	shb_layout_free(&l);
+	free(raw);
+	shb_reader_close(r);
+}
+
+/* --- a snapshot directory ----------------------------------------------------------- */
+
+static void check_dir_file(struct check *c, const char *dir, const struct shb_layout_file *f)
+{
+	char *path = shb_aprintf("%s/%s", dir, f->rel), *uri = NULL;
+	sqlite3 *db = NULL;
+
+	if (f->kind == SHB_FILE_SECRETS) {
+		FILE *fp = path ? fopen(path, "rb") : NULL;
+		struct shb_buf b = { 0 };
+		char buf[65536];
+		size_t n;
+
+		while (fp && (n = fread(buf, 1, sizeof(buf), fp)) > 0)
+			shb_buf_add(&b, buf, n);
+		file_result(c, f->rel, fp ? json_problem(b.data, b.len) : "cannot read", -1,
+			    c->o->json ? NULL : "valid JSON");
+		if (fp)
+			fclose(fp);
+		shb_buf_free(&b);
+	} else if (!path || !(uri = sqlite3_mprintf("file:%s?mode=ro", path))
+		   || sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL)) {
+		file_result(c, f->rel, db ? sqlite3_errmsg(db) : "cannot open", -1, NULL);
+	} else {
+		check_db(c, db, f->rel);
+	}
+	sqlite3_close(db);
+	sqlite3_free(uri);
+	free(path);
+}
+
+static void check_dir(struct check *c, const char *dir)
+{
+	static const char *const top[] = { "streamhub.db", "secrets.json" };
+	struct shb_raw_entry raw[1024];
+	char *names[1024];
+	size_t n = 0;
+	struct shb_layout l;
+	char *apps = shb_aprintf("%s/apps", dir);
+	struct dirent **list = NULL;
+	int napps = apps ? scandir(apps, &list, NULL, alphasort) : -1;
+
+	for (size_t i = 0; i < 2; i++)
+		names[n++] = strdup(top[i]);
+	for (int i = 0; i < napps; i++) {
+		if (n < 1024 && list[i]->d_name[0] != '.')
+			names[n++] = shb_aprintf("apps/%s/app.db", list[i]->d_name);
+		free(list[i]);
+	}
+	free(list);
+	free(apps);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		char *p = names[i] ? shb_aprintf("%s/%s", dir, names[i]) : NULL;
+		struct stat st;
+
+		if (p && lstat(p, &st) == 0)
+			raw[k++] = (struct shb_raw_entry){ names[i], S_ISREG(st.st_mode) ? SHB_RAW_FILE
+							   : SHB_RAW_OTHER, (uint64_t)st.st_size };
+		free(p);
+	}
+	if (shb_layout_build(raw, k, &l)) {
+		file_result(c, "(directory)", shb_errmsg(), -1, NULL);
+	} else {
+		for (size_t i = 0; i < l.n; i++)
+			check_dir_file(c, dir, &l.files[i]);
+		shb_layout_free(&l);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+}
+
+/* --- the command ------------------------------------------------------------------- */
+
+static void print_help(void)
+{
+	printf("usage: %s\n\n"
+	       "Check backups without extracting them: every db is opened inside the archive\n"
+	       "(for S3, only the pages read are fetched) and must pass PRAGMA integrity_check\n"
+	       "(quick_check with --quick) and match its sha256 in the index (not with\n"
+	       "--quick); secrets.json must be valid JSON.  Prints page and row counts per db.\n\n"
+	       "options:\n"
+	       "  --from X             latest (default), a timestamp or unique part of one, an\n"
+	       "                       archive file, or a snapshot directory\n"
+	       "  --all                check every backup and print a table\n"
+	       "  --quick              quick_check, no sha256: fetches much less from S3\n"
+	       "  --json               machine-readable report\n"
+	       "  --metrics-file PATH  write Prometheus textfile metrics (also\n"
+	       "                       BACKUP_METRICS_FILE)\n\n"
+	       "exit codes: 0 all good, 1 usage, 2 preflight, 3 not found, 4 a check failed\n",
+	       usage);
+}
+
+static int parse_args(struct opts *o, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "from", required_argument, NULL, 'f' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "quick", no_argument, NULL, 'q' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "metrics-file", required_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': o->from = optarg; break;
+		case 'a': o->all = 1; break;
+		case 'q': o->quick = 1; break;
+		case 'j': o->json = 1; break;
+		case 'm': o->metrics = optarg; break;
+		case 'h': print_help(); return -1;
+		default: return shb_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return shb_usage_error(usage, "unexpected argument '%s'", argv[optind]);
+	if (o->all && o->from)
+		return shb_usage_error(usage, "--all and --from exclude each other");
+	if (!o->from)
+		o->from = "latest";
+	return SHB_EXIT_OK;
+}
+
+/* Checks one catalog backup, local copy preferred. */
+static int check_backup(const struct opts *o, const struct shb_backup *b, struct shb_s3 *s3)
+{
+	struct check c = { o, b->name, b->local_path ? "local" : "s3", 1, 0 };
+	struct shb_source *src = NULL;
+	int rc = b->local_path ? shb_source_open_file(b->local_path, &src)
+		: shb_source_open_s3(s3, b->s3_key, b->s3_size, &src);
+
+	begin(&c);
+	if (rc)
+		file_result(&c, "(archive)", shb_errmsg(), -1, NULL);
+	else
+		check_archive(&c, src);
+	end(&c);
+	return c.ok;
+}
+
+static int check_path(const struct opts *o, const char *path, int *code)
+{
+	struct check c = { o, path, "path", 1, 0 };
+	struct shb_source *src;
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		*code = EXIT_NOT_FOUND;
+		shb_error("cannot verify '%s': %s", path, strerror(errno));
+		return 0;
+	}
+	begin(&c);
+	if (S_ISDIR(st.st_mode))
+		check_dir(&c, path);
+	else if (shb_source_open_file(path, &src))
+		file_result(&c, "(archive)", shb_errmsg(), -1, NULL);
+	else
+		check_archive(&c, src);
+	end(&c);
+	return c.ok;
+}
+
+static void write_metrics(const char *path, int ok, const struct shb_catalog *cat)
+{
+	struct shb_metric m[4] = {
+		{ "shbackup_verify_last_timestamp_seconds", "When the last verify finished.", NULL,
+		  (double)time(NULL) },
+		{ "shbackup_verify_last_success", "1 if the last verify passed, else 0.", NULL, ok },
+	};
+	size_t n = 2;
+
+	if (cat) {
+		shb_metrics_counts(cat, m + 2);
+		n = 4;
+	}
+	if (shb_metrics_write(path, m, n))
+		shb_warning("%s", shb_errmsg());
+}
+
+static int load_catalog(struct shb_config *cfg, struct shb_s3 **s3, struct shb_catalog *cat)
+{
+	if (cfg->s3_bucket && shb_config_s3(cfg, s3))
+		return SHB_EXIT_PREFLIGHT;
+	if (shb_catalog_add_local(cat, cfg->local_dir)
+	    || (*s3 && shb_catalog_add_s3(cat, *s3, cfg->s3_prefix)))
+		return SHB_EXIT_PREFLIGHT;
+	return SHB_EXIT_OK;
+}
+
+int cmd_verify(int argc, char **argv)
+{
+	struct opts o = { 0 };
+	struct shb_config cfg = { 0 };
+	struct shb_catalog cat = { 0 };
+	struct shb_s3 *s3 = NULL;
+	const struct shb_backup *b;
+	const char *metrics;
+	int code, ok = 1, have_cat = 0;
+	struct stat st;
+
+	if ((code = parse_args(&o, argc, argv)))
+		return code < 0 ? SHB_EXIT_OK : code;
+	if (shb_config_load(&cfg)) {
+		shb_error("%s", shb_errmsg());
+		return SHB_EXIT_USAGE;
+	}
+	metrics = o.metrics ? o.metrics : getenv("BACKUP_METRICS_FILE");
+	if (!o.all && (strchr(o.from, '/') || stat(o.from, &st) == 0)) {
+		ok = check_path(&o, o.from, &code);
+	} else if ((code = load_catalog(&cfg, &s3, &cat))) {
+		shb_error("%s", shb_errmsg());
+		goto out;
+	} else if (o.all) {
+		have_cat = 1;
+		if (o.json)
+			printf("[");
+		for (size_t i = 0; i < cat.n; i++) {
+			if (o.json && i)
+				printf(",\n");
+			ok &= check_backup(&o, &cat.items[i], s3);
+		}
+		if (o.json)
+			printf("]\n");
+		if (!cat.n)
+			fprintf(stderr, "no backups to verify\n");
+	} else if ((b = shb_pick_backup(&cat, o.from, &code))) {
+		have_cat = 1;
+		ok = check_backup(&o, b, s3);
+	}
+	if (o.json && !o.all && !code)
+		printf("\n");
+	if (!code)
+		code = ok ? SHB_EXIT_OK : EXIT_FAILED;
+	if (metrics && code != SHB_EXIT_USAGE)
+		write_metrics(metrics, code == SHB_EXIT_OK, have_cat ? &cat : NULL);
+out:
+	shb_catalog_free(&cat);
+	shb_s3_free(s3);
+	shb_config_free(&cfg);
+	return code;
+}

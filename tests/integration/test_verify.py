@@ -1,0 +1,180 @@
+"""shbackup verify: checks inside the archive (local, S3, plain, snapshot dirs,
+a mounted snapshot), the failures it must name, metrics, and restore from a
+mounted snapshot."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SHB_PACK, backups_in, base_env, extract, shbackup
+from make_datadir import make_datadir
+
+
+@pytest.fixture
+def one(tmp):
+    data = tmp / "data"
+    counts = make_datadir(data, apps=2, size_mb=4, seed=12)
+    env = base_env(BACKUP_DATA_DIR=data)
+    shbackup("create", env=env, check=0)
+    [archive] = backups_in(data / "backups")
+    return data, env, archive, counts
+
+
+def test_good_local_backup_reports_pages_and_rows(one):
+    data, env, archive, counts = one
+    p = shbackup("verify", env=env, check=0)
+    assert p.stdout.splitlines()[-1] == "result: ok"
+    report = json.loads(shbackup("verify", "--json", env=env, check=0).stdout)
+    assert report["ok"] and report["backup"] == archive.name
+    files = {f["path"]: f for f in report["files"]}
+    assert set(files) == set(counts) | {"secrets.json"}
+    for rel, tables in counts.items():
+        assert files[rel]["ok"] and files[rel]["pages"] > 0
+        assert files[rel]["tables"] == tables, rel
+
+
+def test_good_s3_backup_writes_nothing(one, swift, bucket, tmp):
+    data, env, archive, counts = one
+    s3env = swift.env(bucket, BACKUP_DATA_DIR=data)
+    shbackup("create", "--no-prune", env=s3env, check=0)
+    s3env["BACKUP_LOCAL_DIR"] = str(tmp / "none")
+    before = {str(p) for p in tmp.rglob("*")}
+    n = len(swift.requests())
+    shbackup("verify", env=s3env, check=0)
+    full = sum(r[4] for r in swift.requests()[n:] if r[0] == "GET" and "list-type" not in r[1])
+    n = len(swift.requests())
+    shbackup("verify", "--quick", env=s3env, check=0)
+    quick = sum(r[4] for r in swift.requests()[n:] if r[0] == "GET" and "list-type" not in r[1])
+    size = max(b.stat().st_size for b in backups_in(data / "backups"))
+    print(f"verify fetched {full} bytes, --quick {quick} bytes, of a {size}-byte archive")
+    # Full: the sha256 pass plus SQLite's reads; --quick: SQLite's reads only,
+    # about the archive once (quick_check still visits every b-tree page).
+    assert quick < full <= size * 2.3 and quick <= size * 1.2
+    assert {str(p) for p in tmp.rglob("*")} == before
+
+
+def test_plain_archive_and_snapshot_dirs(one, tmp, mount):
+    data, env, archive, _ = one
+    top = extract(archive, tmp / "x")
+    plain = tmp / "plain.tar.gz"
+    subprocess.run(["tar", "czf", plain, "-C", top, "."], check=True)
+    assert "result: ok" in shbackup("verify", "--from", plain, env=env, check=0).stdout
+    assert "result: ok" in shbackup("verify", "--from", top, env=env, check=0).stdout
+    m = mount(env)
+    ts = os.readlink(m.path / "latest")
+    assert "result: ok" in shbackup("verify", "--from", m.path / ts, env=env, check=0).stdout
+
+
+def test_restore_from_a_mounted_snapshot(one, tmp, mount):
+    data, env, archive, _ = one
+    m = mount(env)
+    ts = os.readlink(m.path / "latest")
+    target = tmp / "target"
+    make_datadir(target, apps=3, size_mb=1, seed=99)
+    p = shbackup("restore", "--from", m.path / ts, "--target", target, "--yes", env=env, check=0)
+    assert "restored" in p.stdout and list(target.glob("pre-restore-*"))
+    top = extract(archive, tmp / "x")
+    for rel in ("streamhub.db", "apps/app-001/app.db", "apps/app-002/app.db"):
+        a = subprocess.run(["sqlite3", target / rel, ".dump"], capture_output=True, text=True)
+        b = subprocess.run(["sqlite3", top / rel, ".dump"], capture_output=True, text=True)
+        assert a.stdout == b.stdout, rel
+    assert (target / "secrets.json").read_bytes() == (top / "secrets.json").read_bytes()
+
+
+def test_flipped_byte_names_the_db(one, tmp):
+    data, env, archive, _ = one
+    bad = tmp / archive.name
+    shutil.copy(archive, bad)
+    blob = bytearray(bad.read_bytes())
+    blob[len(blob) // 2] ^= 0x10
+    bad.write_bytes(bytes(blob))
+    p = shbackup("verify", "--from", bad, env=env, check=4)
+    failed = [line for line in p.stdout.splitlines() if "FAILED" in line and "result" not in line]
+    assert len(failed) == 1 and "apps/app-0" in failed[0], p.stdout
+
+
+def test_damaged_pages_with_a_matching_index_fail_integrity(one, tmp):
+    data, env, archive, _ = one
+    top = extract(archive, tmp / "x")
+    db = top / "apps/app-002/app.db"
+    with open(db, "r+b") as f:
+        f.seek(4096 * 5)
+        f.write(b"\xff" * 4096 * 3)
+    ts = "20260101T000000Z"
+    packed = tmp / f"streamhub-backup-{ts}.tar.gz"
+    subprocess.run([str(SHB_PACK), packed] + [f"streamhub-backup-{ts}/{p.relative_to(top)}={p}"
+                   for p in sorted(top.rglob("*")) if p.is_file()], check=True)
+    p = shbackup("verify", "--from", packed, env=env, check=4)
+    assert re.search(r"apps/app-002/app.db\s+FAILED\s+integrity_check failed", p.stdout), p.stdout
+
+
+def test_truncated_archive(one, tmp):
+    data, env, archive, _ = one
+    cut = tmp / archive.name
+    cut.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    p = shbackup("verify", "--from", cut, env=env, check=4)
+    assert "FAILED" in p.stdout
+
+
+def test_exit_codes_and_all(one, tmp):
+    data, env, archive, _ = one
+    shbackup("verify", "--bogus", env=env, check=1)
+    shbackup("verify", "--all", "--from", "latest", env=env, check=1)
+    shbackup("verify", "--from", "19990101", env=env, check=3)
+    shbackup("verify", "--from", tmp / "missing.tar.gz", env=env, check=3)
+    time.sleep(1.1)
+    shbackup("create", env=env, check=0)
+    table = shbackup("verify", "--all", env=env, check=0).stdout.splitlines()
+    assert len(table) == 2 and all(line.endswith(" ok") for line in table)
+
+
+METRIC = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"'
+                    r'(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? (\S+)$')
+
+
+def parse_prometheus(text):
+    """A strict parser of the text format: HELP/TYPE before samples, sane names."""
+    samples, typed = {}, set()
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            assert len(line.split(" ", 3)) == 4, line
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert kind in ("gauge", "counter", "untyped"), line
+            typed.add(name)
+        else:
+            m = METRIC.match(line)
+            assert m, f"not a Prometheus sample: {line!r}"
+            assert m.group(1) in typed, f"sample before its TYPE: {line!r}"
+            samples[m.group(1) + (m.group(2) or "")] = float(m.group(4))
+    return samples
+
+
+def test_metrics_file(one, tmp):
+    data, env, archive, _ = one
+    prom = tmp / "shbackup.prom"
+    env = dict(env, BACKUP_METRICS_FILE=str(prom))
+    time.sleep(1.1)
+    t0 = time.time()
+    shbackup("create", env=env, check=0)
+    shbackup("verify", env=env, check=0)
+    s = parse_prometheus(prom.read_text())
+    newest = backups_in(data / "backups")[-1]
+    assert s["shbackup_create_last_size_bytes"] == newest.stat().st_size
+    assert t0 - 1 <= s["shbackup_create_last_success_timestamp_seconds"] <= time.time() + 1
+    assert 0 < s["shbackup_create_last_duration_seconds"] < 60
+    assert s["shbackup_verify_last_success"] == 1
+    assert s['shbackup_backups{source="local"}'] == 2 and s['shbackup_backups{source="s3"}'] == 0
+    assert (prom.stat().st_mode & 0o777) == 0o644
+    # A failing verify keeps create's figures and records the failure.
+    bad = tmp / "bad.tar.gz"
+    bad.write_bytes(b"\x1f\x8b garbage")
+    shbackup("verify", "--from", bad, "--metrics-file", prom, env=env, check=4)
+    s2 = parse_prometheus(prom.read_text())
+    assert s2["shbackup_verify_last_success"] == 0
+    assert s2["shbackup_create_last_size_bytes"] == s["shbackup_create_last_size_bytes"]
