@@ -327,11 +327,18 @@ static void *shbfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->attr_timeout = fs->cfg.list_ttl;
 	cfg->negative_timeout = 0;
 	cfg->kernel_cache = 1;
+	shbfs_prefetch_start(fs);
 	return fs;
+}
+
+static void shbfs_destroy(void *data)
+{
+	shbfs_prefetch_stop(data);
 }
 
 static const struct fuse_operations ops = {
 	.init = shbfs_init,
+	.destroy = shbfs_destroy,
 	.getattr = shbfs_getattr,
 	.readlink = shbfs_readlink,
 	.readdir = shbfs_readdir,

@@ -102,6 +102,7 @@ static int load(struct job *j, size_t i, size_t last)
 	char name[80];
 	int rc;
 
+	shbfs_prefetch_wait(j->fs, j->b, i);
 	if (in_memory(j, i))
 		return SHB_OK;
 	if ((comp = malloc(j->idx->members[i].clen)) && on_disk(j, i, comp)) {
@@ -180,6 +181,15 @@ static int read_plain(struct shbfs *fs, struct shbfs_backup *b, char *buf, uint6
 	return rc;
 }
 
+void shbfs_fill(struct shbfs *fs, struct shbfs_backup *b, size_t lo, size_t hi)
+{
+	struct job j = { fs, b, shb_reader_index(b->reader), NULL };
+
+	if ((j.plain = malloc(j.idx->block_size)))
+		fetch_run(&j, lo, hi);
+	free(j.plain);
+}
+
 int shbfs_read(struct shbfs *fs, struct shbfs_handle *h, char *buf, size_t size, uint64_t off)
 {
 	struct shbfs_backup *b = h->b;
@@ -207,25 +217,26 @@ int shbfs_read(struct shbfs *fs, struct shbfs_handle *h, char *buf, size_t size,
 	end = start + size;
 	lo = shb_index_member_at(j.idx, start);
 	hi = shb_index_member_at(j.idx, end - 1);
-	last = shb_index_member_at(j.idx, e->offset + e->size - 1);
+	last = shb_index_member_at(j.idx, e->offset + e->size - 1);  /* the entry's end */
 	ahead = ahead_for(h, off, size);
-	last = hi + ahead < last ? hi + ahead : last;
+	if (hi + ahead < last)
+		last = hi + ahead;
 	if (!(j.plain = malloc(j.idx->block_size)))
 		return -ENOMEM;
+	/* The request fetches only what it needs; the rest is read-ahead. */
 	for (size_t i = lo; i <= hi && !rc; i++) {
 		const struct shb_member *m = &j.idx->members[i];
 		uint64_t stop = end < m->uoff + m->ulen ? end : m->uoff + m->ulen;
 
-		if ((rc = load(&j, i, last)))
+		if ((rc = load(&j, i, hi)))
 			break;
 		pos = start > m->uoff ? start : m->uoff;
 		memcpy(buf + (pos - start), j.plain + (pos - m->uoff), stop - pos);
 	}
-	/* Read-ahead: members past the request not fetched with it yet. */
-	for (size_t i = hi + 1; !rc && i <= last; i++)
-		if (!shbfs_cache_has_plain(fs->cache, b->key, i) && fetch_run(&j, i, last) < 0)
-			break;
 	free(j.plain);
+	/* Read-ahead: the members after the request, inflated by the workers. */
+	if (!rc && last > hi)
+		shbfs_prefetch(fs, b, hi + 1, last, b->remote ? AHEAD_MAX : 2);
 	if (rc) {
 		shbfs_log(LOG_ERR, "read of %s/%s at %llu failed: %s", b->ts, f->rel,
 			  (unsigned long long)off, shb_errmsg());

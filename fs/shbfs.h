@@ -50,6 +50,7 @@ struct shbfs {
 	struct shbfs_backup *all;
 	double listed_at;
 	int stale;
+	struct shbfs_prefetch *prefetch;  /* read-ahead workers, NULL until init */
 };
 
 /* An open file. */
@@ -70,5 +71,15 @@ int shbfs_open_backup(struct shbfs *fs, struct shbfs_backup *b);
 
 /* read.c: bytes of an open file; -EIO on any failure, never wrong bytes. */
 int shbfs_read(struct shbfs *fs, struct shbfs_handle *h, char *buf, size_t size, uint64_t off);
+/* read.c: members lo..hi of b into the memory cache (one fetch; errors ignored). */
+void shbfs_fill(struct shbfs *fs, struct shbfs_backup *b, size_t lo, size_t hi);
+
+/* prefetch.c: read-ahead inflated on worker threads. */
+void shbfs_prefetch_start(struct shbfs *fs);
+void shbfs_prefetch_stop(struct shbfs *fs);
+/* Queues members lo..hi not cached or in flight, per members a job. */
+void shbfs_prefetch(struct shbfs *fs, struct shbfs_backup *b, size_t lo, size_t hi, size_t per);
+/* Returns once member i of b is no longer being prefetched. */
+void shbfs_prefetch_wait(struct shbfs *fs, struct shbfs_backup *b, size_t i);
 
 #endif

@@ -191,7 +191,14 @@ class SwiftS3:
         return base_env(**env)
 
     def requests(self):
-        """S3 requests so far as (method, path, status, bytes_in, bytes_out)."""
+        """S3 requests so far as (method, path, status, bytes_in, bytes_out).
+        Swift logs a request just after answering it, so wait until the log
+        has been quiet for a moment."""
+        import time
+        log, size = self.root / "proxy.log", -1
+        while size != log.stat().st_size:
+            size = log.stat().st_size
+            time.sleep(0.3)
         out = []
         for line in (self.root / "proxy.log").read_text(errors="replace").splitlines():
             f = line.split()

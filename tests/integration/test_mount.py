@@ -30,6 +30,16 @@ def sha(path):
     return h.hexdigest()
 
 
+def eventually(cond, timeout=5):
+    """Signals are delivered asynchronously: poll for their effect."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
 def ts_of(archive):
     return Path(archive).name[len("streamhub-backup-"):-len(".tar.gz")]
 
@@ -162,10 +172,11 @@ def test_new_backups_appear_on_sighup(two_local, mount):
     new = ts_of(backups_in(data / "backups")[-1])
     assert new not in set(os.listdir(m.path))  # the listing is still served
     m.proc.send_signal(signal.SIGHUP)
-    assert new in set(os.listdir(m.path)) and os.readlink(m.path / "latest") == new
+    assert eventually(lambda: new in set(os.listdir(m.path)))
+    assert os.readlink(m.path / "latest") == new
     archives[0].unlink()
     m.proc.send_signal(signal.SIGHUP)
-    assert ts_of(archives[0]) not in os.listdir(m.path)
+    assert eventually(lambda: ts_of(archives[0]) not in os.listdir(m.path))
     assert before - {ts_of(archives[0])} <= set(os.listdir(m.path))
 
 
@@ -442,3 +453,28 @@ def test_zz_nothing_left_behind():
     assert "shbackupfs" not in mounts, mounts
     procs = subprocess.run(["pgrep", "-f", str(SHBACKUPFS)], capture_output=True, text=True)
     assert procs.stdout.strip() == "", procs.stdout
+
+
+def test_corrupted_cache_entries_are_refetched(swift, bucket, tmp, mount):
+    data = tmp / "d"
+    make_datadir(data, apps=1, size_mb=6, seed=13)
+    shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=data), check=0)
+    [archive] = backups_in(data / "backups")
+    top = extract(archive, tmp / "x")
+    ts = ts_of(archive)
+    env, cache = s3_mount_env(swift, bucket, tmp), tmp / "cache"
+    m = mount(env, f"cache_dir={cache}")
+    want = sha(top / "apps/app-001/app.db")
+    assert sha(m.path / ts / "apps/app-001/app.db") == want
+    subprocess.run(["fusermount3", "-u", str(m.path)], check=True)
+    m.proc.wait(timeout=15)
+    members = sorted(p for p in cache.iterdir() if p.name.startswith("m-"))
+    assert members
+    for p in members[::3]:  # damage every third cached member
+        b = bytearray(p.read_bytes())
+        b[len(b) // 2] ^= 0xFF
+        p.write_bytes(bytes(b))
+    n = len(swift.requests())
+    m2 = mount(env, f"cache_dir={cache}")
+    assert sha(m2.path / ts / "apps/app-001/app.db") == want
+    assert gets(swift, n, bucket)  # the damaged ones came from S3 again
