@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util.h"
 
 static int progress_shown;
 
@@ -79,6 +80,20 @@ void shb_progress_line(const char *fmt, ...)
 	va_end(ap);
 	fflush(stderr);
 	progress_shown = 1;
+}
+
+void shb_progress_bytes(double *last, const char *verb, const char *what, uint64_t done,
+			uint64_t total)
+{
+	char a[32], b[32];
+	double now = shb_now();
+
+	if (done != total && now - *last < 0.1)
+		return;
+	*last = now;
+	shb_human_size(done, a, sizeof(a));
+	shb_human_size(total, b, sizeof(b));
+	shb_progress_line("%s %s: %s / %s", verb, what, a, b);
 }
 
 void shb_progress_done(void)

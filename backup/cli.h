@@ -48,6 +48,12 @@ void shb_json_string(const char *s);
 int shb_show_progress(void);
 /* Replaces the current progress line on stderr (no-op when not a TTY). */
 void shb_progress_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * "<verb> <what>: 1.2 MiB / 3.4 MiB" as the progress line, at most ten times
+ * a second (*last holds the time of the previous one) and always at the end.
+ */
+void shb_progress_bytes(double *last, const char *verb, const char *what, uint64_t done,
+			uint64_t total);
 /* Clears the progress line, if one is shown. */
 void shb_progress_done(void);
 

@@ -357,15 +357,8 @@ static void *snapshot_thread(void *arg)
 static void on_progress(void *ctx, const char *path, uint64_t done, uint64_t total)
 {
 	struct job *job = ctx;
-	char a[32], b[32];
-	double now = shb_now();
 
-	if (done != total && now - job->last_progress < 0.1)
-		return;
-	job->last_progress = now;
-	shb_human_size(done, a, sizeof(a));
-	shb_human_size(total, b, sizeof(b));
-	shb_progress_line("archiving %s: %s / %s", strchr(path, '/') + 1, a, b);
+	shb_progress_bytes(&job->last_progress, "archiving", strchr(path, '/') + 1, done, total);
 }
 
 static int wait_item(struct job *job, struct item *it)
@@ -476,15 +469,8 @@ static int publish(struct job *job)
 static void on_upload_progress(void *ctx, uint64_t done, uint64_t total)
 {
 	struct job *job = ctx;
-	char a[32], b[32];
-	double now = shb_now();
 
-	if (done != total && now - job->last_progress < 0.1)
-		return;
-	job->last_progress = now;
-	shb_human_size(done, a, sizeof(a));
-	shb_human_size(total, b, sizeof(b));
-	shb_progress_line("uploading %s: %s / %s", job->s3_key, a, b);
+	shb_progress_bytes(&job->last_progress, "uploading", job->s3_key, done, total);
 }
 
 /* Uploads the published archive and checks its size on the server. */

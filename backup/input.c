@@ -61,18 +61,6 @@ static int add_raw(struct shb_input *in, const char *path, int type, uint64_t si
 	return SHB_OK;
 }
 
-static int raw_from_index(struct shb_input *in)
-{
-	const struct shb_index *idx = shb_reader_index(in->reader);
-	int rc = SHB_OK;
-
-	for (size_t i = 0; i < idx->nentries && !rc; i++)
-		rc = add_raw(in, idx->entries[i].path, idx->entries[i].type == SHB_ENTRY_DIR
-			     ? SHB_RAW_DIR : idx->entries[i].type == SHB_ENTRY_FILE ? SHB_RAW_FILE
-			     : SHB_RAW_OTHER, idx->entries[i].size);
-	return rc;
-}
-
 static int raw_type(struct archive_entry *ae)
 {
 	if (archive_entry_hardlink(ae) || archive_entry_symlink(ae))
@@ -175,10 +163,11 @@ static int raw_from_dir(struct shb_input *in)
 
 static int finish_open(struct shb_input *in, struct shb_input **out)
 {
-	int rc = in->kind == SHB_INPUT_INDEXED ? raw_from_index(in)
-		: in->kind == SHB_INPUT_TAR ? raw_from_tar(in) : raw_from_dir(in);
+	int rc;
 
-	if (!rc)
+	if (in->kind == SHB_INPUT_INDEXED)
+		rc = shb_layout_from_index(shb_reader_index(in->reader), &in->layout);
+	else if (!(rc = in->kind == SHB_INPUT_TAR ? raw_from_tar(in) : raw_from_dir(in)))
 		rc = shb_layout_build(in->raw, in->nraw, &in->layout);
 	if (rc) {
 		shb_input_close(in);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "index.h"
 #include "layout.h"
 #include "util.h"
 
@@ -188,6 +189,24 @@ int shb_layout_build(const struct shb_raw_entry *raw, size_t n, struct shb_layou
 	}
 	qsort(out->files, out->n, sizeof(*out->files), order);
 	return SHB_OK;
+}
+
+int shb_layout_from_index(const struct shb_index *idx, struct shb_layout *out)
+{
+	struct shb_raw_entry *raw = calloc(idx->nentries + 1, sizeof(*raw));
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!raw)
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	for (size_t i = 0; i < idx->nentries; i++)
+		raw[i] = (struct shb_raw_entry){ idx->entries[i].path,
+			idx->entries[i].type == SHB_ENTRY_DIR ? SHB_RAW_DIR
+			: idx->entries[i].type == SHB_ENTRY_FILE ? SHB_RAW_FILE : SHB_RAW_OTHER,
+			idx->entries[i].size };
+	rc = shb_layout_build(raw, idx->nentries, out);
+	free(raw);
+	return rc;
 }
 
 void shb_layout_free(struct shb_layout *l)

@@ -55,6 +55,9 @@ struct shb_layout {
  * or if there is no database at all.
  */
 int shb_layout_build(const struct shb_raw_entry *raw, size_t n, struct shb_layout *out);
+/* The same check over the entries of an archive index (ours or a plain one's). */
+struct shb_index;
+int shb_layout_from_index(const struct shb_index *idx, struct shb_layout *out);
 void shb_layout_free(struct shb_layout *l);
 
 /* The file with canonical path rel, or NULL. */

@@ -89,8 +89,12 @@ out:
 	return rc;
 }
 
-static int open_reader(struct shb_source *src, const unsigned char *trailer, size_t len,
-		       struct shb_reader **out)
+/*
+ * Opens src as ours (from the saved trailer, or its tail) or, with plain,
+ * as a plain tar.gz (from a saved access-point index, or one pass).
+ */
+static int open_reader(struct shb_source *src, int plain, const unsigned char *saved,
+		       size_t len, struct shb_reader **out)
 {
 	struct shb_reader *r = calloc(1, sizeof(*r));
 	int rc;
@@ -100,11 +104,17 @@ static int open_reader(struct shb_source *src, const unsigned char *trailer, siz
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	}
 	r->src = src;
-	rc = trailer ? parse_trailer(r, trailer, len) : load_index(r);
-	if (rc) {
+	if (plain) {
+		rc = saved ? shb_zindex_decode(saved, len, &r->z) : shb_zindex_build(src, &r->z);
+		if (!rc)
+			r->idx = &r->z->entries;
+	} else {
+		rc = saved ? parse_trailer(r, saved, len) : load_index(r);
 		if (rc == SHB_EFORMAT || rc == SHB_ECORRUPT)
 			rc = shb_fail(rc, "cannot read the index of '%s': %s", src->name,
 				      shb_errmsg());
+	}
+	if (rc) {
 		shb_reader_close(r);
 		return rc;
 	}
@@ -114,34 +124,19 @@ static int open_reader(struct shb_source *src, const unsigned char *trailer, siz
 
 int shb_reader_open(struct shb_source *src, struct shb_reader **out)
 {
-	return open_reader(src, NULL, 0, out);
+	return open_reader(src, 0, NULL, 0, out);
 }
 
 int shb_reader_open_trailer(struct shb_source *src, const unsigned char *trailer, size_t len,
 			    struct shb_reader **out)
 {
-	return open_reader(src, trailer, len, out);
+	return open_reader(src, 0, trailer, len, out);
 }
 
 int shb_reader_open_plain(struct shb_source *src, const unsigned char *cached, size_t len,
 			  struct shb_reader **out)
 {
-	struct shb_reader *r = calloc(1, sizeof(*r));
-	int rc;
-
-	if (!r) {
-		shb_source_close(src);
-		return shb_fail(SHB_ENOMEM, "out of memory");
-	}
-	r->src = src;
-	rc = cached ? shb_zindex_decode(cached, len, &r->z) : shb_zindex_build(src, &r->z);
-	if (rc) {
-		shb_reader_close(r);
-		return rc;
-	}
-	r->idx = &r->z->entries;
-	*out = r;
-	return SHB_OK;
+	return open_reader(src, 1, cached, len, out);
 }
 
 int shb_reader_seekable(const struct shb_reader *r)

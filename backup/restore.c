@@ -401,15 +401,8 @@ static void print_plan(struct restore *r, FILE *f)
 static void on_extract(void *ctx, uint64_t done, uint64_t total)
 {
 	struct restore *r = ctx;
-	char a[32], b[32];
-	double now = shb_now();
 
-	if (done != total && now - r->last_progress < 0.1)
-		return;
-	r->last_progress = now;
-	shb_human_size(done, a, sizeof(a));
-	shb_human_size(total, b, sizeof(b));
-	shb_progress_line("extracting %s: %s / %s", r->backup_name, a, b);
+	shb_progress_bytes(&r->last_progress, "extracting", r->backup_name, done, total);
 }
 
 /* PRAGMA integrity_check on one db; SHB_ECORRUPT naming it if not "ok". */

@@ -234,8 +234,6 @@ static void check_archive(struct check *c, struct shb_source *src)
 {
 	struct shb_reader *r = NULL;
 	struct shb_layout l = { 0 };
-	struct shb_raw_entry *raw = NULL;
-	const struct shb_index *idx;
 	char *name = strdup(src->name);
 	int rc = shb_reader_open(src, &r);
 
@@ -250,21 +248,11 @@ static void check_archive(struct check *c, struct shb_source *src)
 		file_result(c, "(archive)", shb_errmsg(), -1, NULL);
 		return;
 	}
-	idx = shb_reader_index(r);
-	if ((raw = calloc(idx->nentries + 1, sizeof(*raw)))) {
-		for (size_t i = 0; i < idx->nentries; i++)
-			raw[i] = (struct shb_raw_entry){ idx->entries[i].path,
-				idx->entries[i].type == SHB_ENTRY_DIR ? SHB_RAW_DIR
-				: idx->entries[i].type == SHB_ENTRY_FILE ? SHB_RAW_FILE : SHB_RAW_OTHER,
-				idx->entries[i].size };
-		rc = shb_layout_build(raw, idx->nentries, &l);
-	}
-	if (!raw || rc)
-		file_result(c, "(archive)", raw ? shb_errmsg() : "out of memory", -1, NULL);
-	for (size_t i = 0; !rc && raw && i < l.n; i++)
+	if ((rc = shb_layout_from_index(shb_reader_index(r), &l)))
+		file_result(c, "(archive)", shb_errmsg(), -1, NULL);
+	for (size_t i = 0; !rc && i < l.n; i++)
 		check_archive_file(c, r, &l.files[i]);
 	shb_layout_free(&l);
-	free(raw);
 	shb_reader_close(r);
 }
 
@@ -353,7 +341,8 @@ static void print_help(void)
 	       "  --from X             latest (default), a timestamp or unique part of one, an\n"
 	       "                       archive file, or a snapshot directory\n"
 	       "  --all                check every backup and print a table\n"
-	       "  --quick              quick_check, no sha256: fetches much less from S3\n"
+	       "  --quick              quick_check and no sha256 pass: for S3 about half\n"
+	       "                       the bytes of a full verify\n"
 	       "  --json               machine-readable report\n"
 	       "  --metrics-file PATH  write Prometheus textfile metrics (also\n"
 	       "                       BACKUP_METRICS_FILE)\n\n"

@@ -196,24 +196,6 @@ static int open_reader(struct shbfs *fs, struct shbfs_backup *b, struct shb_sour
 	return SHB_OK;
 }
 
-static int build_layout(struct shbfs_backup *b)
-{
-	const struct shb_index *idx = shb_reader_index(b->reader);
-	struct shb_raw_entry *raw = calloc(idx->nentries + 1, sizeof(*raw));
-	int rc;
-
-	if (!raw)
-		return shb_fail(SHB_ENOMEM, "out of memory");
-	for (size_t i = 0; i < idx->nentries; i++)
-		raw[i] = (struct shb_raw_entry){ idx->entries[i].path,
-			idx->entries[i].type == SHB_ENTRY_DIR ? SHB_RAW_DIR
-			: idx->entries[i].type == SHB_ENTRY_FILE ? SHB_RAW_FILE : SHB_RAW_OTHER,
-			idx->entries[i].size };
-	rc = shb_layout_build(raw, idx->nentries, &b->layout);
-	free(raw);
-	return rc;
-}
-
 /* Opens the local copy when there is one, else the S3 copy. */
 static int do_open(struct shbfs *fs, struct shbfs_backup *b)
 {
@@ -235,7 +217,7 @@ static int do_open(struct shbfs *fs, struct shbfs_backup *b)
 	}
 	if ((rc = open_reader(fs, b, src)))
 		return rc;
-	if ((rc = build_layout(b))) {
+	if ((rc = shb_layout_from_index(shb_reader_index(b->reader), &b->layout))) {
 		shb_reader_close(b->reader);
 		b->reader = NULL;
 	}
