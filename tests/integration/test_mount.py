@@ -478,3 +478,25 @@ def test_corrupted_cache_entries_are_refetched(swift, bucket, tmp, mount):
     m2 = mount(env, f"cache_dir={cache}")
     assert sha(m2.path / ts / "apps/app-001/app.db") == want
     assert gets(swift, n, bucket)  # the damaged ones came from S3 again
+
+
+def test_local_and_s3_backups_show_once_each(swift, bucket, tmp, mount):
+    data = tmp / "d"
+    make_datadir(data, apps=1, size_mb=1, seed=21)
+    s3env = swift.env(bucket, BACKUP_DATA_DIR=data, BACKUP_RETENTION_DAYS=0)
+    shbackup("create", env=s3env, check=0)                    # both
+    time.sleep(1.1)
+    shbackup("create", env=s3env, check=0)                    # will be S3 only
+    time.sleep(1.1)
+    shbackup("create", env=base_env(BACKUP_DATA_DIR=data), check=0)  # local only
+    both, s3_only, local_only = backups_in(data / "backups")
+    top = extract(s3_only, tmp / "x")
+    s3_only.unlink()
+    m = mount(s3env, f"cache_dir={tmp / 'cache'}")
+    names = os.listdir(m.path)
+    assert sorted(names) == sorted(["latest"] + [ts_of(a) for a in (both, s3_only, local_only)])
+    assert os.readlink(m.path / "latest") == ts_of(local_only)
+    check_same(m.path / ts_of(s3_only), top)
+    n = len(swift.requests())
+    assert sha(m.path / ts_of(both) / "streamhub.db")  # read from the local copy
+    assert gets(swift, n, bucket) == []
