@@ -66,6 +66,40 @@ int shb_source_open_file(const char *path, struct shb_source **out)
 	return SHB_OK;
 }
 
+struct mem_source {
+	struct shb_source base;
+	const unsigned char *data;
+};
+
+static int mem_read(struct shb_source *src, void *buf, size_t len, uint64_t off)
+{
+	memcpy(buf, ((struct mem_source *)src)->data + off, len);
+	return SHB_OK;
+}
+
+static void mem_close(struct shb_source *src)
+{
+	(void)src;
+}
+
+static const struct shb_source_ops mem_ops = { mem_read, mem_close };
+
+int shb_source_open_mem(const void *data, uint64_t len, const char *name,
+			struct shb_source **out)
+{
+	struct mem_source *ms = calloc(1, sizeof(*ms));
+
+	if (!ms || !(ms->base.name = strdup(name))) {
+		free(ms);
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	}
+	ms->base.ops = &mem_ops;
+	ms->base.size = len;
+	ms->data = data;
+	*out = &ms->base;
+	return SHB_OK;
+}
+
 struct s3_source {
 	struct shb_source base;
 	struct shb_s3 *s3;

@@ -36,6 +36,10 @@ int shb_source_open_file(const char *path, struct shb_source **out);
 int shb_source_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
 		       struct shb_source **out);
 
+/* A source over bytes in memory (borrowed; they must outlive the source). */
+int shb_source_open_mem(const void *data, uint64_t len, const char *name,
+			struct shb_source **out);
+
 /* Reads exactly len bytes at off; SHB_EFORMAT if the range passes the end. */
 int shb_source_read(struct shb_source *src, void *buf, size_t len, uint64_t off);
 
