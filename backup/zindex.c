@@ -436,6 +436,50 @@ int shb_zindex_read_segment(struct shb_source *src, const struct shb_zindex *z, 
 	return shb_zindex_read(src, z, z->points[i].uoff, (size_t)(end - z->points[i].uoff), buf);
 }
 
+int shb_gzip_check(struct shb_source *src)
+{
+	unsigned char *in = malloc(IN_CHUNK), *out = malloc(IN_CHUNK);
+	uint64_t off = 0;
+	z_stream s = { 0 };
+	int rc = SHB_OK, zrc = Z_OK, members = 0;
+
+	if (!in || !out || inflateInit2(&s, 47) != Z_OK) {
+		rc = shb_fail(SHB_ENOMEM, "out of memory");
+		goto out;
+	}
+	while (!rc) {
+		if (!s.avail_in) {
+			size_t n = src->size - off < IN_CHUNK ? (size_t)(src->size - off) : IN_CHUNK;
+
+			if (!n)
+				break;
+			if ((rc = shb_source_read(src, in, n, off)))
+				break;
+			off += n;
+			s.next_in = in;
+			s.avail_in = (uInt)n;
+		}
+		s.next_out = out;
+		s.avail_out = IN_CHUNK;
+		zrc = inflate(&s, Z_NO_FLUSH);
+		if (zrc == Z_STREAM_END) {
+			members++;
+			inflateReset(&s);  /* a concatenated member may follow */
+		} else if (zrc != Z_OK && zrc != Z_BUF_ERROR) {
+			rc = shb_fail(SHB_ECORRUPT, "'%s' fails its gzip check: %s", src->name,
+				      s.msg ? s.msg : "inflate error");
+		}
+	}
+	/* Ending inside a member (zrc not at a member end) means truncation. */
+	if (!rc && (!members || (zrc != Z_STREAM_END && s.total_in)))
+		rc = shb_fail(SHB_ECORRUPT, "'%s' ends inside its gzip stream", src->name);
+out:
+	inflateEnd(&s);
+	free(in);
+	free(out);
+	return rc;
+}
+
 /* --- (de)serialising ------------------------------------------------------------ */
 
 static const char zmagic[8] = { 'S', 'H', 'B', 'Z', 'I', 'D', 'X', '1' };

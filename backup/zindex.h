@@ -55,6 +55,12 @@ size_t shb_zindex_segment_at(const struct shb_zindex *z, uint64_t off, uint64_t 
 int shb_zindex_read_segment(struct shb_source *src, const struct shb_zindex *z, size_t i,
 			    unsigned char *buf);
 
+/*
+ * Inflates the whole gzip stream of src (every member, if several) so zlib
+ * checks each CRC32 and length: SHB_ECORRUPT if any does not match.
+ */
+int shb_gzip_check(struct shb_source *src);
+
 int shb_zindex_encode(const struct shb_zindex *z, unsigned char **out, size_t *len);
 int shb_zindex_decode(const unsigned char *p, size_t len, struct shb_zindex **out);
 void shb_zindex_free(struct shb_zindex *z);
