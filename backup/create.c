@@ -473,12 +473,36 @@ static void on_upload_progress(void *ctx, uint64_t done, uint64_t total)
 	shb_progress_bytes(&job->last_progress, "uploading", job->s3_key, done, total);
 }
 
-/* Uploads the published archive and checks its size on the server. */
+/* Keeps every upload that is not a backup of ours. */
+static int not_a_backup(const char *key, void *ctx)
+{
+	const char *name = strrchr(key, '/');
+	char ts[SHB_TS_LEN];
+	time_t t;
+
+	(void)ctx;
+	return shb_backup_name_parse(name ? name + 1 : key, ts, &t) != 0;
+}
+
+/*
+ * Uploads the published archive and checks its size on the server.  Parts
+ * left by a killed earlier run are aborted first: one create at a time
+ * writes under a prefix, so any unfinished upload of a backup is stale.
+ */
 static int upload(struct job *job, uint64_t size)
 {
 	uint64_t remote = 0;
-	char url[1024];
+	char url[1024], *dir = shb_config_s3_key(&job->cfg, "");
+	long stale;
 	int rc;
+
+	stale = dir ? shb_s3_abort_stale_uploads(job->s3, dir, not_a_backup, NULL) : -1;
+	free(dir);
+	if (stale < 0)
+		shb_warning("%s", shb_errmsg());
+	else if (stale > 0 && shb_show_progress())
+		fprintf(stderr, "aborted %ld unfinished upload%s of an earlier run\n", stale,
+			stale == 1 ? "" : "s");
 
 	if ((rc = shb_s3_upload(job->s3, job->s3_key, job->final_path, on_upload_progress, job))
 	    || (rc = shb_s3_head(job->s3, job->s3_key, &remote)))

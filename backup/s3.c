@@ -723,6 +723,34 @@ out:
 	return context(s3, rc, "upload", key);
 }
 
+long shb_s3_abort_stale_uploads(struct shb_s3 *s3, const char *prefix,
+				int (*keep)(const char *key, void *ctx), void *ctx)
+{
+	struct req rq = { .method = "GET", .nquery = 2 };
+	struct resp rs = { 0 };
+	struct shb_s3_upload_item *v = NULL;
+	size_t n = 0;
+	long aborted = 0;
+	int rc;
+
+	rq.query[0] = (struct shb_kv){ "uploads", "" };
+	rq.query[1] = (struct shb_kv){ "prefix", prefix };
+	rc = perform(s3, &rq, &rs);
+	if (!rc)
+		rc = shb_s3xml_uploads((char *)rs.body.data, rs.body.len, &v, &n);
+	resp_reset(&rs);
+	if (context(s3, rc, "list uploads under", prefix))
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (keep && keep(v[i].key, ctx))
+			continue;
+		abort_multipart(s3, v[i].key, v[i].id);
+		aborted++;
+	}
+	shb_s3xml_uploads_free(v, n);
+	return aborted;
+}
+
 /* --- life cycle ----------------------------------------------------------- */
 
 static char *dup_or_null(const char *s)

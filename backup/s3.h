@@ -70,6 +70,14 @@ int shb_s3_delete(struct shb_s3 *s3, const char *key);
 int shb_s3_upload(struct shb_s3 *s3, const char *key, const char *path,
 		  shb_s3_progress_fn progress, void *ctx);
 
+/*
+ * Aborts the unfinished multipart uploads under prefix whose keys pass keep
+ * == NULL or keep(key) == 0 (a killed upload's parts cost storage until
+ * then).  Returns how many were aborted, or -1 (message set).
+ */
+long shb_s3_abort_stale_uploads(struct shb_s3 *s3, const char *prefix,
+				int (*keep)(const char *key, void *ctx), void *ctx);
+
 /* Requests sent and bytes received so far (for tests and statistics). */
 uint64_t shb_s3_requests(const struct shb_s3 *s3);
 

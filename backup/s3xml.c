@@ -270,3 +270,63 @@ char *shb_s3xml_upload_id(const char *body, size_t len)
 	}
 	return id;
 }
+
+/* --- ListMultipartUploads -------------------------------------------------- */
+
+struct uploads_ctx {
+	struct shb_s3_upload_item *v, cur;
+	size_t n;
+	int failed;
+};
+
+static void uploads_end(void *data, const char *name, const char *text)
+{
+	struct uploads_ctx *c = data;
+	char **field = !strcmp(name, "Key") ? &c->cur.key : !strcmp(name, "UploadId") ? &c->cur.id
+		: NULL;
+
+	if (field) {
+		free(*field);
+		c->failed |= !(*field = strdup(text));
+	} else if (!strcmp(name, "Upload")) {
+		struct shb_s3_upload_item *grown = c->cur.key && c->cur.id
+			? realloc(c->v, (c->n + 1) * sizeof(*grown)) : NULL;
+
+		if (!grown) {
+			c->failed = 1;
+			free(c->cur.key);
+			free(c->cur.id);
+		} else {
+			c->v = grown;
+			c->v[c->n++] = c->cur;
+		}
+		memset(&c->cur, 0, sizeof(c->cur));
+	}
+}
+
+int shb_s3xml_uploads(const char *body, size_t len, struct shb_s3_upload_item **out, size_t *n)
+{
+	struct uploads_ctx c = { 0 };
+	char root[32];
+	int bad = walk(body, len, uploads_end, &c, root) || c.failed
+		  || strcmp(root, "ListMultipartUploadsResult");
+
+	free(c.cur.key);
+	free(c.cur.id);
+	if (bad) {
+		shb_s3xml_uploads_free(c.v, c.n);
+		return shb_fail(SHB_EFORMAT, "malformed ListMultipartUploads response");
+	}
+	*out = c.v;
+	*n = c.n;
+	return SHB_OK;
+}
+
+void shb_s3xml_uploads_free(struct shb_s3_upload_item *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].key);
+		free(v[i].id);
+	}
+	free(v);
+}

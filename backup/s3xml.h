@@ -40,6 +40,19 @@ void shb_s3_page_free(struct shb_s3_page *page);
 /* Parses an <Error> document; 0 if body is one, -1 if not. */
 int shb_s3xml_error(const char *body, size_t len, struct shb_s3_error *err);
 
+/* An unfinished multipart upload (ListMultipartUploads). */
+struct shb_s3_upload_item {
+	char *key;
+	char *id;
+};
+
+/*
+ * Parses a ListMultipartUploads result into a malloc'd array (*out, *n;
+ * free with shb_s3xml_uploads_free).  Keys are as sent (no url encoding).
+ */
+int shb_s3xml_uploads(const char *body, size_t len, struct shb_s3_upload_item **out, size_t *n);
+void shb_s3xml_uploads_free(struct shb_s3_upload_item *v, size_t n);
+
 /* The UploadId of an InitiateMultipartUpload result, malloc'd; NULL if none. */
 char *shb_s3xml_upload_id(const char *body, size_t len);
 

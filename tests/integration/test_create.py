@@ -226,7 +226,7 @@ def test_killed_create_leaves_no_archive_and_next_run_cleans_up(tmp):
     env = base_env(BACKUP_DATA_DIR=data, BACKUP_RETENTION_DAYS=0)
     rng = random.Random(11)
     debris = 0
-    for _ in range(5):
+    for _ in range(30):
         p = subprocess.Popen([str(SHBACKUP), "create", "--threads", "1"], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.05, 0.8))

@@ -203,3 +203,33 @@ def test_zz_no_secret_in_any_output_or_log(swift):
         assert S3_SECRET not in text
     for log in swift.root.glob("*.log"):
         assert S3_SECRET not in log.read_text(errors="replace"), log
+
+
+def test_killed_multipart_upload_is_aborted_by_the_next_run(swift, bucket, tmp):
+    data = tmp / "data"
+    make_datadir(data, apps=2, size_mb=120, seed=17)
+    env = swift.env(bucket, BACKUP_DATA_DIR=data, BACKUP_S3_PART_SIZE_MB=5,
+                    BACKUP_S3_CONNECTIONS=1)
+    log = swift.root / "proxy.log"
+    start = log.stat().st_size
+    p = subprocess.Popen([str(SHBACKUP), "create"], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and p.poll() is None:
+        with open(log, "rb") as f:
+            f.seek(start)
+            if b"partNumber%3D2" in f.read():  # the second part is on its way
+                break
+        time.sleep(0.02)
+    p.kill()
+    p.wait()
+
+    def open_uploads():
+        out = swift.aws("s3api", "list-multipart-uploads", "--bucket", bucket,
+                        "--output", "json").stdout
+        return (json.loads(out) if out.strip() else {}).get("Uploads", [])
+
+    assert len(open_uploads()) == 1
+    shbackup("create", env=env, check=0)
+    assert open_uploads() == []
+    assert len(keys(swift, bucket, PREFIX)) == 1

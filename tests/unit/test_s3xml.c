@@ -84,8 +84,28 @@ static void test_error_and_upload_id(void)
 	CHECK(shb_s3xml_upload_id(err, sizeof(err) - 1) == NULL);
 }
 
+static void test_uploads(void)
+{
+	static const char body[] = "<ListMultipartUploadsResult xmlns=\"x\"><Bucket>b</Bucket>"
+		"<Upload><Key>p/a.tar.gz</Key><UploadId>id-1</UploadId></Upload>"
+		"<Upload><Key>p/b c.tar.gz</Key><UploadId>id-2</UploadId></Upload>"
+		"<Upload><Key>p/no-id</Key></Upload></ListMultipartUploadsResult>";
+	struct shb_s3_upload_item *v = NULL;
+	size_t n = 0;
+
+	CHECK(shb_s3xml_uploads(body, sizeof(body) - 1, &v, &n) == SHB_EFORMAT);
+	static const char ok[] = "<ListMultipartUploadsResult><Upload><Key>p/a.tar.gz</Key>"
+		"<UploadId>id-1</UploadId></Upload><Upload><Key>p/b c.tar.gz</Key>"
+		"<UploadId>id-2</UploadId></Upload></ListMultipartUploadsResult>";
+	CHECK_OK(shb_s3xml_uploads(ok, sizeof(ok) - 1, &v, &n));
+	CHECK(n == 2 && !strcmp(v[1].key, "p/b c.tar.gz") && !strcmp(v[1].id, "id-2"));
+	shb_s3xml_uploads_free(v, n);
+	CHECK(shb_s3xml_uploads("<Error/>", 8, &v, &n) == SHB_EFORMAT);
+}
+
 int main(void)
 {
+	test_uploads();
 	test_list();
 	test_bad_lists();
 	test_error_and_upload_id();
