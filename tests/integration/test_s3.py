@@ -94,21 +94,22 @@ def test_list_pages_and_merges_sources(swift, bucket, tmp):
     local = tmp / "local"
     local.mkdir()
     remote = [stamp(d) for d in range(1, 8)]
+    old = stamp(20)  # once: the clock moves on while the test runs
     for ts in remote:
         swift.aws("s3api", "put-object", "--bucket", bucket, "--key", f"{PREFIX}/{name(ts)}",
                   "--body", "/etc/hostname")
     swift.aws("s3api", "put-object", "--bucket", bucket, "--key", f"{PREFIX}/notes.txt",
               "--body", "/etc/hostname")
     (local / name(remote[0])).write_bytes(b"x")
-    (local / name(stamp(20))).write_bytes(b"y")
+    (local / name(old)).write_bytes(b"y")
     before = len(swift.requests())
     env = swift.env(bucket, BACKUP_DATA_DIR=tmp, BACKUP_LOCAL_DIR=local, BACKUP_S3_PAGE_SIZE=2)
     items = json.loads(shbackup("list", "--json", env=env, check=0).stdout)
     lists = [r for r in swift.requests()[before:] if "list-type=2" in r[1]]
     assert len(lists) == 4  # 8 keys, 2 a page: every page read
-    assert [i["timestamp"] for i in items] == sorted(remote + [stamp(20)], reverse=True)
+    assert [i["timestamp"] for i in items] == sorted(remote + [old], reverse=True)
     src = {i["timestamp"]: i["source"] for i in items}
-    assert src[remote[0]] == "both" and src[stamp(20)] == "local"
+    assert src[remote[0]] == "both" and src[old] == "local"
     assert all(src[ts] == "s3" for ts in remote[1:])
     table = shbackup("list", env=env, check=0).stdout
     assert table.count(" s3 ") == 6 and " both " in table
