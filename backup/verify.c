@@ -230,20 +230,32 @@ static void check_archive_file(struct check *c, struct shb_reader *r,
 	sqlite3_close(db);
 }
 
-static void check_archive(struct check *c, struct shb_source *src)
+/* Where an archive is, so it can be opened again as a plain tar.gz. */
+struct place {
+	const char *path;           /* local file, or NULL */
+	struct shb_s3 *s3;
+	const char *key;
+	uint64_t size;
+};
+
+static int open_source(const struct place *p, struct shb_source **src)
+{
+	return p->path ? shb_source_open_file(p->path, src)
+		: shb_source_open_s3(p->s3, p->key, p->size, src);
+}
+
+static void check_archive(struct check *c, const struct place *where)
 {
 	struct shb_reader *r = NULL;
 	struct shb_layout l = { 0 };
-	char *name = strdup(src->name);
-	int rc = shb_reader_open(src, &r);
+	struct shb_source *src;
+	int rc = open_source(where, &src);
 
-	if (rc == SHB_EFORMAT && name) {
+	if (!rc && (rc = shb_reader_open(src, &r)) == SHB_EFORMAT) {
 		/* Not ours: a plain tar.gz, read through access points. */
-		rc = strncmp(name, "s3://", 5) ? shb_source_open_file(name, &src) : SHB_EFORMAT;
-		if (!rc)
+		if (!(rc = open_source(where, &src)))
 			rc = shb_reader_open_plain(src, NULL, 0, &r);
 	}
-	free(name);
 	if (rc) {
 		file_result(c, "(archive)", shb_errmsg(), -1, NULL);
 		return;
@@ -388,15 +400,10 @@ static int parse_args(struct opts *o, int argc, char **argv)
 static int check_backup(const struct opts *o, const struct shb_backup *b, struct shb_s3 *s3)
 {
 	struct check c = { o, b->name, b->local_path ? "local" : "s3", 1, 0 };
-	struct shb_source *src = NULL;
-	int rc = b->local_path ? shb_source_open_file(b->local_path, &src)
-		: shb_source_open_s3(s3, b->s3_key, b->s3_size, &src);
+	struct place where = { b->local_path, s3, b->s3_key, b->s3_size };
 
 	begin(&c);
-	if (rc)
-		file_result(&c, "(archive)", shb_errmsg(), -1, NULL);
-	else
-		check_archive(&c, src);
+	check_archive(&c, &where);
 	end(&c);
 	return c.ok;
 }
@@ -404,7 +411,7 @@ static int check_backup(const struct opts *o, const struct shb_backup *b, struct
 static int check_path(const struct opts *o, const char *path, int *code)
 {
 	struct check c = { o, path, "path", 1, 0 };
-	struct shb_source *src;
+	struct place where = { path, NULL, NULL, 0 };
 	struct stat st;
 
 	if (stat(path, &st) < 0) {
@@ -415,10 +422,8 @@ static int check_path(const struct opts *o, const char *path, int *code)
 	begin(&c);
 	if (S_ISDIR(st.st_mode))
 		check_dir(&c, path);
-	else if (shb_source_open_file(path, &src))
-		file_result(&c, "(archive)", shb_errmsg(), -1, NULL);
 	else
-		check_archive(&c, src);
+		check_archive(&c, &where);
 	end(&c);
 	return c.ok;
 }
