@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import (SHBACKUP, backups_in, base_env, extract, index_of, integrity,
                       read_range, row_counts, sha256_file, shbackup, tar_members)

@@ -2,7 +2,6 @@
 sequential cats) over local and S3 backups for a bounded time; every result
 right, the daemon's memory bounded."""
 import hashlib
-import os
 import subprocess
 import threading
 import time

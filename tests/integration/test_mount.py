@@ -2,7 +2,6 @@
 sqlite3 through the mount, laziness measured at the S3 endpoint, read-only
 and secrets rules, refresh, endpoint failure, concurrency and the cache cap."""
 import errno
-import hashlib
 import os
 import shutil
 import signal
@@ -16,18 +15,11 @@ from pathlib import Path
 import pytest
 
 from conftest import (FAULT_PROXY, SHB_PACK, SHBACKUPFS, backups_in, base_env, extract,
-                      free_port_block, shbackup)
+                      shbackup)
+from conftest import sha256_file as sha
 from make_datadir import make_datadir
 
 PREFIX = "streamhub-backups"
-
-
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def eventually(cond, timeout=5):
@@ -322,6 +314,15 @@ def test_s3_laziness_point_query_and_remount(swift, bucket, tmp, mount):
     assert (cache.stat().st_mode & 0o777) == 0o700
 
 
+def s3_backup(swift, bucket, tmp, apps, size_mb, seed):
+    """A DATA_DIR's backup, made local and uploaded: (archive, extracted top, ts)."""
+    data = tmp / "d"
+    make_datadir(data, apps=apps, size_mb=size_mb, seed=seed)
+    shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=data), check=0)
+    [archive] = backups_in(data / "backups")
+    return archive, extract(archive, tmp / "x"), ts_of(archive)
+
+
 def start_proxy(swift, port=0):
     p = subprocess.Popen([sys.executable, str(FAULT_PROXY), "--upstream", swift.endpoint,
                           "--port", str(port)], stdout=subprocess.PIPE, text=True)
@@ -329,12 +330,7 @@ def start_proxy(swift, port=0):
 
 
 def test_endpoint_down_and_back(swift, bucket, tmp, mount):
-    data = tmp / "d"
-    make_datadir(data, apps=2, size_mb=4, seed=3)
-    shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=data), check=0)
-    [archive] = backups_in(data / "backups")
-    top = extract(archive, tmp / "x")
-    ts = ts_of(archive)
+    archive, top, ts = s3_backup(swift, bucket, tmp, apps=2, size_mb=4, seed=3)
     proxy, port = start_proxy(swift)
     try:
         env = s3_mount_env(swift, bucket, tmp, BACKUP_S3_ENDPOINT=f"http://127.0.0.1:{port}")
@@ -358,14 +354,10 @@ def test_endpoint_down_and_back(swift, bucket, tmp, mount):
 
 
 def test_concurrent_readers_and_cache_cap(swift, bucket, tmp, mount):
-    data = tmp / "d"
-    make_datadir(data, apps=8, size_mb=48, seed=6)
-    shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=data), check=0)
-    [archive] = backups_in(data / "backups")
-    top = extract(archive, tmp / "x")
+    archive, top, ts = s3_backup(swift, bucket, tmp, apps=8, size_mb=48, seed=6)
     cache, cap = tmp / "cache", 4 << 20
     m = mount(s3_mount_env(swift, bucket, tmp), f"cache_dir={cache}", f"cache_size={cap}")
-    d = m.path / ts_of(archive)
+    d = m.path / ts
     rels = [f"apps/app-00{i}/app.db" for i in range(1, 9)]
     results, peaks, stop = {}, [], threading.Event()
 
@@ -456,12 +448,7 @@ def test_zz_nothing_left_behind():
 
 
 def test_corrupted_cache_entries_are_refetched(swift, bucket, tmp, mount):
-    data = tmp / "d"
-    make_datadir(data, apps=1, size_mb=6, seed=13)
-    shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=data), check=0)
-    [archive] = backups_in(data / "backups")
-    top = extract(archive, tmp / "x")
-    ts = ts_of(archive)
+    archive, top, ts = s3_backup(swift, bucket, tmp, apps=1, size_mb=6, seed=13)
     env, cache = s3_mount_env(swift, bucket, tmp), tmp / "cache"
     m = mount(env, f"cache_dir={cache}")
     want = sha(top / "apps/app-001/app.db")

@@ -3,7 +3,6 @@ drill, each exit code with the target left byte-identical, SIGKILL at
 random points, a live -wal in the target, and hostile archives."""
 import hashlib
 import io
-import json
 import os
 import pty
 import random

@@ -4,7 +4,6 @@ service's ExecStart, run with the sample environment, makes a backup."""
 import re
 import shlex
 import subprocess
-from pathlib import Path
 
 import pytest
 
