@@ -47,6 +47,7 @@ struct req {
 	size_t body_len;
 	void *out;                     /* GET into a caller buffer of out_cap */
 	size_t out_cap;
+	int exact;                     /* a 2xx must be a 206 filling out_cap exactly */
 	int error_in_200;              /* a 200 may carry <Error> */
 };
 
@@ -360,6 +361,12 @@ static int judge(const struct req *rq, struct resp *rs, CURLcode cc, const char 
 		return shb_fail(SHB_ENET, "%s", err);
 	}
 	has_error = !shb_s3xml_error((char *)rs->body.data, rs->body.len, &e);
+	if (rq->exact && rs->status / 100 == 2 && (rs->status != 206 || rs->out_len != rq->out_cap)) {
+		/* A body cut short (or a range ignored): ask again. */
+		*retry = 1;
+		return shb_fail(SHB_EREMOTE, "short or unranged response (%zu of %zu bytes)",
+				rs->out_len, rq->out_cap);
+	}
 	if (rs->status / 100 == 2 && !(rq->error_in_200 && has_error))
 		return SHB_OK;
 	if (!has_error) {
@@ -434,7 +441,7 @@ int shb_s3_head(struct shb_s3 *s3, const char *key, uint64_t *size)
 
 int shb_s3_get(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, void *buf)
 {
-	struct req rq = { .method = "GET", .key = key, .out = buf, .out_cap = len };
+	struct req rq = { .method = "GET", .key = key, .out = buf, .out_cap = len, .exact = 1 };
 	struct resp rs = { 0 };
 	int rc;
 
@@ -443,9 +450,6 @@ int shb_s3_get(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, voi
 	snprintf(rq.range, sizeof(rq.range), "bytes=%llu-%llu", (unsigned long long)off,
 		 (unsigned long long)(off + len - 1));
 	rc = perform(s3, &rq, &rs);
-	if (!rc && (rs.status != 206 || rs.out_len != len))
-		rc = shb_fail(SHB_EREMOTE, "short or unranged response (%zu of %zu bytes)",
-			      rs.out_len, len);
 	resp_reset(&rs);
 	return context(s3, rc, "read", key);
 }
