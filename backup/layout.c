@@ -98,8 +98,6 @@ static int add_file(struct shb_layout *l, const char *rel, const char *app, int 
 {
 	struct shb_layout_file *f, *grown;
 
-	if (shb_layout_find(l, rel))
-		return bad(r->path, "duplicate entry");
 	grown = realloc(l->files, (l->n + 1) * sizeof(*grown));
 	if (!grown)
 		return shb_fail(SHB_ENOMEM, "out of memory");
@@ -140,6 +138,12 @@ static int judge(struct shb_layout *l, const struct shb_raw_entry *r, size_t idx
 		return add_file(l, rel, c[1], SHB_FILE_APP_DB, r, idx);
 	}
 	return bad(r->path, "unexpected entry");
+}
+
+static int by_rel(const void *a, const void *b)
+{
+	return strcmp(((const struct shb_layout_file *)a)->rel,
+		      ((const struct shb_layout_file *)b)->rel);
 }
 
 static int order(const void *a, const void *b)
@@ -187,6 +191,17 @@ int shb_layout_build(const struct shb_raw_entry *raw, size_t n, struct shb_layou
 		shb_layout_free(out);
 		return rc;
 	}
+	/* Duplicates found by sorting, so a huge index costs n log n, not n^2. */
+	qsort(out->files, out->n, sizeof(*out->files), by_rel);
+	for (size_t i = 1; i < out->n; i++)
+		if (!strcmp(out->files[i - 1].rel, out->files[i].rel)) {
+			const struct shb_layout_file *later = out->files[i - 1].raw > out->files[i].raw
+				? &out->files[i - 1] : &out->files[i];
+
+			rc = bad(raw[later->raw].path, "duplicate entry");
+			shb_layout_free(out);
+			return rc;
+		}
 	qsort(out->files, out->n, sizeof(*out->files), order);
 	return SHB_OK;
 }

@@ -2,6 +2,7 @@
  * The archive reader (reader.h): footer and index loading, and ranged reads
  * that inflate only the members a range touches.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,8 +21,31 @@ struct shb_reader {
 	uint64_t inflated;
 };
 
-/* Parses the trailer t (the last len bytes of src) into r. */
+static int check_trailer(struct shb_reader *r, const unsigned char *t, size_t len);
+
+/*
+ * Parses the trailer t (the last len bytes of src) into r.  Once a footer of
+ * ours is found, anything wrong after it is damage (SHB_ECORRUPT), never
+ * "not our format": a lying index must not send readers to other paths.
+ */
 static int parse_trailer(struct shb_reader *r, const unsigned char *t, size_t len)
+{
+	int rc = check_trailer(r, t, len);
+
+	if (rc == SHB_EFORMAT && len >= SHB_FOOTER_SIZE) {
+		struct shb_footer f;
+		char msg[1024];
+
+		snprintf(msg, sizeof(msg), "%s", shb_errmsg());
+		if (!shb_footer_parse(t + len - SHB_FOOTER_SIZE, &f))
+			rc = shb_fail(SHB_ECORRUPT, "%s", msg);
+		else
+			shb_fail(rc, "%s", msg);
+	}
+	return rc;
+}
+
+static int check_trailer(struct shb_reader *r, const unsigned char *t, size_t len)
 {
 	uint64_t size = r->src->size;
 	unsigned char *blob = NULL;
@@ -82,7 +106,7 @@ static int load_index(struct shb_reader *r)
 		else if (!(rc = shb_source_read(src, tail, len, f.index_offset)))
 			rc = parse_trailer(r, tail, len);
 	} else {
-		rc = shb_fail(SHB_EFORMAT, "index footer of '%s' points outside the file", src->name);
+		rc = shb_fail(SHB_ECORRUPT, "index footer of '%s' points outside the file", src->name);
 	}
 out:
 	free(tail);
