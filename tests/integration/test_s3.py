@@ -234,3 +234,39 @@ def test_killed_multipart_upload_is_aborted_by_the_next_run(swift, bucket, tmp):
     shbackup("create", env=env, check=0)
     assert open_uploads() == []
     assert len(keys(swift, bucket, PREFIX)) == 1
+
+
+def test_thirty_kills_of_an_uploading_create(swift, bucket, tmp):
+    """SIGKILL at random points of create with S3: never a partial archive
+    under a final name, locally or in the bucket; the next run leaves no
+    multipart upload open and succeeds."""
+    import random
+    import signal
+    data = tmp / "data"
+    make_datadir(data, apps=2, size_mb=40, seed=19)
+    env = swift.env(bucket, BACKUP_DATA_DIR=data, BACKUP_S3_PART_SIZE_MB=5,
+                    BACKUP_RETENTION_DAYS=0)
+    t0 = time.monotonic()
+    shbackup("create", env=env, check=0)
+    duration = time.monotonic() - t0
+    rng = random.Random(29)
+    kills = 0
+    for _ in range(30):
+        time.sleep(1.05)  # a new second, a new backup name
+        p = subprocess.Popen([str(SHBACKUP), "create"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0, duration))
+        p.send_signal(signal.SIGKILL)
+        kills += p.wait() == -signal.SIGKILL
+        local = {a.name: a.stat().st_size for a in backups_in(data / "backups")}
+        for a in backups_in(data / "backups"):
+            subprocess.run(["gzip", "-t", str(a)], check=True)
+        out = swift.aws("s3api", "list-objects-v2", "--bucket", bucket, "--output", "json").stdout
+        for o in (json.loads(out) if out.strip() else {}).get("Contents", []):
+            name = o["Key"].rsplit("/", 1)[-1]
+            assert name in local and o["Size"] == local[name], o  # whole, or absent
+    assert kills >= 20, kills
+    shbackup("create", env=env, check=0)
+    out = swift.aws("s3api", "list-multipart-uploads", "--bucket", bucket, "--output",
+                    "json").stdout
+    assert not (json.loads(out) if out.strip() else {}).get("Uploads")
