@@ -21,6 +21,11 @@ BUILD = Path(os.environ.get("SHB_BUILD_DIR", REPO / "build"))
 SHBACKUP = BUILD / "backup" / "shbackup"
 SHB_READ = BUILD / "tests" / "shb-read"
 
+# An ASan build maps terabytes of shadow memory and keeps freed memory in
+# quarantine: address-space limits cannot apply, and RSS bounds scale.
+ASAN = "libasan" in subprocess.run(["ldd", str(SHBACKUP)], capture_output=True,
+                                   text=True).stdout if SHBACKUP.exists() else False
+
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 from make_datadir import make_datadir  # noqa: E402
 
