@@ -34,14 +34,34 @@ def private(path):
     return mode == (0o700 if path.is_dir() else 0o600)
 
 
+def stopped(proc, timeout=10):
+    """Waits until proc is in the stopped state ('T' in /proc/PID/stat);
+    false if it exited instead."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t"):
+            return True
+        if state in ("Z", "X"):
+            return False
+        time.sleep(0.001)
+    raise AssertionError("process did not stop")
+
+
 def paused_at(proc, cond, timeout=60):
-    """Polls cond() while proc runs; stops proc once cond() is true."""
+    """Polls cond() while proc runs; once it holds, stops proc and looks
+    again, so what is returned is still there while proc stays stopped."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        found = cond()
-        if found:
+        if cond():
             proc.send_signal(signal.SIGSTOP)
-            return found
+            if not stopped(proc):
+                return None
+            found = cond()
+            if found:
+                return found
+            proc.send_signal(signal.SIGCONT)
         time.sleep(0.005)
     return None
 
