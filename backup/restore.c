@@ -320,44 +320,56 @@ static int guard(struct restore *r)
 
 /* --- plan ----------------------------------------------------------------- */
 
-/* Appends s (taken over; NULL is skipped) to the vector v of n strings. */
-static void push(char ***v, size_t *n, char *s)
+/* Appends s (taken over; NULL means it could not be made) to the vector v of n strings. */
+static int push(char ***v, size_t *n, char *s)
 {
 	char **grown = s ? realloc(*v, (*n + 1) * sizeof(**v)) : NULL;
 
 	if (!grown) {
 		free(s);
-		return;
+		return shb_fail(SHB_ENOMEM, "out of memory");
 	}
 	*v = grown;
 	(*v)[(*n)++] = s;
+	return SHB_OK;
 }
 
-/* Apps with a db in the target: "apps/<app>/app.db" paths, malloc'd. */
-static char **target_apps(const char *target, size_t *n)
+/*
+ * Apps with a db in the target: "apps/<app>/app.db" paths, malloc'd, in
+ * *out.  Fails rather than leave one out (the rollback copy relies on it);
+ * no apps dir is no apps.
+ */
+static int target_apps(const char *target, char ***out, size_t *n)
 {
 	char *dir = shb_aprintf("%s/apps", target);
 	DIR *d = dir ? opendir(dir) : NULL;
 	struct dirent *de;
-	char **out = NULL;
+	int rc = !dir ? SHB_ENOMEM : !d && errno != ENOENT
+		? shb_fail_errno(SHB_EIO, "cannot read '%s'", dir) : SHB_OK;
 
+	*out = NULL;
 	*n = 0;
-	while (d && (de = readdir(d))) {
+	while (!rc && d && (errno = 0, de = readdir(d))) {
 		char *rel = shb_aprintf("apps/%s/app.db", de->d_name);
 		char *abs = rel ? shb_aprintf("%s/%s", target, rel) : NULL;
 		struct stat st;
 
-		if (abs && shb_app_name_ok(de->d_name) && lstat(abs, &st) == 0 && S_ISREG(st.st_mode)) {
-			push(&out, n, rel);
+		if (!abs) {
+			rc = shb_fail(SHB_ENOMEM, "out of memory");
+		} else if (shb_app_name_ok(de->d_name) && lstat(abs, &st) == 0
+			   && S_ISREG(st.st_mode)) {
+			rc = push(out, n, rel);
 			rel = NULL;
 		}
 		free(rel);
 		free(abs);
 	}
+	if (!rc && d && errno)
+		rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", dir);
 	if (d)
 		closedir(d);
 	free(dir);
-	return out;
+	return rc;
 }
 
 static void free_list(char **v, size_t n)
@@ -371,8 +383,9 @@ static void print_plan(struct restore *r, FILE *f)
 {
 	const struct shb_layout *l = shb_input_layout(r->in);
 	size_t napps;
-	char **apps = target_apps(r->target, &napps);
+	char **apps;
 
+	target_apps(r->target, &apps, &napps);  /* only to name what is kept */
 	fprintf(f, "restore %s into %s:\n", r->backup_name, r->target);
 	for (size_t i = 0; i < l->n; i++) {
 		char *dest = shb_aprintf("%s/%s", r->target, l->files[i].rel), a[32], b[32];
@@ -594,21 +607,23 @@ static int save_one(void *ctx, size_t i)
 	return rc ? shb_fail(rc, "cannot save the current '%s': %s", rel, shb_errmsg()) : SHB_OK;
 }
 
-/* Everything of the target that a restore may replace. */
-static char **current_files(const char *target, size_t *n)
+/* Everything of the target that a restore may replace, in *v; all or an error. */
+static int current_files(const char *target, char ***v, size_t *n)
 {
 	static const char *const top[] = { "streamhub.db", "secrets.json" };
-	char **v = target_apps(target, n);
+	int rc = target_apps(target, v, n);
 
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; !rc && i < 2; i++) {
 		char *p = shb_aprintf("%s/%s", target, top[i]);
 		struct stat st;
 
-		if (p && lstat(p, &st) == 0 && S_ISREG(st.st_mode))
-			push(&v, n, strdup(top[i]));
+		if (!p)
+			rc = shb_fail(SHB_ENOMEM, "out of memory");
+		else if (lstat(p, &st) == 0 && S_ISREG(st.st_mode))
+			rc = push(v, n, strdup(top[i]));
 		free(p);
 	}
-	return v;
+	return rc;
 }
 
 static int make_rollback(struct restore *r)
@@ -617,10 +632,9 @@ static int make_rollback(struct restore *r)
 	char ts[SHB_TS_LEN];
 	int rc;
 
-	sv.rels = current_files(r->target, &sv.n);
-	if (!sv.n) {
+	if ((rc = current_files(r->target, &sv.rels, &sv.n)) || !sv.n) {
 		free_list(sv.rels, sv.n);
-		return SHB_OK;  /* nothing to save */
+		return rc;      /* an error, or nothing to save */
 	}
 	for (;;) {
 		shb_ts_format(time(NULL), ts);
@@ -760,7 +774,9 @@ static void report(struct restore *r)
 {
 	const struct shb_layout *l = shb_input_layout(r->in);
 	size_t napps, files = 0;
-	char **apps = target_apps(r->target, &napps);
+	char **apps;
+
+	target_apps(r->target, &apps, &napps);  /* only to name what was kept */
 
 	for (size_t i = 0; i < napps; i++)
 		if (!shb_layout_find(l, apps[i]))
