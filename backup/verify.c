@@ -302,13 +302,45 @@ static void check_archive(struct check *c, const struct place *where)
 
 /* --- a snapshot directory ----------------------------------------------------------- */
 
-static void check_dir_file(struct check *c, const char *dir, const struct shb_layout_file *f)
+/* Whether db at path has committed pages still in a non-empty -wal file. */
+static int wal_pending(const char *path)
 {
-	char *path = shb_aprintf("%s/%s", dir, f->rel), *uri = NULL;
+	char *wal = shb_aprintf("%s-wal", path);
+	struct stat st;
+	int pending = wal && stat(wal, &st) == 0 && st.st_size > 0;
+
+	free(wal);
+	return pending;
+}
+
+/* One db of a directory, read through the default VFS. */
+static void check_dir_db(struct check *c, const char *path, const char *rel)
+{
+	const struct opts *o = c->o;
+	struct opts full = *o;
 	sqlite3 *db = NULL;
 
-	if (f->kind == SHB_FILE_SECRETS) {
-		FILE *fp = path ? fopen(path, "rb") : NULL;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		file_result(c, rel, db ? sqlite3_errmsg(db) : "cannot open", -1, NULL);
+	} else {
+		/* The sampled check reads the main file raw: with a -wal, check fully. */
+		full.quick = 0;
+		if (o->quick && wal_pending(path))
+			c->o = &full;
+		check_db(c, db, rel);
+		c->o = o;
+	}
+	sqlite3_close(db);
+}
+
+static void check_dir_file(struct check *c, const char *dir, const struct shb_layout_file *f)
+{
+	char *path = shb_aprintf("%s/%s", dir, f->rel);
+
+	if (!path) {
+		file_result(c, f->rel, "out of memory", -1, NULL);
+	} else if (f->kind == SHB_FILE_SECRETS) {
+		FILE *fp = fopen(path, "rb");
 		struct shb_buf b = { 0 };
 		char buf[65536];
 		size_t n;
@@ -320,14 +352,9 @@ static void check_dir_file(struct check *c, const char *dir, const struct shb_la
 		if (fp)
 			fclose(fp);
 		shb_buf_free(&b);
-	} else if (!path || !(uri = sqlite3_mprintf("file:%s?mode=ro", path))
-		   || sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL)) {
-		file_result(c, f->rel, db ? sqlite3_errmsg(db) : "cannot open", -1, NULL);
 	} else {
-		check_db(c, db, f->rel);
+		check_dir_db(c, path, f->rel);
 	}
-	sqlite3_close(db);
-	sqlite3_free(uri);
 	free(path);
 }
 

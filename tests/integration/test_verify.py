@@ -154,6 +154,21 @@ def test_quick_catches_a_damaged_root_page(one, tmp):
         assert re.search(r"apps/app-002/app.db\s+ok\s", p.stdout), p.stdout
 
 
+def test_quick_on_a_live_dir_checks_a_db_with_a_wal_fully(one, tmp):
+    data, env, _, _ = one
+    db = data / "apps/app-002/app.db"
+    # A writer that dies without checkpointing: a new table lives only in the -wal.
+    subprocess.run(["/usr/bin/python3", "-c", "import os, sqlite3, sys\n"
+                    "c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_autocheckpoint=0')\n"
+                    "c.execute('CREATE TABLE late(x)')\n"
+                    "c.executemany('INSERT INTO late VALUES (?)', [(i,) for i in range(5000)])\n"
+                    "c.commit(); os._exit(0)", db], check=True)
+    assert (data / "apps/app-002/app.db-wal").stat().st_size > 0
+    p = shbackup("verify", "--quick", "--from", data, env=env, check=0)
+    assert re.search(r"apps/app-002/app.db\s+ok\s.*late 5000", p.stdout), p.stdout
+    assert re.search(r"apps/app-001/app.db\s+ok\s.*pages sampled", p.stdout), p.stdout
+
+
 def test_truncated_archive(one, tmp):
     data, env, archive, _ = one
     cut = tmp / archive.name
