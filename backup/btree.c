@@ -206,9 +206,8 @@ static uint64_t next_random(struct walk *w)
 }
 
 /*
- * One path from the root's child k down to a leaf (the root was checked,
- * its family is family); path 0 keeps left, 1 keeps right, others choose at
- * random.
+ * One path from pgno, a child of a checked root of family `family`, down to
+ * a leaf: path 0 keeps left, 1 keeps right, the others choose at random.
  */
 static int descend(struct walk *w, uint32_t pgno, int family, int path)
 {
