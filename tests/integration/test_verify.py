@@ -104,6 +104,15 @@ def test_restore_from_a_mounted_snapshot(one, tmp, mount):
     assert (target / "secrets.json").read_bytes() == (top / "secrets.json").read_bytes()
 
 
+def repack(top, tmp):
+    """Our format again from an extracted (and edited) backup: a rewritten index."""
+    ts = "20260101T000000Z"
+    packed = tmp / f"streamhub-backup-{ts}.tar.gz"
+    subprocess.run([str(SHB_PACK), packed] + [f"streamhub-backup-{ts}/{p.relative_to(top)}={p}"
+                   for p in sorted(top.rglob("*")) if p.is_file()], check=True)
+    return packed
+
+
 def test_flipped_byte_names_the_db(one, tmp):
     data, env, archive, _ = one
     bad = tmp / archive.name
@@ -123,10 +132,7 @@ def test_damaged_pages_with_a_matching_index_fail_integrity(one, tmp):
     with open(db, "r+b") as f:
         f.seek(4096 * 5)
         f.write(b"\xff" * 4096 * 3)
-    ts = "20260101T000000Z"
-    packed = tmp / f"streamhub-backup-{ts}.tar.gz"
-    subprocess.run([str(SHB_PACK), packed] + [f"streamhub-backup-{ts}/{p.relative_to(top)}={p}"
-                   for p in sorted(top.rglob("*")) if p.is_file()], check=True)
+    packed = repack(top, tmp)
     p = shbackup("verify", "--from", packed, env=env, check=4)
     assert re.search(r"apps/app-002/app.db\s+FAILED\s+integrity_check failed", p.stdout), p.stdout
 
@@ -143,10 +149,7 @@ def test_quick_catches_a_damaged_root_page(one, tmp):
     with open(db, "r+b") as f:
         f.seek(4096 * (root - 1))
         f.write(b"\xff" * 8)
-    ts = "20260101T000000Z"
-    packed = tmp / f"streamhub-backup-{ts}.tar.gz"
-    subprocess.run([str(SHB_PACK), packed] + [f"streamhub-backup-{ts}/{p.relative_to(top)}={p}"
-                   for p in sorted(top.rglob("*")) if p.is_file()], check=True)
+    packed = repack(top, tmp)
     for source in (packed, top):
         p = shbackup("verify", "--quick", "--from", source, env=env, check=4)
         assert re.search(r"apps/app-001/app.db\s+FAILED\s+sampled check failed: 'vods': "
