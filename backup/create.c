@@ -131,9 +131,9 @@ static void print_help(void)
 	       "                         per request (5), retry budget (60 s), stall timeout (30 s)\n"
 	       "  BACKUP_METRICS_FILE    write Prometheus textfile metrics of the run here\n"
 	       "  BACKUP_LOCK_TIMEOUT    seconds to wait for a writer's lock on a db (default %d)\n\n"
-	       "Only paths that stay inside DATA_DIR are read (symlinks included); app\n"
-	       "dirs whose name is not valid UTF-8, 1-255 bytes, without a leading '.',\n"
-	       "control characters, '/' or '\\\\' are skipped with a warning.\n\n"
+	       "Only paths that stay inside DATA_DIR are read (symlinks included).  An app\n"
+	       "dir whose name is not 1-255 bytes of valid UTF-8, starts with '.', or holds\n"
+	       "a control character, '/' or '\\' is skipped with a warning.\n\n"
 	       "exit codes: 0 ok, 1 usage, 2 preflight, 3 snapshot failed, 4 upload failed\n",
 	       usage, SHB_DEFAULT_DATA_DIR, SHB_DEFAULT_RETENTION_DAYS, SHB_DEFAULT_S3_PREFIX,
 	       SHB_DEFAULT_S3_REGION, DEFAULT_LOCK_TIMEOUT);
