@@ -60,6 +60,11 @@ struct item {
 	char msg[512];           /* protected by job->mu */
 };
 
+/*
+ * One run.  Everything down to nitems is set by the main thread before the
+ * snapshot thread starts and only read after that (the snapshot thread
+ * reads cfg, data_fd, lock_ms and items); the rest says who owns it.
+ */
 struct job {
 	struct shb_config cfg;
 	int level, threads, prune;
@@ -75,11 +80,14 @@ struct job {
 	int data_fd;            /* DATA_DIR, what every source is opened beneath */
 	int lock_ms;            /* BACKUP_LOCK_TIMEOUT, in milliseconds */
 	int fail_code;          /* exit code for a preflight failure other than 2 */
-	/* Set before the snapshot thread starts, read-only after. */
 	struct item *items;
 	size_t nitems;
-	/* Main thread only. */
-	size_t napps, skipped;
+
+	size_t napps, skipped;  /* main thread only */
+	/*
+	 * Owned by whoever reports progress: the main thread while archiving,
+	 * then the upload's part workers, which call back under their own mutex.
+	 */
 	double last_progress;
 
 	pthread_mutex_t mu;
