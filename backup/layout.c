@@ -183,9 +183,13 @@ static void find_top(const struct shb_raw_entry *raw, size_t n, char *top, size_
 	}
 }
 
+/* The entry is named escaped, so a hostile name stays one visible line. */
 static int bad(const char *path, const char *why)
 {
-	return shb_fail(SHB_EFORMAT, "refusing backup: %s '%.200s'", why, path);
+	char esc[300];
+
+	shb_name_escape(path, esc, sizeof(esc));
+	return shb_fail(SHB_EFORMAT, "refusing backup: %s '%s'", why, esc);
 }
 
 static int add_file(struct shb_layout *l, const char *rel, const char *app, int kind,

@@ -277,10 +277,16 @@ static int record_entry(struct shb_archive_writer *w, const struct shb_entry *e)
 
 static int write_header(struct shb_archive_writer *w, const struct shb_entry *e)
 {
-	locale_t loc = shb_utf8_names_begin();  /* see layout.h */
-	struct archive_entry *ae = archive_entry_new();
+	locale_t loc;
+	struct archive_entry *ae;
 	int rc = SHB_OK;
 
+	/* pax names are UTF-8; libarchive 3.6 crashes converting one that is not. */
+	if (!shb_utf8_valid((const unsigned char *)e->path, strlen(e->path)))
+		return w->rc = shb_fail(SHB_EFORMAT, "cannot write '%s' header: name is not UTF-8",
+					e->path);
+	loc = shb_utf8_names_begin();  /* see layout.h */
+	ae = archive_entry_new();
 	if (!ae) {
 		shb_utf8_names_end(loc);
 		return w->rc = shb_fail(SHB_ENOMEM, "out of memory");

@@ -12,7 +12,7 @@ import tarfile
 
 import pytest
 
-from conftest import backups_in, base_env, extract, row_counts, sha256_file, shbackup
+from conftest import SHBACKUP, backups_in, base_env, row_counts, sha256_file, shbackup
 from make_datadir import make_datadir
 
 NON_ASCII = ["ünïcödé", "emoji😀", "café"]
@@ -209,4 +209,22 @@ def test_app_name_rule_is_the_same_for_readers(tmp):
     assert "refusing backup" in p.stdout + p.stderr
     target = plain_target(tmp)
     shbackup("restore", "--from", archive, "--target", target, "--yes", env=env, check=4)
+    assert not (target / "apps").exists()
+
+
+@pytest.mark.parametrize("name,shown", [(b"caf\xe9", "caf\\xe9"), (b"new\nline", "new\\nline")])
+def test_refusal_names_a_hostile_app_name_on_one_line(tmp, name, shown):
+    """hardening #2: a GNU tar archive whose app name breaks the rule (latin-1,
+    a newline) is refused by restore with exit 4 and one line naming the
+    entry, escaped (it used to print the raw bytes)."""
+    data, _ = data_with_apps(tmp, [name])
+    settle(data)
+    archive = tmp / "hostile.tar.gz"
+    subprocess.run(["tar", "czf", archive, "-C", data, "streamhub.db", "apps"], check=True)
+    target = plain_target(tmp)
+    p = subprocess.run([str(SHBACKUP), "restore", "--from", str(archive), "--target",
+                        str(target), "--yes"], env=locale_env("C"), capture_output=True)
+    assert p.returncode == 4
+    [line] = p.stderr.decode().splitlines()
+    assert line.startswith("error: refusing backup") and f"'apps/{shown}" in line, line
     assert not (target / "apps").exists()
