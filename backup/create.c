@@ -397,7 +397,7 @@ static int preflight(struct job *job)
 {
 	int rc;
 
-	job->data_fd = open(job->cfg.data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	job->data_fd = open(job->cfg.data_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (job->data_fd < 0)
 		return shb_fail(SHB_ENOTFOUND, "data directory '%s' does not exist", job->cfg.data_dir);
 	if ((rc = shb_mkdir_p(job->cfg.local_dir)))
