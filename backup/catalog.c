@@ -9,6 +9,7 @@
 
 #include "catalog.h"
 #include "error.h"
+#include "layout.h"
 #include "s3.h"
 
 int shb_backup_name_parse(const char *name, char ts[SHB_TS_LEN], time_t *t)
@@ -182,8 +183,16 @@ size_t shb_index_count_apps(const struct shb_index *idx)
 			continue;
 		app = p + 6;
 		rest = strchr(app, '/');
-		if (rest && rest > app && !strcmp(rest, "/app.db"))
-			n++;
+		if (rest && rest > app && !strcmp(rest, "/app.db")) {
+			char name[256];
+
+			/* Only what the layout check accepts counts (layout.h). */
+			if ((size_t)(rest - app) < sizeof(name)) {
+				memcpy(name, app, (size_t)(rest - app));
+				name[rest - app] = '\0';
+				n += shb_app_name_ok(name);
+			}
+		}
 	}
 	return n;
 }

@@ -3,7 +3,11 @@
  *
  * One thread snapshots the databases (and copies secrets.json) into a
  * private staging dir while the main thread archives each finished snapshot,
- * so snapshotting overlaps compression.  The archive is written under a
+ * so snapshotting overlaps compression.  Everything is read through paths
+ * that stay beneath DATA_DIR (shb_open_beneath), so a symlink planted there
+ * by the service user cannot make root's backup copy a file from elsewhere;
+ * app dirs whose names verify/restore would refuse are skipped with a
+ * warning, so every backup create writes can be restored.  The archive is written under a
  * temporary name, made durable, then renamed into place; a lock file keeps
  * concurrent runs apart and lets each run clear the debris of killed ones.
  * With a bucket configured the archive is then uploaded and its size
@@ -26,6 +30,7 @@
 #include "cli.h"
 #include "config.h"
 #include "error.h"
+#include "layout.h"
 #include "metrics.h"
 #include "prune.h"
 #include "s3.h"
@@ -36,18 +41,30 @@ static const char usage[] = "shbackup create [--level N] [--threads N] [--no-pru
 
 #define STAGING_PREFIX ".shbackup-staging-"
 #define TMP_SUFFIX ".tmp"
+#define DEFAULT_LOCK_TIMEOUT 60
 
-enum item_state { ITEM_PENDING, ITEM_READY, ITEM_FAILED };
+enum item_state { ITEM_PENDING, ITEM_READY, ITEM_FAILED, ITEM_SKIPPED };
 
+/*
+ * What to back up.  rel, app, staged and is_db are written by the main
+ * thread before the snapshot thread starts and only read after that, by
+ * both; state and msg are owned by the snapshot thread until it sets state
+ * away from ITEM_PENDING, protected by job->mu.
+ */
 struct item {
-	char *rel;      /* path inside the backup, e.g. "apps/a/app.db" */
-	char *src;      /* live file */
+	char *rel;      /* path inside DATA_DIR and the backup, e.g. "apps/a/app.db" */
+	char *app;      /* "a" for an app db, else NULL */
 	char *staged;   /* snapshot or copy in the staging dir */
 	int is_db;
-	enum item_state state;
-	char msg[512];
+	enum item_state state;   /* protected by job->mu */
+	char msg[512];           /* protected by job->mu */
 };
 
+/*
+ * One run.  Everything down to nitems is set by the main thread before the
+ * snapshot thread starts and only read after that (the snapshot thread
+ * reads cfg, data_fd, lock_ms and items); the rest says who owns it.
+ */
 struct job {
 	struct shb_config cfg;
 	int level, threads, prune;
@@ -60,13 +77,22 @@ struct job {
 	int lock_fd, out_fd;
 	struct shb_s3 *s3;      /* NULL: local only */
 	char *s3_key;
+	int data_fd;            /* DATA_DIR, what every source is opened beneath */
+	int lock_ms;            /* BACKUP_LOCK_TIMEOUT, in milliseconds */
+	int fail_code;          /* exit code for a preflight failure other than 2 */
 	struct item *items;
-	size_t nitems, napps;
+	size_t nitems;
+
+	size_t napps, skipped;  /* main thread only */
+	/*
+	 * Owned by whoever reports progress: the main thread while archiving,
+	 * then the upload's part workers, which call back under their own mutex.
+	 */
+	double last_progress;
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int cancel;
-	double last_progress;
+	int cancel;             /* protected by mu */
 };
 
 /* --- flags --------------------------------------------------------------- */
@@ -111,10 +137,14 @@ static void print_help(void)
 	       "  BACKUP_S3_RETRY_SECONDS, BACKUP_S3_TIMEOUT\n"
 	       "                         multipart part size (16), parallel parts (4), attempts\n"
 	       "                         per request (5), retry budget (60 s), stall timeout (30 s)\n"
-	       "  BACKUP_METRICS_FILE    write Prometheus textfile metrics of the run here\n\n"
+	       "  BACKUP_METRICS_FILE    write Prometheus textfile metrics of the run here\n"
+	       "  BACKUP_LOCK_TIMEOUT    seconds to wait for a writer's lock on a db (default %d)\n\n"
+	       "Only paths that stay inside DATA_DIR are read (symlinks included).  An app\n"
+	       "dir whose name is not 1-255 bytes of valid UTF-8, starts with '.', or holds\n"
+	       "a control character, '/' or '\\' is skipped with a warning.\n\n"
 	       "exit codes: 0 ok, 1 usage, 2 preflight, 3 snapshot failed, 4 upload failed\n",
 	       usage, SHB_DEFAULT_DATA_DIR, SHB_DEFAULT_RETENTION_DAYS, SHB_DEFAULT_S3_PREFIX,
-	       SHB_DEFAULT_S3_REGION);
+	       SHB_DEFAULT_S3_REGION, DEFAULT_LOCK_TIMEOUT);
 }
 
 static int parse_args(struct job *job, int argc, char **argv)
@@ -150,7 +180,7 @@ static int parse_args(struct job *job, int argc, char **argv)
 
 /* --- what to back up ----------------------------------------------------- */
 
-static int add_item(struct job *job, const char *rel, int is_db)
+static int add_item(struct job *job, const char *rel, const char *app, int is_db)
 {
 	struct item *it, *grown = realloc(job->items, (job->nitems + 1) * sizeof(*grown));
 
@@ -161,22 +191,54 @@ static int add_item(struct job *job, const char *rel, int is_db)
 	memset(it, 0, sizeof(*it));
 	it->is_db = is_db;
 	it->rel = strdup(rel);
-	it->src = shb_aprintf("%s/%s", job->cfg.data_dir, rel);
+	it->app = app ? strdup(app) : NULL;
 	it->staged = shb_aprintf("%s/%zu", job->staging, job->nitems);
 	job->nitems++;
-	if (!it->rel || !it->src || !it->staged)
+	if (!it->rel || (app && !it->app) || !it->staged)
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	return SHB_OK;
 }
 
-static int is_regular(const char *dir, const char *rel)
-{
-	char *p = shb_aprintf("%s/%s", dir, rel);
-	struct stat st;
-	int yes = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+enum probe { P_FILE, P_MISSING, P_OUTSIDE };
 
-	free(p);
-	return yes;
+/*
+ * Whether rel beneath DATA_DIR is a regular file create may read.  Missing
+ * or not a regular file is P_MISSING; a path leading out of DATA_DIR
+ * P_OUTSIDE; any other error is an error.
+ */
+static int probe(struct job *job, const char *rel, enum probe *out)
+{
+	int fd = shb_open_beneath(job->data_fd, rel, O_RDONLY | O_NONBLOCK);
+	struct stat st;
+
+	if (fd < 0) {
+		if (shb_beneath_refused(errno))
+			*out = P_OUTSIDE;
+		else if (errno == ENOENT || errno == ENOTDIR)
+			*out = P_MISSING;
+		else
+			return shb_fail_errno(SHB_EIO, "cannot open '%s/%s'", job->cfg.data_dir, rel);
+		return SHB_OK;
+	}
+	*out = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? P_FILE : P_MISSING;
+	close(fd);
+	return SHB_OK;
+}
+
+static int leaves(struct job *job, const char *rel)
+{
+	job->fail_code = SHB_EXIT_SNAPSHOT;
+	return shb_fail(SHB_EIO, "cannot back up '%s': it leaves DATA_DIR '%s'", rel,
+			job->cfg.data_dir);
+}
+
+static void skip_app(struct job *job, const char *name, const char *why)
+{
+	char esc[1100];
+
+	shb_name_escape(name, esc, sizeof(esc));
+	shb_warning("skipping app 'apps/%s': %s", esc, why);
+	job->skipped++;
 }
 
 static int by_name(const struct dirent **a, const struct dirent **b)
@@ -184,39 +246,62 @@ static int by_name(const struct dirent **a, const struct dirent **b)
 	return strcmp((*a)->d_name, (*b)->d_name);
 }
 
+/*
+ * Every apps/<app>/app.db.  An app whose name breaks the rule of
+ * shb_app_name_ok() or whose db leads out of DATA_DIR is skipped with a
+ * warning: the rest of the backup is still worth having.
+ */
 static int find_apps(struct job *job)
 {
-	char *dir = shb_aprintf("%s/apps", job->cfg.data_dir);
 	struct dirent **names = NULL;
-	int n, rc = SHB_OK;
+	enum probe pr;
+	int fd, n, rc = SHB_OK;
 
-	if (!dir)
-		return SHB_ENOMEM;
-	n = scandir(dir, &names, NULL, by_name);
-	if (n < 0 && errno != ENOENT && errno != ENOTDIR)
-		rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", dir);
+	fd = shb_open_beneath(job->data_fd, "apps", O_RDONLY | O_DIRECTORY);
+	if (fd < 0) {
+		if (shb_beneath_refused(errno))
+			return leaves(job, "apps");
+		if (errno == ENOENT || errno == ENOTDIR)
+			return SHB_OK;
+		return shb_fail_errno(SHB_EIO, "cannot read '%s/apps'", job->cfg.data_dir);
+	}
+	n = scandirat(fd, ".", &names, NULL, by_name);
+	close(fd);
+	if (n < 0)
+		return shb_fail_errno(SHB_EIO, "cannot read '%s/apps'", job->cfg.data_dir);
 	for (int i = 0; i < n; i++) {
-		char rel[600];
+		const char *name = names[i]->d_name;
+		char *rel = NULL;
 
-		if (!rc && names[i]->d_name[0] != '.'
-		    && (size_t)snprintf(rel, sizeof(rel), "apps/%s/app.db", names[i]->d_name) < sizeof(rel)
-		    && is_regular(job->cfg.data_dir, rel)) {
-			rc = add_item(job, rel, 1);
-			job->napps++;
+		if (!rc && strcmp(name, ".") && strcmp(name, "..")
+		    && !(rc = (rel = shb_aprintf("apps/%s/app.db", name)) ? SHB_OK : SHB_ENOMEM)
+		    && !(rc = probe(job, rel, &pr))) {
+			if (pr == P_OUTSIDE)
+				skip_app(job, name, "it leaves DATA_DIR");
+			else if (pr == P_FILE && !shb_app_name_ok(name))
+				skip_app(job, name, "name not allowed (valid UTF-8, 1-255 bytes, "
+					 "no leading '.', control characters, '/' or '\\')");
+			else if (pr == P_FILE && !(rc = add_item(job, rel, name, 1)))
+				job->napps++;
 		}
+		free(rel);
 		free(names[i]);
 	}
 	free(names);
-	free(dir);
 	return rc;
 }
 
 static int find_items(struct job *job)
 {
+	enum probe pr;
 	int rc;
 
-	if (is_regular(job->cfg.data_dir, "streamhub.db")) {
-		if ((rc = add_item(job, "streamhub.db", 1)))
+	if ((rc = probe(job, "streamhub.db", &pr)))
+		return rc;
+	if (pr == P_OUTSIDE)
+		return leaves(job, "streamhub.db");
+	if (pr == P_FILE) {
+		if ((rc = add_item(job, "streamhub.db", NULL, 1)))
 			return rc;
 	} else {
 		shb_warning("no streamhub.db in '%s'", job->cfg.data_dir);
@@ -226,8 +311,12 @@ static int find_items(struct job *job)
 	if (!job->nitems)
 		return shb_fail(SHB_ENOTFOUND, "no database found in '%s' (streamhub.db, apps/*/app.db)",
 				job->cfg.data_dir);
-	if (is_regular(job->cfg.data_dir, "secrets.json"))
-		return add_item(job, "secrets.json", 0);
+	if ((rc = probe(job, "secrets.json", &pr)))
+		return rc;
+	if (pr == P_OUTSIDE)
+		return leaves(job, "secrets.json");
+	if (pr == P_FILE)
+		return add_item(job, "secrets.json", NULL, 0);
 	shb_warning("no secrets.json in '%s'; backing up the databases only", job->cfg.data_dir);
 	return SHB_OK;
 }
@@ -306,10 +395,10 @@ static int name_backup(struct job *job)
 
 static int preflight(struct job *job)
 {
-	struct stat st;
 	int rc;
 
-	if (stat(job->cfg.data_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+	job->data_fd = open(job->cfg.data_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (job->data_fd < 0)
 		return shb_fail(SHB_ENOTFOUND, "data directory '%s' does not exist", job->cfg.data_dir);
 	if ((rc = shb_mkdir_p(job->cfg.local_dir)))
 		return shb_fail(rc, "cannot use backup directory: %s", shb_errmsg());
@@ -325,28 +414,82 @@ static int preflight(struct job *job)
 
 /* --- snapshot thread ----------------------------------------------------- */
 
+/* Copies the open file in to the new file dst (0600, fsync'd). */
+static int copy_fd(int in, const char *rel, const char *dst)
+{
+	char buf[65536];
+	int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int rc = SHB_OK;
+	ssize_t n;
+
+	if (out < 0)
+		return shb_fail_errno(SHB_EIO, "cannot create '%s'", dst);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if ((rc = shb_write_all(out, buf, (size_t)n, dst)))
+			break;
+	if (!rc && n < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", rel);
+	if (!rc && fsync(out) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot fsync '%s'", dst);
+	close(out);
+	return rc;
+}
+
+/*
+ * Snapshots one item from what is beneath DATA_DIR now: the check made at
+ * discovery is made again by the open whose fd is read, so a swap since
+ * then cannot win.  An app found leading out of DATA_DIR now is skipped,
+ * as at discovery.
+ */
+static enum item_state snapshot_item(struct job *job, const struct item *it)
+{
+	int fd = shb_open_beneath(job->data_fd, it->rel, O_RDONLY | O_NONBLOCK);
+	struct stat st;
+	int rc;
+
+	if (fd < 0 && it->app && shb_beneath_refused(errno)) {
+		shb_fail(SHB_EIO, "it leaves DATA_DIR");
+		return ITEM_SKIPPED;
+	}
+	if (fd < 0 && shb_beneath_refused(errno))
+		rc = shb_fail(SHB_EIO, "it leaves DATA_DIR '%s'", job->cfg.data_dir);
+	else if (fd < 0 || fstat(fd, &st) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot open it");
+	else if (!S_ISREG(st.st_mode))
+		rc = shb_fail(SHB_EIO, "not a regular file");
+	else
+		rc = it->is_db ? shb_snapshot_db_fd(fd, it->staged, job->lock_ms)
+			: copy_fd(fd, it->rel, it->staged);
+	if (fd >= 0)
+		close(fd);
+	return rc ? ITEM_FAILED : ITEM_READY;
+}
+
 static void *snapshot_thread(void *arg)
 {
 	struct job *job = arg;
 
 	for (size_t i = 0; i < job->nitems; i++) {
 		struct item *it = &job->items[i];
-		int rc, cancel;
+		enum item_state st;
+		int cancel;
 
 		pthread_mutex_lock(&job->mu);
 		cancel = job->cancel;
 		pthread_mutex_unlock(&job->mu);
 		if (cancel)
 			break;
-		rc = it->is_db ? shb_snapshot_db(it->src, it->staged) : shb_copy_file(it->src, it->staged);
+		st = snapshot_item(job, it);
 		pthread_mutex_lock(&job->mu);
-		it->state = rc ? ITEM_FAILED : ITEM_READY;
-		if (rc)
+		it->state = st;
+		if (st == ITEM_FAILED)
 			snprintf(it->msg, sizeof(it->msg), "cannot snapshot '%s': %s", it->rel,
 				 shb_errmsg());
+		else if (st == ITEM_SKIPPED)
+			snprintf(it->msg, sizeof(it->msg), "%s", shb_errmsg());
 		pthread_cond_broadcast(&job->cv);
 		pthread_mutex_unlock(&job->mu);
-		if (rc)
+		if (st == ITEM_FAILED)
 			break;
 	}
 	return NULL;
@@ -361,16 +504,23 @@ static void on_progress(void *ctx, const char *path, uint64_t done, uint64_t tot
 	shb_progress_bytes(&job->last_progress, "archiving", strchr(path, '/') + 1, done, total);
 }
 
-static int wait_item(struct job *job, struct item *it)
+/* Waits for the snapshot thread to finish it; sets *skipped for a skipped app. */
+static int wait_item(struct job *job, struct item *it, int *skipped)
 {
 	enum item_state st;
+	int rc = SHB_OK;
 
 	shb_progress_line("snapshot %s", it->rel);
 	pthread_mutex_lock(&job->mu);
 	while ((st = it->state) == ITEM_PENDING)
 		pthread_cond_wait(&job->cv, &job->mu);
+	*skipped = st == ITEM_SKIPPED;
+	if (st == ITEM_FAILED)
+		rc = shb_fail(SHB_ESQLITE, "%s", it->msg);
+	else if (*skipped)
+		skip_app(job, it->app, it->msg);
 	pthread_mutex_unlock(&job->mu);
-	return st == ITEM_READY ? SHB_OK : shb_fail(SHB_ESQLITE, "%s", it->msg);
+	return rc;
 }
 
 static int add_dir(struct shb_archive_writer *w, struct job *job, const char *rel)
@@ -400,24 +550,33 @@ static int archive_item(struct shb_archive_writer *w, struct job *job, struct it
 	return rc;
 }
 
+/*
+ * Each item once its snapshot is ready; an app's directories are written
+ * only then, so a skipped app leaves nothing behind in the archive.
+ */
 static int archive_items(struct shb_archive_writer *w, struct job *job)
 {
-	int rc = add_dir(w, job, NULL), apps_dir = 0;
+	int rc = add_dir(w, job, NULL), apps_dir = 0, skipped = 0;
 
 	for (size_t i = 0; !rc && i < job->nitems; i++) {
 		struct item *it = &job->items[i];
 
-		if (!strncmp(it->rel, "apps/", 5)) {
-			char *slash = strrchr(it->rel, '/');
+		if ((rc = wait_item(job, it, &skipped)))
+			break;
+		if (skipped) {
+			job->napps--;
+			continue;
+		}
+		if (it->app) {
+			char *dir = shb_aprintf("apps/%s", it->app);
 
 			if (!apps_dir++)
 				rc = add_dir(w, job, "apps");
-			*slash = '\0';
 			if (!rc)
-				rc = add_dir(w, job, it->rel);
-			*slash = '/';
+				rc = dir ? add_dir(w, job, dir) : SHB_ENOMEM;
+			free(dir);
 		}
-		if (!rc && !(rc = wait_item(job, it)))
+		if (!rc)
 			rc = archive_item(w, job, it);
 	}
 	return rc;
@@ -575,9 +734,11 @@ static void job_free(struct job *job)
 		shb_remove_tree(job->staging);
 	if (job->lock_fd >= 0)
 		close(job->lock_fd);
+	if (job->data_fd >= 0)
+		close(job->data_fd);
 	for (size_t i = 0; i < job->nitems; i++) {
 		free(job->items[i].rel);
-		free(job->items[i].src);
+		free(job->items[i].app);
 		free(job->items[i].staged);
 	}
 	free(job->items);
@@ -600,9 +761,31 @@ static void print_summary(struct job *job, uint64_t size, double secs)
 	shb_human_size(size, human, sizeof(human));
 	if (job->s3)
 		shb_s3_url(job->s3, job->s3_key, url, sizeof(url));
-	printf("created %s (%s, %zu app%s, %.1f s)%s%s\n", job->final_path, human, job->napps,
-	       job->napps == 1 ? "" : "s", secs, job->s3 ? ", uploaded to " : "", url);
+	printf("created %s (%s, %zu app%s", job->final_path, human, job->napps,
+	       job->napps == 1 ? "" : "s");
+	if (job->skipped)
+		printf(", %zu skipped", job->skipped);
+	printf(", %.1f s)%s%s\n", secs, job->s3 ? ", uploaded to " : "", url);
 	fflush(stdout);
+}
+
+/* BACKUP_LOCK_TIMEOUT: how long a snapshot waits for a writer's lock. */
+static int lock_timeout(struct job *job)
+{
+	const char *v = getenv("BACKUP_LOCK_TIMEOUT");
+	char *end;
+	long n;
+
+	job->lock_ms = DEFAULT_LOCK_TIMEOUT * 1000;
+	if (!v || !*v)
+		return SHB_OK;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || *end || end == v || n < 0 || n > 86400)
+		return shb_fail(SHB_EINVAL, "invalid BACKUP_LOCK_TIMEOUT '%s': expected 0..86400 seconds",
+				v);
+	job->lock_ms = (int)n * 1000;
+	return SHB_OK;
 }
 
 /* The S3 client and key, when a bucket is configured. */
@@ -623,7 +806,7 @@ static int setup_s3(struct job *job)
 
 int cmd_create(int argc, char **argv)
 {
-	struct job job = { .lock_fd = -1, .out_fd = -1 };
+	struct job job = { .lock_fd = -1, .out_fd = -1, .data_fd = -1 };
 	double start = shb_now();
 	uint64_t size = 0;
 	int rc, code;
@@ -633,11 +816,13 @@ int cmd_create(int argc, char **argv)
 	if ((code = parse_args(&job, argc, argv)))
 		goto out;
 	code = SHB_EXIT_USAGE;
-	if ((rc = shb_config_load(&job.cfg)))
+	if ((rc = shb_config_load(&job.cfg)) || (rc = lock_timeout(&job)))
 		goto fail;
 	code = SHB_EXIT_PREFLIGHT;
-	if ((rc = preflight(&job)) || (rc = setup_s3(&job)))
+	if ((rc = preflight(&job)) || (rc = setup_s3(&job))) {
+		code = job.fail_code ? job.fail_code : code;
 		goto fail;
+	}
 	job.out_fd = open(job.tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (job.out_fd < 0) {
 		shb_fail_errno(SHB_EIO, "cannot create '%s'", job.tmp_path);

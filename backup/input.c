@@ -73,6 +73,20 @@ static int raw_type(struct archive_entry *ae)
 	}
 }
 
+/*
+ * The entry's name as UTF-8; a GNU tar name that is not UTF-8 comes back
+ * raw, for the layout check to refuse by name.
+ */
+static const char *entry_name(struct archive_entry *ae)
+{
+	const char *p = archive_entry_pathname_utf8(ae);
+
+	if (!p)
+		p = archive_entry_pathname(ae);
+	return p ? p : "";
+}
+
+/* Runs between shb_utf8_names_begin/end (layout.h), as every use of it. */
 static struct archive *open_tar(const char *path)
 {
 	struct archive *a = archive_read_new();
@@ -92,23 +106,27 @@ static struct archive *open_tar(const char *path)
 /* One pass over the headers; a plain tar.gz has no index to ask. */
 static int raw_from_tar(struct shb_input *in)
 {
+	locale_t loc = shb_utf8_names_begin();
 	struct archive *a = open_tar(in->path);
 	struct archive_entry *ae;
 	int r, rc = SHB_OK;
 
-	if (!a)
+	if (!a) {
+		shb_utf8_names_end(loc);
 		return SHB_EFORMAT;
+	}
 	while (!rc && (r = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
 		if (in->nraw >= 100000)
 			rc = shb_fail(SHB_EFORMAT, "refusing backup: more than 100000 entries");
 		else
-			rc = add_raw(in, archive_entry_pathname(ae) ? archive_entry_pathname(ae) : "",
-				     raw_type(ae), (uint64_t)archive_entry_size(ae));
+			rc = add_raw(in, entry_name(ae), raw_type(ae),
+				     (uint64_t)archive_entry_size(ae));
 	}
 	if (!rc && r != ARCHIVE_EOF)
 		rc = shb_fail(SHB_EFORMAT, "cannot read archive '%s': %s", in->path,
 			      archive_error_string(a));
 	archive_read_free(a);
+	shb_utf8_names_end(loc);
 	return rc;
 }
 
@@ -472,18 +490,21 @@ static int tar_data(struct shb_input *in, struct archive *a, const struct shb_la
 /* The second pass over a plain tar.gz; headers must match the first. */
 static int extract_tar(struct shb_input *in)
 {
+	locale_t loc = shb_utf8_names_begin();
 	struct archive *a = open_tar(in->path);
 	struct archive_entry *ae;
 	size_t r = 0;
 	int rc = SHB_OK, st;
 
-	if (!a)
+	if (!a) {
+		shb_utf8_names_end(loc);
 		return SHB_EFORMAT;
+	}
 	while (!rc && (st = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
-		const char *p = archive_entry_pathname(ae);
+		const char *p = entry_name(ae);
 		const struct shb_layout_file *f;
 
-		if (r >= in->nraw || !p || strcmp(p, in->raw[r].path) || raw_type(ae) != in->raw[r].type) {
+		if (r >= in->nraw || strcmp(p, in->raw[r].path) || raw_type(ae) != in->raw[r].type) {
 			rc = shb_fail(SHB_EFORMAT, "archive '%s' changed while being read", in->path);
 			break;
 		}
@@ -495,6 +516,7 @@ static int extract_tar(struct shb_input *in)
 		rc = shb_fail(SHB_EFORMAT, "cannot read archive '%s': %s", in->path,
 			      archive_error_string(a));
 	archive_read_free(a);
+	shb_utf8_names_end(loc);
 	return rc;
 }
 

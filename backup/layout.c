@@ -3,6 +3,8 @@
  * and judged component by component, so no spelling of ".." or of an
  * absolute path can slip through as a prefix match.
  */
+#include <locale.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,38 @@
 
 #define MAX_DEPTH 4
 
+int shb_utf8_valid(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned c = s[i], need, min;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			need = 1, min = 0x80, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			need = 2, min = 0x800, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			need = 3, min = 0x10000, cp = c & 0x07;
+		else
+			return 0;  /* continuation byte, 0xc0/0xc1 overlong lead, or > U+10FFFF */
+		if (n - i <= need)
+			return 0;
+		for (unsigned k = 1; k <= need; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += need + 1;
+	}
+	return 1;
+}
+
 int shb_app_name_ok(const char *name)
 {
 	size_t n = strlen(name);
@@ -23,7 +57,68 @@ int shb_app_name_ok(const char *name)
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
 		if (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '\\')
 			return 0;
-	return 1;
+	return shb_utf8_valid((const unsigned char *)name, n);
+}
+
+void shb_name_escape(const char *name, char *out, size_t cap)
+{
+	const unsigned char *p = (const unsigned char *)name;
+	size_t o = 0;
+
+	if (!cap)
+		return;
+	while (*p && o + 5 < cap) {
+		size_t len = 1;
+
+		/* A valid multi-byte sequence is copied whole; anything else escaped. */
+		if (*p >= 0x80) {
+			len = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : 2;
+			if (strnlen((const char *)p, len) < len || !shb_utf8_valid(p, len))
+				len = 0;
+		}
+		if (len > 1) {
+			if (o + len >= cap)
+				break;
+			memcpy(out + o, p, len);
+			o += len;
+			p += len;
+			continue;
+		}
+		if (*p == '\n' || *p == '\t' || *p == '\r' || *p == '\\') {
+			out[o++] = '\\';
+			out[o++] = *p == '\n' ? 'n' : *p == '\t' ? 't' : *p == '\r' ? 'r' : '\\';
+		} else if (*p < 0x20 || *p >= 0x7f) {
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", *p);
+		} else {
+			out[o++] = (char)*p;
+		}
+		p++;
+	}
+	out[o] = '\0';
+}
+
+static locale_t utf8_locale;
+static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
+
+static void utf8_init(void)
+{
+	/* C.UTF-8 is built into glibc >= 2.35; the others for older systems. */
+	static const char *const names[] = { "C.UTF-8", "C.utf8", "en_US.UTF-8" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names) && !utf8_locale; i++)
+		utf8_locale = newlocale(LC_CTYPE_MASK, names[i], (locale_t)0);
+}
+
+locale_t shb_utf8_names_begin(void)
+{
+	pthread_once(&utf8_once, utf8_init);
+	return utf8_locale ? uselocale(utf8_locale) : (locale_t)0;
+}
+
+void shb_utf8_names_end(locale_t prev)
+{
+	if (prev)
+		uselocale(prev);
 }
 
 /*
@@ -88,9 +183,13 @@ static void find_top(const struct shb_raw_entry *raw, size_t n, char *top, size_
 	}
 }
 
+/* The entry is named escaped, so a hostile name stays one visible line. */
 static int bad(const char *path, const char *why)
 {
-	return shb_fail(SHB_EFORMAT, "refusing backup: %s '%.200s'", why, path);
+	char esc[300];
+
+	shb_name_escape(path, esc, sizeof(esc));
+	return shb_fail(SHB_EFORMAT, "refusing backup: %s '%s'", why, esc);
 }
 
 static int add_file(struct shb_layout *l, const char *rel, const char *app, int kind,

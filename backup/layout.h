@@ -63,7 +63,37 @@ void shb_layout_free(struct shb_layout *l);
 /* The file with canonical path rel, or NULL. */
 const struct shb_layout_file *shb_layout_find(const struct shb_layout *l, const char *rel);
 
-/* True if name is acceptable as an app directory name. */
+/*
+ * True if name is acceptable as an app directory name: valid UTF-8 (no
+ * overlong forms, surrogates or code points above U+10FFFF), 1-255 bytes,
+ * not starting with '.', no control character (< 0x20, 0x7f), no '/' or
+ * '\\'.  The one rule create, list, verify, restore and the mount apply, so
+ * a backup create wrote is always one the others accept.
+ */
 int shb_app_name_ok(const char *name);
+
+/* True if s[0..n) is valid UTF-8 by the rule above. */
+int shb_utf8_valid(const unsigned char *s, size_t n);
+
+/*
+ * Writes name into out[cap] with control characters, '\\' and bytes that
+ * are not valid UTF-8 shown as C escapes ("\\n", "\\t", "\\x1b"), so a
+ * warning naming a hostile name stays one visible line.  Truncates.
+ */
+void shb_name_escape(const char *name, char *out, size_t cap);
+
+/*
+ * libarchive converts entry names between UTF-8 (what pax headers hold) and
+ * the calling thread's LC_CTYPE, which is "C" in our programs: a non-ASCII
+ * name then fails to convert (libarchive 3.6's pax writer even crashes on
+ * a name set with archive_entry_set_pathname_utf8).  Every libarchive call
+ * that creates an archive object or touches a name runs between these two,
+ * which switch only the calling thread to a UTF-8 LC_CTYPE, and names go
+ * through the _utf8 setters and getters, so names are UTF-8 byte for byte
+ * whatever LANG/LC_ALL say.  begin returns the locale to give to end.
+ */
+#include <locale.h>
+locale_t shb_utf8_names_begin(void);
+void shb_utf8_names_end(locale_t prev);
 
 #endif

@@ -3,7 +3,8 @@
  * self-contained file holding one committed state of the source, stored in
  * rollback-journal mode (header bytes 18-19 = 1) so it opens anywhere,
  * read-only media included.  The source is opened read-only and locked no
- * longer than SQLite needs for one read transaction.
+ * longer than SQLite needs for one read transaction.  Also how create opens
+ * what it reads from DATA_DIR: only through paths that stay beneath it.
  */
 #ifndef SHB_SNAPSHOT_H
 #define SHB_SNAPSHOT_H
@@ -17,5 +18,28 @@
  * dst is created with mode 0600.  On failure dst is removed.
  */
 int shb_snapshot_db(const char *src, const char *dst);
+
+/*
+ * The same for the database open at fd (from shb_open_beneath()), so the
+ * file snapshotted is the file that was checked.  SQLite is given
+ * "/proc/self/fd/<fd>"; it resolves that to the file's real path, opens it
+ * and finds its -wal beside it; the file SQLite opened is then checked to
+ * be fd's (st_dev, st_ino).  A writer's lock on the source is waited for at
+ * most busy_ms milliseconds; then "database is locked" (SHB_EBUSY).
+ */
+int shb_snapshot_db_fd(int fd, const char *dst, int busy_ms);
+
+/*
+ * Opens rel (relative, '/'-separated) beneath the directory dirfd, like
+ * openat(dirfd, rel, flags), following symlinks only while every step
+ * stays beneath dirfd: openat2() with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS.
+ * Where the kernel lacks openat2 (before 5.6), no symlink is followed at
+ * all (O_NOFOLLOW per component).  Returns the fd, or -1 with errno set:
+ * EXDEV or ELOOP when rel leads out of dirfd (see shb_beneath_refused()).
+ */
+int shb_open_beneath(int dirfd, const char *rel, int flags);
+
+/* True if errno e from shb_open_beneath() means "leads out of dirfd". */
+int shb_beneath_refused(int e);
 
 #endif

@@ -17,6 +17,7 @@
 #include "writer.h"
 #include "error.h"
 #include "index.h"
+#include "layout.h"
 #include "util.h"
 
 #define READ_CHUNK (1u << 20)
@@ -276,12 +277,21 @@ static int record_entry(struct shb_archive_writer *w, const struct shb_entry *e)
 
 static int write_header(struct shb_archive_writer *w, const struct shb_entry *e)
 {
-	struct archive_entry *ae = archive_entry_new();
+	locale_t loc;
+	struct archive_entry *ae;
 	int rc = SHB_OK;
 
-	if (!ae)
+	/* pax names are UTF-8; libarchive 3.6 crashes converting one that is not. */
+	if (!shb_utf8_valid((const unsigned char *)e->path, strlen(e->path)))
+		return w->rc = shb_fail(SHB_EFORMAT, "cannot write '%s' header: name is not UTF-8",
+					e->path);
+	loc = shb_utf8_names_begin();  /* see layout.h */
+	ae = archive_entry_new();
+	if (!ae) {
+		shb_utf8_names_end(loc);
 		return w->rc = shb_fail(SHB_ENOMEM, "out of memory");
-	archive_entry_set_pathname(ae, e->path);
+	}
+	archive_entry_set_pathname_utf8(ae, e->path);
 	archive_entry_set_filetype(ae, e->type == SHB_ENTRY_DIR ? AE_IFDIR : AE_IFREG);
 	archive_entry_set_perm(ae, e->mode);
 	archive_entry_set_size(ae, (la_int64_t)e->size);
@@ -292,6 +302,7 @@ static int write_header(struct shb_archive_writer *w, const struct shb_entry *e)
 		rc = w->rc ? w->rc : (w->rc = shb_fail(SHB_EARCHIVE, "cannot write '%s' header: %s",
 						       e->path, archive_error_string(w->ar)));
 	archive_entry_free(ae);
+	shb_utf8_names_end(loc);
 	return rc;
 }
 
@@ -376,6 +387,7 @@ int shb_archive_begin(int fd, const char *name, const struct shb_archive_opts *o
 		      struct shb_archive_writer **out)
 {
 	struct shb_archive_writer *w = calloc(1, sizeof(*w));
+	locale_t loc;
 	int rc;
 
 	if (!w)
@@ -396,14 +408,18 @@ int shb_archive_begin(int fd, const char *name, const struct shb_archive_opts *o
 	}
 	if ((rc = start_pool(w)))
 		goto fail;
+	/* The pax writer picks its name conversions here: UTF-8 (layout.h). */
+	loc = shb_utf8_names_begin();
 	if (archive_write_set_format_pax_restricted(w->ar) != ARCHIVE_OK
 	    || archive_write_add_filter_none(w->ar) != ARCHIVE_OK
 	    || archive_write_set_bytes_per_block(w->ar, 0) != ARCHIVE_OK
 	    || archive_write_open(w->ar, w, NULL, on_write, NULL) != ARCHIVE_OK) {
 		rc = shb_fail(SHB_EARCHIVE, "cannot start archive '%s': %s", name,
 			      archive_error_string(w->ar));
+		shb_utf8_names_end(loc);
 		goto fail;
 	}
+	shb_utf8_names_end(loc);
 	*out = w;
 	return SHB_OK;
 fail:

@@ -36,6 +36,43 @@ static void refuses(const struct shb_raw_entry *raw, size_t n, const char *why)
 		fprintf(stderr, "  message was: %s\n", shb_errmsg());
 }
 
+/* The app-name rule (hardening #2): one list of what create skips and readers refuse. */
+static void app_names(void)
+{
+	char long_ok[256], long_bad[257], out[64];
+
+	memset(long_ok, 'a', 255);
+	long_ok[255] = '\0';
+	memset(long_bad, 'a', 256);
+	long_bad[256] = '\0';
+	CHECK(shb_app_name_ok("app-001"));
+	CHECK(shb_app_name_ok("caf\xc3\xa9"));                  /* café */
+	CHECK(shb_app_name_ok("emoji\xf0\x9f\x98\x80"));          /* U+1F600 */
+	CHECK(shb_app_name_ok("max\xf4\x8f\xbf\xbf"));            /* U+10FFFF */
+	CHECK(shb_app_name_ok(long_ok));
+	CHECK(!shb_app_name_ok(long_bad));
+	CHECK(!shb_app_name_ok(""));
+	CHECK(!shb_app_name_ok(".hidden"));
+	CHECK(!shb_app_name_ok("new\nline"));
+	CHECK(!shb_app_name_ok("tab\tbed"));
+	CHECK(!shb_app_name_ok("del\x7f"));
+	CHECK(!shb_app_name_ok("back\\slash"));
+	CHECK(!shb_app_name_ok("a/b"));
+	CHECK(!shb_app_name_ok("latin1-caf\xe9"));               /* not UTF-8 */
+	CHECK(!shb_app_name_ok("overlong-\xc0\xaf"));           /* '/' in 2 bytes */
+	CHECK(!shb_app_name_ok("overlong-\xe0\x80\xaf"));       /* '/' in 3 bytes */
+	CHECK(!shb_app_name_ok("overlong-\xf0\x80\x80\xaf"));   /* '/' in 4 bytes */
+	CHECK(!shb_app_name_ok("surrogate-\xed\xa0\x80"));      /* U+D800 */
+	CHECK(!shb_app_name_ok("too-high-\xf4\x90\x80\x80"));   /* U+110000 */
+	CHECK(!shb_app_name_ok("cut-\xe2\x82"));                /* truncated sequence */
+	CHECK(!shb_app_name_ok("lone-\x80"));                   /* continuation byte */
+
+	shb_name_escape("a\nb\tc\\d\x1b\xff" "caf\xc3\xa9", out, sizeof(out));
+	CHECK(!strcmp(out, "a\\nb\\tc\\\\d\\x1b\\xff" "caf\xc3\xa9"));
+	shb_name_escape("abcdefghij", out, 6);
+	CHECK(strlen(out) < 6);
+}
+
 int main(void)
 {
 	const struct shb_raw_entry ours[] = {
@@ -89,5 +126,6 @@ int main(void)
 	refuses(nodb, N(nodb), "holds no database");
 	refuses(wal, N(wal), "unexpected entry 'streamhub.db-wal'");
 	refuses(empty, N(empty), "holds no database");
+	app_names();
 	return check_done("test_layout");
 }
