@@ -197,7 +197,8 @@ int cmd_prune(int argc, char **argv)
 			printf("usage: %s\n\nDelete backups older than BACKUP_RETENTION_DAYS "
 			       "(or --days N), locally and\nin S3 when BACKUP_S3_BUCKET is set, judged "
 			       "by the timestamp in their names.\nThe newest backup in each place is "
-			       "always kept; 0 days keeps everything.\n\n"
+			       "always kept; 0 days keeps everything.\nBackups dated more than 10 "
+			       "minutes in the future are never deleted (a warning\nnames them).\n\n"
 			       "  -n, --dry-run  print what would be deleted, delete nothing\n"
 			       "  --days N       retention period in days\n\n"
 			       "exit codes: 0 ok, 1 usage, 2 a backup could not be deleted\n",
