@@ -348,6 +348,14 @@ static void sleep_for(double s)
 		;
 }
 
+/* The server's words end up in one "error: ..." line: no line breaks in them. */
+static void one_line(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < ' ' || *s == 0x7f)
+			*s = ' ';
+}
+
 /*
  * Classifies a finished attempt: SHB_OK, or an error code with shb_errmsg()
  * set, and *retry when trying again may help.
@@ -379,6 +387,8 @@ static int judge(const struct req *rq, struct resp *rs, CURLcode cc, const char 
 			 : rs->status == 403 ? "access denied" : "request failed");
 	}
 	*retry = retryable_status(rs->status) || retryable_code(e.code);
+	one_line(e.code);
+	one_line(e.message);
 	if (rs->status == 404)
 		return shb_fail(SHB_ENOTFOUND, "%s: %s", e.code, e.message);
 	return shb_fail(SHB_EREMOTE, "%s: %s", e.code, e.message);
