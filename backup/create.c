@@ -466,15 +466,19 @@ static void on_upload_progress(void *ctx, uint64_t done, uint64_t total)
 	shb_progress_bytes(&job->last_progress, "uploading", job->s3_key, done, total);
 }
 
-/* Keeps every upload that is not a backup of ours. */
+/*
+ * Keeps every upload that is not a backup of ours: ours are directly under
+ * our prefix (ctx, "<prefix>/" or ""), as the catalog reads them; a backup
+ * under a deeper prefix belongs to another deployment, maybe uploading now.
+ */
 static int not_a_backup(const char *key, void *ctx)
 {
-	const char *name = strrchr(key, '/');
+	const char *dir = ctx;
+	size_t dlen = strlen(dir);
 	char ts[SHB_TS_LEN];
 	time_t t;
 
-	(void)ctx;
-	return shb_backup_name_parse(name ? name + 1 : key, ts, &t) != 0;
+	return strncmp(key, dir, dlen) || shb_backup_name_parse(key + dlen, ts, &t) != 0;
 }
 
 /*
@@ -489,7 +493,7 @@ static int upload(struct job *job, uint64_t size)
 	long stale;
 	int rc;
 
-	stale = dir ? shb_s3_abort_stale_uploads(job->s3, dir, not_a_backup, NULL) : -1;
+	stale = dir ? shb_s3_abort_stale_uploads(job->s3, dir, not_a_backup, dir) : -1;
 	free(dir);
 	if (stale < 0)
 		snprintf(stale_msg, sizeof(stale_msg), "%s", shb_errmsg());

@@ -332,6 +332,31 @@ def test_killed_multipart_upload_is_aborted_by_the_next_run(swift, bucket, tmp):
     assert len(keys(swift, bucket, PREFIX)) == 1
 
 
+def test_stale_upload_sweep_spares_deeper_prefixes(swift, bucket, small_data):
+    """hardening #1 (the same key parsing): the sweep of unfinished uploads
+    judged a key by its last component, so a create under prefix "a" (or the
+    bucket root) aborted the running upload of a deployment using "a/b"."""
+    ts = stamp(0)
+
+    def start_upload(key):
+        swift.aws("s3api", "create-multipart-upload", "--bucket", bucket, "--key", key)
+
+    def open_uploads():
+        out = swift.aws("s3api", "list-multipart-uploads", "--bucket", bucket,
+                        "--output", "json").stdout
+        return sorted(u["Key"] for u in (json.loads(out) if out.strip() else {}).get("Uploads", []))
+
+    ours, deeper = f"a/{name(ts)}", f"a/b/{name(ts)}"
+    start_upload(ours)
+    start_upload(deeper)
+    shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=small_data, BACKUP_S3_PREFIX="a/"),
+             check=0)
+    assert open_uploads() == [deeper]
+    shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=small_data, BACKUP_S3_PREFIX="/"),
+             check=0)
+    assert open_uploads() == [deeper]
+
+
 def test_thirty_kills_of_an_uploading_create(swift, bucket, tmp):
     """SIGKILL at random points of create with S3: never a partial archive
     under a final name, locally or in the bucket; the next run leaves no
