@@ -86,6 +86,19 @@ static int check_name(const char *name, const char *v, const char *extra)
 	return SHB_OK;
 }
 
+/*
+ * Credentials go into request headers: a control character (a stray CR or
+ * newline from an env file) would break them.  The value is never printed.
+ */
+static int check_header_value(const char *name, const char *v)
+{
+	for (const char *p = v; p && *p; p++)
+		if ((unsigned char)*p < ' ' || *p == 0x7f)
+			return shb_fail(SHB_EINVAL, "invalid %s: a control character (a line break?) "
+					"in it", name);
+	return SHB_OK;
+}
+
 /* Applies shb_s3_prefix_normalize to the prefix read from the environment. */
 static int normalize_prefix(struct shb_config *cfg)
 {
@@ -127,6 +140,11 @@ int shb_config_load(struct shb_config *cfg)
 	    || (rc = normalize_prefix(cfg))
 	    || (rc = check_name("BACKUP_S3_BUCKET", cfg->s3_bucket, ".-_"))
 	    || (rc = check_name("BACKUP_S3_REGION", cfg->s3_region, "-_"))
+	    || (rc = check_header_value("BACKUP_S3_ACCESS_KEY_ID (or AWS_ACCESS_KEY_ID)",
+						  cfg->s3_access_key))
+	    || (rc = check_header_value("BACKUP_S3_SECRET_ACCESS_KEY (or AWS_SECRET_ACCESS_KEY)",
+						  cfg->s3_secret_key))
+	    || (rc = check_header_value("AWS_SESSION_TOKEN", cfg->s3_session_token))
 	    || (cfg->s3_endpoint
 		&& (rc = shb_s3_endpoint_check(cfg->s3_endpoint, "BACKUP_S3_ENDPOINT"))))
 		goto fail;

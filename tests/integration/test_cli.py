@@ -116,6 +116,23 @@ def test_malformed_bucket_or_region_is_a_usage_error(one_backup, var, value):
     assert p.stderr.startswith(f"error: invalid {var} '{value}'"), p.stderr
 
 
+@pytest.mark.parametrize("var", ["BACKUP_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY",
+                                 "AWS_SESSION_TOKEN", "BACKUP_S3_ACCESS_KEY_ID"])
+def test_credentials_with_a_line_break_are_a_usage_error_never_printed(one_backup, var):
+    """hardening, smaller items: credentials go into request headers; a CR
+    or newline (from an env file) is a usage error naming the variable, and
+    the value is not printed."""
+    _, env, _ = one_backup
+    env = dict(env, BACKUP_S3_BUCKET="bkt", BACKUP_S3_ACCESS_KEY_ID="k",
+               BACKUP_S3_SECRET_ACCESS_KEY="s")
+    if var.startswith("AWS_") and var != "AWS_SESSION_TOKEN":
+        del env["BACKUP_S3_SECRET_ACCESS_KEY"]
+    env[var] = "Sekr3tValue\r\n"
+    p = shbackup("list", env=env, check=1)
+    assert p.stderr.startswith("error: invalid ") and var in p.stderr, p.stderr
+    assert "Sekr3tValue" not in p.stderr + p.stdout and p.stderr.count("\n") == 1
+
+
 def test_good_endpoints_are_accepted(one_backup):
     """The check does not refuse what S3 endpoints look like (no request is
     made: list with an unreachable endpoint is exit 2, not 1)."""
