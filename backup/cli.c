@@ -170,19 +170,21 @@ const struct shb_backup *shb_pick_backup(const struct shb_catalog *cat, const ch
 	const struct shb_backup *hit;
 	size_t n = shb_catalog_match(cat, from, &hit);
 	struct stat st;
+	int is_file;
 
 	if (!strcmp(from, "latest"))
 		shb_warn_future(cat);
 	if (n == 1)
 		return hit;
 	if (n == 0) {
+		/* A bare word is never a path (shb_from_is_path): say how to mean one. */
+		is_file = stat(from, &st) == 0;
 		*code = EXIT_NOT_FOUND;
 		shb_error("no backup matches '%s'%s%s%s", from,
 			  !cat->n ? " (there are no backups)"
 			  : shb_catalog_count_future(cat, time(NULL)) == cat->n
 				  ? " (every backup is dated in the future)" : "",
-			  stat(from, &st) == 0 ? "; for the file, write ./" : "",
-			  stat(from, &st) == 0 ? from : "");
+			  is_file ? "; for the file, write ./" : "", is_file ? from : "");
 		return NULL;
 	}
 	*code = SHB_EXIT_USAGE;

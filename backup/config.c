@@ -119,8 +119,7 @@ int shb_config_load(struct shb_config *cfg)
 	if ((rc = env_dup("BACKUP_DATA_DIR", SHB_DEFAULT_DATA_DIR, &cfg->data_dir))
 	    || (rc = env_dup("BACKUP_LOCAL_DIR", NULL, &cfg->local_dir))
 	    || (rc = env_int("BACKUP_RETENTION_DAYS", SHB_DEFAULT_RETENTION_DAYS, 0,
-			     SHB_MAX_RETENTION_DAYS,
-			     "a number of days", &cfg->retention_days))
+			     SHB_MAX_RETENTION_DAYS, "a number of days", &cfg->retention_days))
 	    || (rc = env_int("BACKUP_S3_PART_SIZE_MB", 16, 5, 5120, "MiB", &cfg->s3_part_mb))
 	    || (rc = env_int("BACKUP_S3_CONNECTIONS", 4, 1, 64, "a count", &cfg->s3_connections))
 	    || (rc = env_int("BACKUP_S3_MAX_ATTEMPTS", 5, 1, 100, "a count", &cfg->s3_max_attempts))
@@ -141,9 +140,9 @@ int shb_config_load(struct shb_config *cfg)
 	    || (rc = check_name("BACKUP_S3_BUCKET", cfg->s3_bucket, ".-_"))
 	    || (rc = check_name("BACKUP_S3_REGION", cfg->s3_region, "-_"))
 	    || (rc = check_header_value("BACKUP_S3_ACCESS_KEY_ID (or AWS_ACCESS_KEY_ID)",
-						  cfg->s3_access_key))
+				      cfg->s3_access_key))
 	    || (rc = check_header_value("BACKUP_S3_SECRET_ACCESS_KEY (or AWS_SECRET_ACCESS_KEY)",
-						  cfg->s3_secret_key))
+				      cfg->s3_secret_key))
 	    || (rc = check_header_value("AWS_SESSION_TOKEN", cfg->s3_session_token))
 	    || (cfg->s3_endpoint
 		&& (rc = shb_s3_endpoint_check(cfg->s3_endpoint, "BACKUP_S3_ENDPOINT"))))
