@@ -105,6 +105,7 @@ int shb_catalog_add_local(struct shb_catalog *cat, const char *dir)
 
 int shb_catalog_add_s3(struct shb_catalog *cat, struct shb_s3 *s3, const char *prefix)
 {
+	/* prefix is normalised where it was read (config.h), as upload keys are. */
 	struct shb_s3_page page;
 	char *dir = *prefix ? shb_aprintf("%s/", prefix) : strdup("");
 	size_t dlen;
@@ -138,17 +139,39 @@ int shb_catalog_add_s3(struct shb_catalog *cat, struct shb_s3 *s3, const char *p
 	return rc;
 }
 
+int shb_backup_time_in_future(time_t t, time_t now)
+{
+	return t > now && t - now > SHB_FUTURE_SKEW_SECONDS;
+}
+
+const struct shb_backup *shb_catalog_latest(const struct shb_catalog *cat, time_t now)
+{
+	for (size_t i = 0; i < cat->n; i++)
+		if (!shb_backup_time_in_future(cat->items[i].time, now))
+			return &cat->items[i];
+	return NULL;
+}
+
+size_t shb_catalog_count_future(const struct shb_catalog *cat, time_t now)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < cat->n; i++)
+		n += shb_backup_time_in_future(cat->items[i].time, now) != 0;
+	return n;
+}
+
 size_t shb_catalog_match(const struct shb_catalog *cat, const char *from,
 			 const struct shb_backup **hit)
 {
 	size_t n = 0;
 
-	*hit = NULL;
 	if (!strcmp(from, "latest")) {
-		*hit = cat->n ? &cat->items[0] : NULL;
-		return cat->n ? 1 : 0;
+		*hit = shb_catalog_latest(cat, time(NULL));
+		return *hit ? 1 : 0;
 	}
-	for (size_t i = 0; i < cat->n; i++)
+	*hit = NULL;
+	for (size_t i = 0; *from && i < cat->n; i++)
 		if (strstr(cat->items[i].name, from) && ++n == 1)
 			*hit = &cat->items[i];
 	return n;

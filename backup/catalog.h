@@ -45,13 +45,30 @@ struct shb_s3;
 int shb_catalog_add_local(struct shb_catalog *cat, const char *dir);
 /*
  * Adds the backups stored as exactly "<prefix>/<name>" (or "<name>" for an
- * empty prefix), listing every page.
+ * empty prefix), listing every page.  prefix is as shb_s3_prefix_normalize()
+ * (config.h) returns it, the form upload keys are built from.
  */
 int shb_catalog_add_s3(struct shb_catalog *cat, struct shb_s3 *s3, const char *prefix);
 /*
- * The backups --from names: "latest" is the newest; anything else matches
- * every backup whose name contains it.  Returns the number of matches and
- * sets *hit to the first (newest) one.
+ * How far ahead of the clock a backup may be dated and still count as
+ * "latest": a little clock skew between hosts is normal, a backup from
+ * 2999 (a bad clock, a bad copy) must not shadow every real one.
+ */
+#define SHB_FUTURE_SKEW_SECONDS (10 * 60)
+
+/* True when a backup dated t is more than SHB_FUTURE_SKEW_SECONDS after now. */
+int shb_backup_time_in_future(time_t t, time_t now);
+/*
+ * "latest": the newest backup not dated in the future (see above), or NULL.
+ * Every command and the mount use this rule.
+ */
+const struct shb_backup *shb_catalog_latest(const struct shb_catalog *cat, time_t now);
+/* How many backups are dated in the future. */
+size_t shb_catalog_count_future(const struct shb_catalog *cat, time_t now);
+/*
+ * The backups --from names: "latest" is shb_catalog_latest(); anything else
+ * matches every backup whose name contains it ("" matches nothing).
+ * Returns the number of matches and sets *hit to the first (newest) one.
  */
 size_t shb_catalog_match(const struct shb_catalog *cat, const char *from,
 			 const struct shb_backup **hit);

@@ -1,11 +1,17 @@
 /*
- * Output helpers shared by the shbackup commands (cli.h).
+ * Helpers shared by the shbackup commands (cli.h): messages, option
+ * errors and numbers, and how --from names a backup.
  */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "catalog.h"
 #include "cli.h"
+#include "config.h"
 #include "util.h"
 
 static int progress_shown;
@@ -103,4 +109,88 @@ void shb_progress_done(void)
 	fputs("\r\033[K", stderr);
 	fflush(stderr);
 	progress_shown = 0;
+}
+
+int shb_option_error(const char *usage, int c, char **argv)
+{
+	const char *opt = argv[optind - 1];
+
+	if (c == ':')
+		return shb_usage_error(usage, "option '%s' requires a value", opt);
+	return shb_usage_error(usage, "unknown option '%s'", opt);
+}
+
+int shb_option_int(const char *usage, const char *opt, const char *v, int lo, int hi, int *out)
+{
+	long long n;
+
+	if (shb_parse_ll(v, lo, hi, &n))
+		return shb_usage_error(usage, "invalid %s '%s': expected a whole number from %d to %d",
+				       opt, v, lo, hi);
+	*out = (int)n;
+	return SHB_EXIT_OK;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+
+	return n >= k && !strcmp(s + n - k, suffix);
+}
+
+int shb_from_is_path(const char *from)
+{
+	return strchr(from, '/') || ends_with(from, ".tar.gz") || ends_with(from, ".tar.gz.age");
+}
+
+int shb_check_from(const char *usage, const char *from)
+{
+	if (!*from)
+		return shb_usage_error(usage, "--from needs a backup: 'latest', a timestamp, or a path");
+	return SHB_EXIT_OK;
+}
+
+void shb_warn_future(const struct shb_catalog *cat)
+{
+	time_t now = time(NULL);
+
+	for (size_t i = 0; i < cat->n; i++)
+		if (shb_backup_time_in_future(cat->items[i].time, now))
+			shb_warning("backup %s (%s) is dated in the future: 'latest' skips it and prune "
+				    "keeps it; check the clock that made it", cat->items[i].ts,
+				    shb_backup_source(&cat->items[i]));
+}
+
+/* Exit code of restore and verify when nothing matches --from. */
+#define EXIT_NOT_FOUND 3
+
+const struct shb_backup *shb_pick_backup(const struct shb_catalog *cat, const char *from,
+					 int *code)
+{
+	const struct shb_backup *hit;
+	size_t n = shb_catalog_match(cat, from, &hit);
+	struct stat st;
+	int is_file;
+
+	if (!strcmp(from, "latest"))
+		shb_warn_future(cat);
+	if (n == 1)
+		return hit;
+	if (n == 0) {
+		/* A bare word is never a path (shb_from_is_path): say how to mean one. */
+		is_file = stat(from, &st) == 0;
+		*code = EXIT_NOT_FOUND;
+		shb_error("no backup matches '%s'%s%s%s", from,
+			  !cat->n ? " (there are no backups)"
+			  : shb_catalog_count_future(cat, time(NULL)) == cat->n
+				  ? " (every backup is dated in the future)" : "",
+			  is_file ? "; for the file, write ./" : "", is_file ? from : "");
+		return NULL;
+	}
+	*code = SHB_EXIT_USAGE;
+	shb_error("'%s' matches %zu backups; say which:", from, n);
+	for (size_t i = 0; i < cat->n; i++)
+		if (strstr(cat->items[i].name, from))
+			fprintf(stderr, "  %s (%s)\n", cat->items[i].ts, shb_backup_source(&cat->items[i]));
+	return NULL;
 }

@@ -27,11 +27,35 @@ int cmd_verify(int argc, char **argv);
 struct shb_catalog;
 struct shb_backup;
 /*
+ * How restore and verify read --from X: X is a path (archive file or
+ * snapshot dir) only when it contains a '/' or ends in ".tar.gz" or
+ * ".tar.gz.age"; otherwise it names a backup of the catalog ("latest" or a
+ * part of a name), whatever files the current directory holds.
+ */
+int shb_from_is_path(const char *from);
+/* SHB_EXIT_OK, or prints why --from X is unusable ("") and returns 1. */
+int shb_check_from(const char *usage, const char *from);
+/*
  * The backup --from names in cat ("latest", or a unique part of a name);
  * NULL after printing why, with *code set to 3 (none) or 1 (several).
+ * "latest" skips backups dated in the future, with a warning naming them.
  */
 const struct shb_backup *shb_pick_backup(const struct shb_catalog *cat, const char *from,
 					 int *code);
+/* One warning line per backup of cat dated in the future (catalog.h). */
+void shb_warn_future(const struct shb_catalog *cat);
+
+/*
+ * The exit code for getopt_long's answer c to an option it could not take
+ * ('?' unknown, ':' value missing: optstrings start with ':'), after
+ * printing "unknown option 'X'" or "option 'X' requires a value".
+ */
+int shb_option_error(const char *usage, int c, char **argv);
+/*
+ * A numeric flag's value in [lo, hi] (shb_parse_ll, config.h) into *out;
+ * SHB_EXIT_OK, or the usage error printed and SHB_EXIT_USAGE.
+ */
+int shb_option_int(const char *usage, const char *opt, const char *v, int lo, int hi, int *out);
 
 /* Prints "error: <fmt>" / "warning: <fmt>" on stderr. */
 void shb_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -25,21 +25,89 @@ static int env_dup(const char *name, const char *def, char **out)
 	return *out ? SHB_OK : shb_fail(SHB_ENOMEM, "out of memory");
 }
 
+int shb_parse_ll(const char *s, long long lo, long long hi, long long *out)
+{
+	const char *d = s + (*s == '-');
+	char *end;
+	long long n;
+
+	/* strtoll alone would take " 5", "+5" and "" and clamp 2^64 silently. */
+	if (*d < '0' || *d > '9')
+		return -1;
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	if (errno || *end || n < lo || n > hi)
+		return -1;
+	*out = n;
+	return 0;
+}
+
 static int env_int(const char *name, int def, int lo, int hi, const char *unit, int *out)
 {
 	const char *v = getenv(name);
-	char *end;
-	long n;
+	long long n;
 
 	*out = def;
 	if (!v || !*v)
 		return SHB_OK;
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno || *end || end == v || n < lo || n > hi)
+	if (shb_parse_ll(v, lo, hi, &n))
 		return shb_fail(SHB_EINVAL, "invalid %s '%s': expected %s from %d to %d", name, v,
 				unit, lo, hi);
 	*out = (int)n;
+	return SHB_OK;
+}
+
+char *shb_s3_prefix_normalize(const char *prefix)
+{
+	size_t n = 0;
+	char *out = malloc(strlen(prefix) + 1);
+
+	if (!out)
+		return NULL;
+	for (const char *p = prefix; *p; p++) {
+		if (*p == '/' && (!n || out[n - 1] == '/'))
+			continue;
+		out[n++] = *p;
+	}
+	if (n && out[n - 1] == '/')
+		n--;
+	out[n] = '\0';
+	return out;
+}
+
+/* Bucket and region end up in host names and key paths: no '/', no blanks. */
+static int check_name(const char *name, const char *v, const char *extra)
+{
+	for (const char *p = v; p && *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')
+		      || strchr(extra, *p)))
+			return shb_fail(SHB_EINVAL, "invalid %s '%s': unexpected character '%c'",
+					name, v, *p);
+	return SHB_OK;
+}
+
+/*
+ * Credentials go into request headers: a control character (a stray CR or
+ * newline from an env file) would break them.  The value is never printed.
+ */
+static int check_header_value(const char *name, const char *v)
+{
+	for (const char *p = v; p && *p; p++)
+		if ((unsigned char)*p < ' ' || *p == 0x7f)
+			return shb_fail(SHB_EINVAL, "invalid %s: a control character (a line break?) "
+					"in it", name);
+	return SHB_OK;
+}
+
+/* Applies shb_s3_prefix_normalize to the prefix read from the environment. */
+static int normalize_prefix(struct shb_config *cfg)
+{
+	char *p = shb_s3_prefix_normalize(cfg->s3_prefix);
+
+	if (!p)
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	free(cfg->s3_prefix);
+	cfg->s3_prefix = p;
 	return SHB_OK;
 }
 
@@ -50,8 +118,8 @@ int shb_config_load(struct shb_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	if ((rc = env_dup("BACKUP_DATA_DIR", SHB_DEFAULT_DATA_DIR, &cfg->data_dir))
 	    || (rc = env_dup("BACKUP_LOCAL_DIR", NULL, &cfg->local_dir))
-	    || (rc = env_int("BACKUP_RETENTION_DAYS", SHB_DEFAULT_RETENTION_DAYS, 0, 100000,
-			     "a number of days", &cfg->retention_days))
+	    || (rc = env_int("BACKUP_RETENTION_DAYS", SHB_DEFAULT_RETENTION_DAYS, 0,
+			     SHB_MAX_RETENTION_DAYS, "a number of days", &cfg->retention_days))
 	    || (rc = env_int("BACKUP_S3_PART_SIZE_MB", 16, 5, 5120, "MiB", &cfg->s3_part_mb))
 	    || (rc = env_int("BACKUP_S3_CONNECTIONS", 4, 1, 64, "a count", &cfg->s3_connections))
 	    || (rc = env_int("BACKUP_S3_MAX_ATTEMPTS", 5, 1, 100, "a count", &cfg->s3_max_attempts))
@@ -67,7 +135,17 @@ int shb_config_load(struct shb_config *cfg)
 			     &cfg->s3_access_key))
 	    || (rc = env_dup("BACKUP_S3_SECRET_ACCESS_KEY", getenv("AWS_SECRET_ACCESS_KEY"),
 			     &cfg->s3_secret_key))
-	    || (rc = env_dup("AWS_SESSION_TOKEN", NULL, &cfg->s3_session_token)))
+	    || (rc = env_dup("AWS_SESSION_TOKEN", NULL, &cfg->s3_session_token))
+	    || (rc = normalize_prefix(cfg))
+	    || (rc = check_name("BACKUP_S3_BUCKET", cfg->s3_bucket, ".-_"))
+	    || (rc = check_name("BACKUP_S3_REGION", cfg->s3_region, "-_"))
+	    || (rc = check_header_value("BACKUP_S3_ACCESS_KEY_ID (or AWS_ACCESS_KEY_ID)",
+				      cfg->s3_access_key))
+	    || (rc = check_header_value("BACKUP_S3_SECRET_ACCESS_KEY (or AWS_SECRET_ACCESS_KEY)",
+				      cfg->s3_secret_key))
+	    || (rc = check_header_value("AWS_SESSION_TOKEN", cfg->s3_session_token))
+	    || (cfg->s3_endpoint
+		&& (rc = shb_s3_endpoint_check(cfg->s3_endpoint, "BACKUP_S3_ENDPOINT"))))
 		goto fail;
 	if (!cfg->local_dir && !(cfg->local_dir = shb_aprintf("%s/backups", cfg->data_dir))) {
 		rc = SHB_ENOMEM;
@@ -110,11 +188,6 @@ int shb_config_s3(const struct shb_config *cfg, struct shb_s3 **out)
 char *shb_config_s3_key(const struct shb_config *cfg, const char *name)
 {
 	const char *p = cfg->s3_prefix ? cfg->s3_prefix : "";
-	size_t n = strlen(p);
 
-	while (*p == '/')
-		p++, n--;
-	while (n && p[n - 1] == '/')
-		n--;
-	return n ? shb_aprintf("%.*s/%s", (int)n, p, name) : strdup(name);
+	return *p ? shb_aprintf("%s/%s", p, name) : strdup(name);
 }

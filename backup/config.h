@@ -9,6 +9,7 @@
 
 #define SHB_DEFAULT_DATA_DIR "/opt/streamhub/data"
 #define SHB_DEFAULT_RETENTION_DAYS 30
+#define SHB_MAX_RETENTION_DAYS 100000
 #define SHB_DEFAULT_S3_PREFIX "streamhub-backups"
 #define SHB_DEFAULT_S3_REGION "us-east-1"
 
@@ -18,7 +19,7 @@ struct shb_config {
 	int retention_days;
 	char *s3_bucket;       /* NULL: local only */
 	char *s3_endpoint;
-	char *s3_prefix;
+	char *s3_prefix;       /* normalised (shb_s3_prefix_normalize): "" is the bucket root */
 	char *s3_region;
 	char *s3_access_key;
 	char *s3_secret_key;
@@ -33,7 +34,11 @@ struct shb_config {
 
 struct shb_s3;
 
-/* Fills cfg from the environment.  SHB_EINVAL names a malformed variable. */
+/*
+ * Fills cfg from the environment.  SHB_EINVAL names a malformed variable:
+ * a number out of range, an endpoint that is not http(s)://host[:port], a
+ * bucket or region with characters no S3 name has.
+ */
 int shb_config_load(struct shb_config *cfg);
 void shb_config_free(struct shb_config *cfg);
 
@@ -41,5 +46,20 @@ void shb_config_free(struct shb_config *cfg);
 int shb_config_s3(const struct shb_config *cfg, struct shb_s3 **out);
 /* The object key of a backup file name: "<prefix>/<name>" (malloc'd). */
 char *shb_config_s3_key(const struct shb_config *cfg, const char *name);
+
+/*
+ * The one spelling of an S3 key prefix, used for every key built or parsed:
+ * leading and trailing '/' dropped, runs of '/' collapsed, so "/a//b/" is
+ * "a/b" and "/" is "" (the bucket root).  malloc'd; NULL when out of memory.
+ * Applied once, where the prefix is read (environment, mount options).
+ */
+char *shb_s3_prefix_normalize(const char *prefix);
+
+/*
+ * A decimal integer from the user (flag or variable): the whole string, an
+ * optional '-' then digits, within [lo, hi].  0, or -1 if malformed or out
+ * of range (so "4294967297" never wraps to 1).
+ */
+int shb_parse_ll(const char *s, long long lo, long long hi, long long *out);
 
 #endif

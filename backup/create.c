@@ -99,15 +99,7 @@ struct job {
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
 {
-	char *end;
-	long n;
-
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno || *end || end == v || n < lo || n > hi)
-		return shb_usage_error(usage, "invalid %s '%s': expected %d..%d", opt, v, lo, hi);
-	*out = (int)n;
-	return SHB_EXIT_OK;
+	return shb_option_int(usage, opt, v, lo, hi, out);
 }
 
 static void print_help(void)
@@ -128,7 +120,8 @@ static void print_help(void)
 	       "                         0 keeps all); the newest is always kept\n"
 	       "  BACKUP_S3_BUCKET       upload to this bucket too (default: local only)\n"
 	       "  BACKUP_S3_ENDPOINT     S3-compatible endpoint, path-style (default: AWS)\n"
-	       "  BACKUP_S3_PREFIX       key prefix (default %s)\n"
+	       "  BACKUP_S3_PREFIX       key prefix (default %s; '/' at the ends and\n"
+	       "                         repeated are dropped, '/' alone is the bucket root)\n"
 	       "  BACKUP_S3_REGION       region (default %s)\n"
 	       "  BACKUP_S3_ACCESS_KEY_ID, BACKUP_S3_SECRET_ACCESS_KEY\n"
 	       "                         credentials (default: AWS_ACCESS_KEY_ID,\n"
@@ -163,14 +156,14 @@ static int parse_args(struct job *job, int argc, char **argv)
 	job->threads = ncpu > 0 ? (int)ncpu : 1;
 	job->prune = 1;
 	opterr = 0;
-	while (!rc && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while (!rc && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l': rc = parse_int("--level", optarg, 1, 9, &job->level); break;
 		case 't': rc = parse_int("--threads", optarg, 1, 256, &job->threads); break;
 		case 'n': job->prune = 0; break;
 		case 'h': print_help(); return -1;
 		default:
-			return shb_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+			return shb_option_error(usage, c, argv);
 		}
 	}
 	if (!rc && optind < argc)
@@ -632,15 +625,19 @@ static void on_upload_progress(void *ctx, uint64_t done, uint64_t total)
 	shb_progress_bytes(&job->last_progress, "uploading", job->s3_key, done, total);
 }
 
-/* Keeps every upload that is not a backup of ours. */
+/*
+ * Keeps every upload that is not a backup of ours: ours are directly under
+ * our prefix (ctx, "<prefix>/" or ""), as the catalog reads them; a backup
+ * under a deeper prefix belongs to another deployment, maybe uploading now.
+ */
 static int not_a_backup(const char *key, void *ctx)
 {
-	const char *name = strrchr(key, '/');
+	const char *dir = ctx;
+	size_t dlen = strlen(dir);
 	char ts[SHB_TS_LEN];
 	time_t t;
 
-	(void)ctx;
-	return shb_backup_name_parse(name ? name + 1 : key, ts, &t) != 0;
+	return strncmp(key, dir, dlen) || shb_backup_name_parse(key + dlen, ts, &t) != 0;
 }
 
 /*
@@ -651,21 +648,24 @@ static int not_a_backup(const char *key, void *ctx)
 static int upload(struct job *job, uint64_t size)
 {
 	uint64_t remote = 0;
-	char url[1024], *dir = shb_config_s3_key(&job->cfg, "");
+	char url[1024], stale_msg[1024] = "", *dir = shb_config_s3_key(&job->cfg, "");
 	long stale;
 	int rc;
 
-	stale = dir ? shb_s3_abort_stale_uploads(job->s3, dir, not_a_backup, NULL) : -1;
+	stale = dir ? shb_s3_abort_stale_uploads(job->s3, dir, not_a_backup, dir) : -1;
 	free(dir);
 	if (stale < 0)
-		shb_warning("%s", shb_errmsg());
+		snprintf(stale_msg, sizeof(stale_msg), "%s", shb_errmsg());
 	else if (stale > 0 && shb_show_progress())
 		fprintf(stderr, "aborted %ld unfinished upload%s of an earlier run\n", stale,
 			stale == 1 ? "" : "s");
 
+	/* A bad key or bucket fails both: the upload's error alone says it once. */
 	if ((rc = shb_s3_upload(job->s3, job->s3_key, job->final_path, on_upload_progress, job))
 	    || (rc = shb_s3_head(job->s3, job->s3_key, &remote)))
 		return rc;
+	if (stale_msg[0])
+		shb_warning("%s", stale_msg);
 	if (remote != size) {
 		shb_s3_url(job->s3, job->s3_key, url, sizeof(url));
 		return shb_fail(SHB_EREMOTE, "upload of '%s' is %llu bytes on the server, not %llu",
@@ -710,15 +710,23 @@ static void write_metrics(struct job *job, uint64_t size, double secs)
 	shb_catalog_free(&cat);
 }
 
-static void prune(struct job *job)
+/*
+ * Retention after the backup: locally always, in S3 only when with_s3 (not
+ * after a failed upload: the bucket may be unreachable, but a full disk
+ * must not follow from expired credentials).
+ */
+static void prune(struct job *job, int with_s3)
 {
+	struct shb_s3 *s3 = with_s3 ? job->s3 : NULL;
 	struct shb_catalog cat = { 0 };
 
 	if (shb_catalog_add_local(&cat, job->cfg.local_dir)
-	    || (job->s3 && shb_catalog_add_s3(&cat, job->s3, job->cfg.s3_prefix)))
+	    || (s3 && shb_catalog_add_s3(&cat, s3, job->cfg.s3_prefix))) {
 		shb_warning("retention skipped: %s", shb_errmsg());
-	else
-		shb_prune(&cat, job->cfg.retention_days, time(NULL), 0, job->s3, report_pruned, NULL);
+	} else {
+		shb_warn_future(&cat);
+		shb_prune(&cat, job->cfg.retention_days, time(NULL), 0, s3, report_pruned, NULL);
+	}
 	shb_catalog_free(&cat);
 }
 
@@ -833,13 +841,14 @@ int cmd_create(int argc, char **argv)
 		goto fail;
 	code = SHB_EXIT_UPLOAD;
 	if (job.s3 && (rc = upload(&job, size))) {
-		shb_error("%s", shb_errmsg());
-		fprintf(stderr, "the local backup is kept: %s\n", job.final_path);
+		shb_error("%s (the local backup is kept: %s)", shb_errmsg(), job.final_path);
+		if (job.prune)
+			prune(&job, 0);
 		goto out;
 	}
 	print_summary(&job, size, shb_now() - start);
 	if (job.prune)
-		prune(&job);
+		prune(&job, 1);
 	write_metrics(&job, size, shb_now() - start);
 	code = SHB_EXIT_OK;
 	goto out;

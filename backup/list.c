@@ -111,6 +111,7 @@ static int load(struct shb_config *cfg, struct shb_s3 **s3, struct shb_catalog *
 		shb_error("%s", shb_errmsg());
 		code = SHB_EXIT_PREFLIGHT;
 	}
+	shb_warn_future(cat);
 	return code;
 }
 
@@ -127,7 +128,7 @@ int cmd_list(int argc, char **argv)
 	int c, json = 0, code;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		if (c == 'j') {
 			json = 1;
 		} else if (c == 'h') {
@@ -140,7 +141,7 @@ int cmd_list(int argc, char **argv)
 			       "be read is still listed)\n", list_usage);
 			return SHB_EXIT_OK;
 		} else {
-			return shb_usage_error(list_usage, "unknown option '%s'", argv[optind - 1]);
+			return shb_option_error(list_usage, c, argv);
 		}
 	}
 	if (optind < argc)
@@ -183,28 +184,28 @@ int cmd_prune(int argc, char **argv)
 	struct shb_catalog cat = { 0 };
 	struct shb_s3 *s3 = NULL;
 	int c, dry_run = 0, code, days = -1;
-	char *end;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "nh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":nh", opts, NULL)) != -1) {
 		if (c == 'n') {
 			dry_run = 1;
 		} else if (c == 'd') {
-			days = (int)strtol(optarg, &end, 10);
-			if (*end || end == optarg || days < 0)
-				return shb_usage_error(prune_usage, "invalid --days '%s'", optarg);
+			if ((code = shb_option_int(prune_usage, "--days", optarg, 0,
+						   SHB_MAX_RETENTION_DAYS, &days)))
+				return code;
 		} else if (c == 'h') {
 			printf("usage: %s\n\nDelete backups older than BACKUP_RETENTION_DAYS "
 			       "(or --days N), locally and\nin S3 when BACKUP_S3_BUCKET is set, judged "
 			       "by the timestamp in their names.\nThe newest backup in each place is "
-			       "always kept; 0 days keeps everything.\n\n"
+			       "always kept; 0 days keeps everything.\nBackups dated more than 10 "
+			       "minutes in the future are never deleted (a warning\nnames them).\n\n"
 			       "  -n, --dry-run  print what would be deleted, delete nothing\n"
 			       "  --days N       retention period in days\n\n"
 			       "exit codes: 0 ok, 1 usage, 2 a backup could not be deleted\n",
 			       prune_usage);
 			return SHB_EXIT_OK;
 		} else {
-			return shb_usage_error(prune_usage, "unknown option '%s'", argv[optind - 1]);
+			return shb_option_error(prune_usage, c, argv);
 		}
 	}
 	if (optind < argc)

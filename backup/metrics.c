@@ -2,6 +2,7 @@
  * Textfile metrics (metrics.h).
  */
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,41 +35,65 @@ static int ours(const char *name, size_t len, const struct shb_metric *m, size_t
 	return 0;
 }
 
-/* Keeps the lines of the old file that are about other metrics. */
+/*
+ * Keeps the lines of the old file that are about other metrics, whole:
+ * getline, as another exporter's labels may make a line of any length.
+ */
 static int keep_others(const char *path, struct shb_buf *out, const struct shb_metric *m, size_t n)
 {
 	FILE *f = fopen(path, "r");
-	char line[4096];
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
 	int rc = SHB_OK;
 
-	while (f && !rc && fgets(line, sizeof(line), f)) {
+	while (f && !rc && (len = getline(&line, &cap, f)) > 0) {
 		const char *name = NULL;
-		size_t len = line_name(line, &name);
+		size_t nlen = line_name(line, &name);
 
-		if (!len || !ours(name, len, m, n))
-			rc = shb_buf_add(out, line, strlen(line));
+		if (!nlen || !ours(name, nlen, m, n))
+			rc = shb_buf_add(out, line, (size_t)len);
 	}
+	free(line);
 	if (f)
 		fclose(f);
 	return rc;
 }
 
+/* Appends printf output of any length (no fixed line buffer to outgrow). */
+static int add_printf(struct shb_buf *out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int add_printf(struct shb_buf *out, const char *fmt, ...)
+{
+	va_list ap;
+	int k, rc;
+
+	va_start(ap, fmt);
+	k = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (k < 0)
+		return shb_fail(SHB_EINVAL, "cannot format a metric line");
+	if ((rc = shb_buf_grow(out, (size_t)k + 1)))
+		return rc;
+	va_start(ap, fmt);
+	vsnprintf((char *)out->data + out->len, (size_t)k + 1, fmt, ap);
+	va_end(ap);
+	out->len += (size_t)k;
+	return SHB_OK;
+}
+
 static int append(struct shb_buf *out, const struct shb_metric *m, size_t n)
 {
-	char line[1024];
 	int rc = SHB_OK;
 
 	for (size_t i = 0; i < n && !rc; i++) {
-		int first = !i || strcmp(m[i - 1].name, m[i].name);
-		int k = first ? snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s gauge\n",
-					 m[i].name, m[i].help, m[i].name) : 0;
-
-		rc = shb_buf_add(out, line, (size_t)k);
-		k = m[i].labels ? snprintf(line, sizeof(line), "%s{%s} %.17g\n", m[i].name,
-					   m[i].labels, m[i].value)
-			: snprintf(line, sizeof(line), "%s %.17g\n", m[i].name, m[i].value);
-		if (!rc)
-			rc = shb_buf_add(out, line, (size_t)k);
+		if (!i || strcmp(m[i - 1].name, m[i].name))
+			rc = add_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", m[i].name, m[i].help,
+					m[i].name);
+		if (!rc && m[i].labels)
+			rc = add_printf(out, "%s{%s} %.17g\n", m[i].name, m[i].labels, m[i].value);
+		else if (!rc)
+			rc = add_printf(out, "%s %.17g\n", m[i].name, m[i].value);
 	}
 	return rc;
 }

@@ -36,17 +36,23 @@ struct place {
 	int (*delete)(const struct shb_backup *b, struct shb_s3 *s3);
 };
 
-static int prune_place(const struct place *pl, const struct shb_catalog *cat, time_t cutoff,
-		       int dry_run, struct shb_s3 *s3, shb_prune_fn report, void *ctx)
+static int prune_place(const struct place *pl, const struct shb_catalog *cat, time_t now,
+		       time_t cutoff, int dry_run, struct shb_s3 *s3, shb_prune_fn report,
+		       void *ctx)
 {
 	int rc = SHB_OK, newest_seen = 0;
 
-	/* Items are newest first: the first copy found here always survives. */
+	/*
+	 * Items are newest first: the first copy found here always survives.
+	 * One dated in the future is neither deleted nor that newest copy: it
+	 * says nothing about how recent the real backups are (cli warns).
+	 */
 	for (size_t i = 0; i < cat->n; i++) {
 		const struct shb_backup *b = &cat->items[i];
 		int err = SHB_OK;
 
-		if (!pl->has(b) || !newest_seen++ || b->time >= cutoff)
+		if (!pl->has(b) || shb_backup_time_in_future(b->time, now) || !newest_seen++
+		    || b->time >= cutoff)
 			continue;
 		if (!dry_run && (err = pl->delete(b, s3)))
 			rc = err;
@@ -66,8 +72,8 @@ int shb_prune(const struct shb_catalog *cat, int days, time_t now, int dry_run,
 
 	if (days <= 0)
 		return SHB_OK;
-	rc = prune_place(&local, cat, cutoff, dry_run, s3, report, ctx);
+	rc = prune_place(&local, cat, now, cutoff, dry_run, s3, report, ctx);
 	if (s3)
-		rc2 = prune_place(&remote, cat, cutoff, dry_run, s3, report, ctx);
+		rc2 = prune_place(&remote, cat, now, cutoff, dry_run, s3, report, ctx);
 	return rc ? rc : rc2;
 }

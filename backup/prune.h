@@ -3,7 +3,8 @@
  * in S3.  The age of a backup is judged by the timestamp in its name, never
  * by file times.  In each place the newest copy is never deleted, and
  * neither is anything that is not in the catalog (whose names match the
- * backup pattern exactly).
+ * backup pattern exactly), nor a backup dated in the future (catalog.h),
+ * which does not count as the newest either.
  */
 #ifndef SHB_PRUNE_H
 #define SHB_PRUNE_H

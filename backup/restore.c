@@ -70,9 +70,11 @@ static void print_help(void)
 	       "replace streamhub.db, apps/<app>/app.db and secrets.json atomically.\n"
 	       "Stop the core first.\n\n"
 	       "options:\n"
-	       "  --from X       latest (newest, local or S3), a timestamp or unique part of\n"
-	       "                 one, a .tar.gz file (ours or plain), or a snapshot directory\n"
-	       "                 (an extracted backup, or one inside a mounted shbackupfs)\n"
+	       "  --from X       latest (newest, local or S3, not dated in the future), a\n"
+	       "                 timestamp or unique part of one, a .tar.gz file (ours or\n"
+	       "                 plain), or a snapshot directory (an extracted backup, or one\n"
+	       "                 inside a mounted shbackupfs); X is a path only if it has a\n"
+	       "                 '/' or ends in .tar.gz (write ./dir for a dir here)\n"
 	       "  --target DIR   the DATA_DIR to restore into (must exist)\n"
 	       "  --yes          do not ask for confirmation (automation only)\n"
 	       "  --force        restore even if a target db is in use\n"
@@ -102,7 +104,7 @@ static int parse_args(struct restore *r, int argc, char **argv)
 	int c;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "hy", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hy", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f': r->from = optarg; break;
 		case 't': r->target = optarg; break;
@@ -125,13 +127,15 @@ static int parse_args(struct restore *r, int argc, char **argv)
 			break;
 		case 'h': print_help(); return -1;
 		default:
-			return shb_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+			return shb_option_error(usage, c, argv);
 		}
 	}
 	if (optind < argc)
 		return shb_usage_error(usage, "unexpected argument '%s'", argv[optind]);
 	if (!r->from)
 		return shb_usage_error(usage, "--from is required (e.g. --from latest)");
+	if ((c = shb_check_from(usage, r->from)))
+		return c;
 	if (!r->target)
 		return shb_usage_error(usage, "--target is required");
 	return SHB_EXIT_OK;
@@ -197,37 +201,14 @@ static int prepare_target(struct restore *r)
 
 /* --- which backup ---------------------------------------------------------- */
 
-/* Picks the catalog item --from names; prints why and sets an exit code if none. */
-const struct shb_backup *shb_pick_backup(const struct shb_catalog *cat, const char *from,
-					 int *code)
-{
-	const struct shb_backup *hit;
-	size_t n = shb_catalog_match(cat, from, &hit);
-
-	if (n == 1)
-		return hit;
-	if (n == 0) {
-		*code = EXIT_NOT_FOUND;
-		shb_error("no backup matches '%s'%s", from, cat->n ? "" : " (there are no backups)");
-		return NULL;
-	}
-	*code = SHB_EXIT_USAGE;
-	shb_error("'%s' matches %zu backups; say which:", from, n);
-	for (size_t i = 0; i < cat->n; i++)
-		if (strstr(cat->items[i].name, from))
-			fprintf(stderr, "  %s (%s)\n", cat->items[i].ts, shb_backup_source(&cat->items[i]));
-	return NULL;
-}
-
 static int open_input(struct restore *r, int *code)
 {
 	struct shb_catalog cat = { 0 };
 	const struct shb_backup *b;
-	struct stat st;
 	int rc;
 
 	*code = EXIT_VERIFY;
-	if (strchr(r->from, '/') || stat(r->from, &st) == 0) {
+	if (shb_from_is_path(r->from)) {
 		if ((rc = shb_input_open_path(r->from, &r->in)) == SHB_ENOTFOUND)
 			*code = EXIT_NOT_FOUND;
 		r->backup_name = strdup(r->from);

@@ -275,11 +275,15 @@ static CURLcode attempt(struct shb_s3 *s3, struct req *rq, struct resp *rs, char
 	int failed = 0;
 	CURLcode cc = CURLE_OUT_OF_MEMORY;
 
+	/* err is what judge() reports on every path out of here, early ones too. */
+	snprintf(err, CURL_ERROR_SIZE, "out of memory building the request");
 	if (!h || build_url(s3, rq, &url, &path))
 		goto out;
 	hdrs = sign_headers(s3, rq, (char *)path.data, &failed);
-	if (failed)
+	if (failed) {
+		snprintf(err, CURL_ERROR_SIZE, "cannot sign the request: %s", shb_errmsg());
 		goto out;
+	}
 	curl_easy_reset(h);
 	curl_easy_setopt(h, CURLOPT_URL, (char *)url.data);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
@@ -344,6 +348,14 @@ static void sleep_for(double s)
 		;
 }
 
+/* The server's words end up in one "error: ..." line: no line breaks in them. */
+static void one_line(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < ' ' || *s == 0x7f)
+			*s = ' ';
+}
+
 /*
  * Classifies a finished attempt: SHB_OK, or an error code with shb_errmsg()
  * set, and *retry when trying again may help.
@@ -375,6 +387,8 @@ static int judge(const struct req *rq, struct resp *rs, CURLcode cc, const char 
 			 : rs->status == 403 ? "access denied" : "request failed");
 	}
 	*retry = retryable_status(rs->status) || retryable_code(e.code);
+	one_line(e.code);
+	one_line(e.message);
 	if (rs->status == 404)
 		return shb_fail(SHB_ENOTFOUND, "%s: %s", e.code, e.message);
 	return shb_fail(SHB_EREMOTE, "%s: %s", e.code, e.message);
@@ -389,7 +403,7 @@ static void resp_reset(struct resp *rs)
 static int perform(struct shb_s3 *s3, struct req *rq, struct resp *rs)
 {
 	double deadline = shb_now() + s3->cfg.retry_seconds;
-	char err[CURL_ERROR_SIZE];
+	char err[CURL_ERROR_SIZE] = "";
 
 	for (int n = 1;; n++) {
 		int retry, rc;
@@ -625,15 +639,18 @@ static int complete_multipart(struct upload *u)
 	struct shb_buf xml = { 0 };
 	struct req rq = { .method = "POST", .key = u->key, .nquery = 1, .error_in_200 = 1 };
 	struct resp rs = { 0 };
-	char part[256];
+	char part[sizeof(*u->etags) + 64];
 	int rc = shb_buf_add(&xml, "<CompleteMultipartUpload>", 25);
 
 	for (size_t i = 0; i < u->nparts && !rc; i++) {
+		/* snprintf returns what it would have written: check, never add it blindly. */
 		int n = snprintf(part, sizeof(part),
 				 "<Part><PartNumber>%zu</PartNumber><ETag>%s</ETag></Part>", i + 1,
 				 u->etags[i]);
 
-		rc = shb_buf_add(&xml, part, (size_t)n);
+		rc = n < 0 || (size_t)n >= sizeof(part)
+			? shb_fail(SHB_EREMOTE, "part %zu: ETag too long", i + 1)
+			: shb_buf_add(&xml, part, (size_t)n);
 	}
 	if (!rc)
 		rc = shb_buf_add(&xml, "</CompleteMultipartUpload>", 26);
@@ -762,6 +779,39 @@ static char *dup_or_null(const char *s)
 	return s && *s ? strdup(s) : NULL;
 }
 
+int shb_s3_endpoint_check(const char *ep, const char *what)
+{
+	const char *host = !strncmp(ep, "http://", 7) ? ep + 7
+		: !strncmp(ep, "https://", 8) ? ep + 8 : NULL;
+	const char *end, *close, *p;
+
+	if (!host)
+		goto bad;
+	end = host + strlen(host);
+	while (end > host && end[-1] == '/')
+		end--;
+	/* An IPv6 literal is bracketed: its colons are not the port's. */
+	close = *host == '[' ? memchr(host, ']', (size_t)(end - host)) : NULL;
+	p = close ? close + 1 : host + strcspn(host, ":/");
+	if (p == host)
+		goto bad;
+	if (p < end && *p == ':') {
+		if (++p == end)
+			goto bad;
+		for (; p < end; p++)
+			if (*p < '0' || *p > '9')
+				goto bad;
+	}
+	if (p != end)
+		return shb_fail(SHB_EINVAL, "invalid %s '%s': no path allowed", what, ep);
+	for (p = host; p < end; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			goto bad;
+	return SHB_OK;
+bad:
+	return shb_fail(SHB_EINVAL, "invalid %s '%s': expected http(s)://host[:port]", what, ep);
+}
+
 /* Origin, Host and base path for path-style or virtual-hosted addressing. */
 static int address(struct shb_s3 *s3)
 {
@@ -770,18 +820,15 @@ static int address(struct shb_s3 *s3)
 	if (ep) {
 		const char *h = strstr(ep, "://");
 		size_t n = strlen(ep);
+		int rc;
 
+		if ((rc = shb_s3_endpoint_check(ep, "S3 endpoint")))
+			return rc;
 		while (n && ep[n - 1] == '/')
 			n--;
-		if (!h || (strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8)))
-			return shb_fail(SHB_EINVAL, "invalid BACKUP_S3_ENDPOINT '%s': expected "
-					"http(s)://host[:port]", ep);
 		s3->origin = strndup(ep, n);
 		s3->host = strndup(h + 3, n - (size_t)(h + 3 - ep));
 		s3->base = shb_aprintf("/%s", s3->cfg.bucket);
-		if (s3->host && strchr(s3->host, '/'))
-			return shb_fail(SHB_EINVAL, "invalid BACKUP_S3_ENDPOINT '%s': no path allowed",
-					ep);
 	} else {
 		s3->host = shb_aprintf("%s.s3.%s.amazonaws.com", s3->cfg.bucket, s3->cfg.region);
 		s3->origin = s3->host ? shb_aprintf("https://%s", s3->host) : NULL;

@@ -45,6 +45,11 @@ typedef void (*shb_s3_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 /* Creates a client; the config strings are copied. */
 int shb_s3_new(const struct shb_s3_config *cfg, struct shb_s3 **out);
+/*
+ * SHB_OK if ep is "http(s)://host[:port]" (a trailing '/' allowed), else
+ * SHB_EINVAL with a message naming what (e.g. the variable) and ep.
+ */
+int shb_s3_endpoint_check(const char *ep, const char *what);
 void shb_s3_free(struct shb_s3 *s3);
 
 /* "s3://bucket/key" for messages, into out. */

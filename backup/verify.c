@@ -409,8 +409,10 @@ static void print_help(void)
 	       "and match its sha256 in the index; secrets.json must be valid JSON.  Prints\n"
 	       "page and row counts per db.\n\n"
 	       "options:\n"
-	       "  --from X             latest (default), a timestamp or unique part of one, an\n"
-	       "                       archive file, or a snapshot directory\n"
+	       "  --from X             latest (default; newest not dated in the future), a\n"
+	       "                       timestamp or unique part of one, an archive file, or\n"
+	       "                       a snapshot directory; a path only if it has a '/' or\n"
+	       "                       ends in .tar.gz\n"
 	       "  --all                check every backup and print a table\n"
 	       "  --quick              a sampled check instead: the header, the schema and a\n"
 	       "                       few root-to-leaf paths of every b-tree; no sha256, no\n"
@@ -436,7 +438,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	int c;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f': o->from = optarg; break;
 		case 'a': o->all = 1; break;
@@ -444,7 +446,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		case 'j': o->json = 1; break;
 		case 'm': o->metrics = optarg; break;
 		case 'h': print_help(); return -1;
-		default: return shb_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		default: return shb_option_error(usage, c, argv);
 		}
 	}
 	if (optind < argc)
@@ -453,6 +455,8 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		return shb_usage_error(usage, "--all and --from exclude each other");
 	if (!o->from)
 		o->from = "latest";
+	if ((c = shb_check_from(usage, o->from)))
+		return c;
 	return SHB_EXIT_OK;
 }
 
@@ -505,13 +509,16 @@ static void write_metrics(const char *path, int ok, const struct shb_catalog *ca
 		shb_warning("%s", shb_errmsg());
 }
 
-static int load_catalog(struct shb_config *cfg, struct shb_s3 **s3, struct shb_catalog *cat)
+static int load_catalog(struct shb_config *cfg, struct shb_s3 **s3, struct shb_catalog *cat,
+			int all)
 {
 	if (cfg->s3_bucket && shb_config_s3(cfg, s3))
 		return SHB_EXIT_PREFLIGHT;
 	if (shb_catalog_add_local(cat, cfg->local_dir)
 	    || (*s3 && shb_catalog_add_s3(cat, *s3, cfg->s3_prefix)))
 		return SHB_EXIT_PREFLIGHT;
+	if (all)
+		shb_warn_future(cat);  /* --from latest warns as it picks */
 	return SHB_EXIT_OK;
 }
 
@@ -524,7 +531,6 @@ int cmd_verify(int argc, char **argv)
 	const struct shb_backup *b;
 	const char *metrics;
 	int code, ok = 1, have_cat = 0;
-	struct stat st;
 
 	if ((code = parse_args(&o, argc, argv)))
 		return code < 0 ? SHB_EXIT_OK : code;
@@ -533,9 +539,9 @@ int cmd_verify(int argc, char **argv)
 		return SHB_EXIT_USAGE;
 	}
 	metrics = o.metrics ? o.metrics : getenv("BACKUP_METRICS_FILE");
-	if (!o.all && (strchr(o.from, '/') || stat(o.from, &st) == 0)) {
+	if (!o.all && shb_from_is_path(o.from)) {
 		ok = check_path(&o, o.from, &code);
-	} else if ((code = load_catalog(&cfg, &s3, &cat))) {
+	} else if ((code = load_catalog(&cfg, &s3, &cat, o.all))) {
 		shb_error("%s", shb_errmsg());
 		goto out;
 	} else if (o.all) {

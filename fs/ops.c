@@ -17,6 +17,7 @@
 
 #include <fuse.h>
 
+#include "catalog.h"
 #include "error.h"
 #include "shbfs.h"
 
@@ -151,11 +152,18 @@ static void fill_dir(struct shbfs *fs, struct stat *st, time_t t)
 
 static const char *newest(struct shbfs *fs, char out[SHB_TS_LEN])
 {
+	time_t now = time(NULL);
+	const char *hit = NULL;
+	size_t i = 0;
+
 	pthread_mutex_lock(&fs->mu);
-	if (fs->n)
-		memcpy(out, fs->list[0]->ts, SHB_TS_LEN);
+	/* "latest" as every shbackup command reads it: none dated in the future. */
+	while (i < fs->n && shb_backup_time_in_future(fs->list[i]->time, now))
+		i++;
+	if (i < fs->n)
+		hit = memcpy(out, fs->list[i]->ts, SHB_TS_LEN);
 	pthread_mutex_unlock(&fs->mu);
-	return fs->n ? out : NULL;
+	return hit;
 }
 
 static int shbfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)

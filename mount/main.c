@@ -165,7 +165,8 @@ static int parse_s3_url(const char *url, struct shb_config *cfg)
 	free(cfg->s3_bucket);
 	free(cfg->s3_prefix);
 	cfg->s3_bucket = slash ? strndup(b, (size_t)(slash - b)) : strdup(b);
-	cfg->s3_prefix = strdup(slash ? slash + 1 : "");
+	/* The spelling create uploads under: "s3://b/p/" and "s3://b//p" are "p". */
+	cfg->s3_prefix = shb_s3_prefix_normalize(slash ? slash + 1 : "");
 	return cfg->s3_bucket && cfg->s3_prefix ? 0 : -1;
 }
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from conftest import (FAULT_PROXY, OUTPUTS, S3_SECRET, SHBACKUP, backups_in, base_env,
-                      free_port_block, shb_s3, shbackup)
+from conftest import (FAULT_PROXY, OUTPUTS, S3_SECRET, SHBACKUP, SHBACKUPFS, backups_in,
+                      base_env, free_port_block, shb_s3, shbackup, umount, wait_for_mount)
 from make_datadir import make_datadir
 
 PREFIX = "streamhub-backups"
@@ -150,6 +150,102 @@ def test_wrong_secret_exits_4_and_keeps_the_local_archive(swift, bucket, small_d
     assert keys(swift, bucket) == []
 
 
+@pytest.mark.parametrize("secret,bucket_name,code", [
+    ("wrong-key", None, "SignatureDoesNotMatch"), (None, "no-such-bucket", "NoSuchBucket")])
+def test_s3_failure_is_one_line_naming_operation_key_and_code(swift, bucket, small_data, secret,
+                                                              bucket_name, code):
+    """hardening, smaller items: a failing S3 request printed three lines (a
+    warning from the stale-upload listing, the error, "the local backup is
+    kept"); now one line with the operation, the key, the server's code."""
+    env = swift.env(bucket_name or bucket, BACKUP_DATA_DIR=small_data)
+    if secret:
+        env["BACKUP_S3_SECRET_ACCESS_KEY"] = secret
+    p = shbackup("create", env=env, check=4)
+    [local] = backups_in(small_data / "backups")
+    assert p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith(f"error: cannot upload 's3://{bucket_name or bucket}/{PREFIX}/"
+                               f"{local.name}': {code}: "), p.stderr
+    assert str(local) in p.stderr
+
+
+def test_failed_upload_still_applies_local_retention(swift, bucket, small_data):
+    """hardening, smaller items: a failed upload (exit 4) skipped local
+    retention too, so expired credentials filled the disk."""
+    backups = small_data / "backups"
+    backups.mkdir()
+    old = [backups / name(stamp(d)) for d in (45, 31)]
+    recent = backups / name(stamp(3))
+    for f in old + [recent]:
+        f.write_bytes(b"an old backup")
+    env = swift.env(bucket, BACKUP_DATA_DIR=small_data, BACKUP_S3_SECRET_ACCESS_KEY="wrong-key")
+    shbackup("create", env=env, check=4)
+    left = backups_in(backups)
+    assert len(left) == 2 and recent in left and not set(old) & set(left), left
+    assert keys(swift, bucket) == []
+
+
+# (BACKUP_S3_PREFIX as written, the prefix every key is under)
+PREFIX_SPELLINGS = [("trail/", "trail"), ("/lead", "lead"), ("/both/", "both"), ("a//b", "a/b"),
+                    ("/", "")]
+
+
+@pytest.mark.parametrize("raw,norm", PREFIX_SPELLINGS)
+def test_s3_prefix_spelling_does_not_hide_backups(swift, bucket, small_data, tmp, mount, raw,
+                                                  norm):
+    """hardening #1: create normalised BACKUP_S3_PREFIX for its upload, but
+    list, prune, restore --from latest and the mount used it raw and saw no
+    S3 backup under "trail/", "/lead", "/both/"."""
+    under = f"{norm}/" if norm else ""
+    expired = under + name(stamp(40))
+    swift.aws("s3api", "put-object", "--bucket", bucket, "--key", expired, "--body", "/etc/hostname")
+    env = swift.env(bucket, BACKUP_DATA_DIR=small_data, BACKUP_S3_PREFIX=raw)
+    p = shbackup("create", env=env, check=0)
+    [local] = backups_in(small_data / "backups")
+    key = under + local.name
+    assert p.stdout.strip().endswith(f"uploaded to s3://{bucket}/{key}")
+    assert keys(swift, bucket) == [key]            # create's retention found the expired one
+
+    s3_only = dict(env, BACKUP_LOCAL_DIR=str(tmp / "no-local"))
+    [item] = json.loads(shbackup("list", "--json", env=s3_only, check=0).stdout)
+    assert item["s3_key"] == key and item["source"] == "s3"
+    target = tmp / "target"
+    target.mkdir()
+    p = shbackup("restore", "--from", "latest", "--target", target, "--yes", env=s3_only, check=0)
+    assert (target / "streamhub.db").exists()
+
+    swift.aws("s3api", "put-object", "--bucket", bucket, "--key", expired, "--body", "/etc/hostname")
+    p = shbackup("prune", env=s3_only, check=0)
+    assert p.stdout.count("deleted") == 1 and name(stamp(40))[:26] in p.stdout
+    assert keys(swift, bucket) == [key]
+
+    ts = local.name[len("streamhub-backup-"):-len(".tar.gz")]
+    m = mount(s3_only, f"s3=s3://{bucket}/{raw}", f"cache_dir={tmp / 'cache'}")
+    assert sorted(os.listdir(m.path)) == sorted(["latest", ts])
+    assert (m.path / ts / "streamhub.db").stat().st_size > 0
+
+
+def test_mount_source_argument_prefix_is_normalised(swift, bucket, small_data, tmp):
+    """hardening #1: the SOURCE argument s3://B/trail/ of shbackupfs (the
+    first field of an fstab line) looked under "trail//"."""
+    env = swift.env(bucket, BACKUP_DATA_DIR=small_data, BACKUP_S3_PREFIX="trail")
+    shbackup("create", env=env, check=0)
+    [local] = backups_in(small_data / "backups")
+    ts = local.name[len("streamhub-backup-"):-len(".tar.gz")]
+    mnt = tmp / "mnt"
+    mnt.mkdir()
+    logfile = tmp / "mnt.log"
+    with open(logfile, "w") as log:
+        proc = subprocess.Popen([str(SHBACKUPFS), f"s3://{bucket}//trail/", str(mnt), "-f", "-o",
+                                 f"local={tmp / 'no-local'},cache_dir={tmp / 'cache'}"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=log)
+    proc.logfile = logfile
+    try:
+        wait_for_mount(proc, mnt)
+        assert sorted(os.listdir(mnt)) == sorted(["latest", ts])
+    finally:
+        umount(proc, mnt)
+
+
 def test_endpoint_down_exits_4_within_the_retry_bound(bucket, swift, small_data):
     port = free_port_block(1)
     env = swift.env(bucket, BACKUP_DATA_DIR=small_data,
@@ -234,6 +330,31 @@ def test_killed_multipart_upload_is_aborted_by_the_next_run(swift, bucket, tmp):
     shbackup("create", env=env, check=0)
     assert open_uploads() == []
     assert len(keys(swift, bucket, PREFIX)) == 1
+
+
+def test_stale_upload_sweep_spares_deeper_prefixes(swift, bucket, small_data):
+    """hardening #1 (the same key parsing): the sweep of unfinished uploads
+    judged a key by its last component, so a create under prefix "a" (or the
+    bucket root) aborted the running upload of a deployment using "a/b"."""
+    ts = stamp(0)
+
+    def start_upload(key):
+        swift.aws("s3api", "create-multipart-upload", "--bucket", bucket, "--key", key)
+
+    def open_uploads():
+        out = swift.aws("s3api", "list-multipart-uploads", "--bucket", bucket,
+                        "--output", "json").stdout
+        return sorted(u["Key"] for u in (json.loads(out) if out.strip() else {}).get("Uploads", []))
+
+    ours, deeper = f"a/{name(ts)}", f"a/b/{name(ts)}"
+    start_upload(ours)
+    start_upload(deeper)
+    shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=small_data, BACKUP_S3_PREFIX="a/"),
+             check=0)
+    assert open_uploads() == [deeper]
+    shbackup("create", env=swift.env(bucket, BACKUP_DATA_DIR=small_data, BACKUP_S3_PREFIX="/"),
+             check=0)
+    assert open_uploads() == [deeper]
 
 
 def test_thirty_kills_of_an_uploading_create(swift, bucket, tmp):
