@@ -130,29 +130,81 @@ def test_writes_fail_with_erofs(two_local, mount):
         assert e.value.errno == errno.EROFS, (i, e.value)
 
 
-def test_secrets_only_for_the_owner_even_with_allow_other(two_local, mount, tmp):
-    _, env, _ = two_local
+@pytest.fixture
+def reader_user():
+    """A real unprivileged user (and its own group), removed afterwards."""
+    import grp
     user = "shbtest" + str(os.getpid())
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
-                   check=True)
-    import tempfile
-    pub = Path(tempfile.mkdtemp(prefix="shb-mnt-", dir="/tmp"))  # other users can reach it
+    subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell",
+                    "/usr/sbin/nologin", user], check=True)
     try:
-        pub.chmod(0o755)
-        m = mount(env, "allow_other", mnt=pub)
-        as_user = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
-        secrets = m.path / "latest" / "secrets.json"
-        assert (secrets.stat().st_mode & 0o777) == 0o400
-        p = subprocess.run(as_user + ["cat", str(secrets)], capture_output=True, text=True)
-        assert p.returncode != 0 and "Permission denied" in p.stderr
-        p = subprocess.run(as_user + ["sqlite3", str(m.path / "latest" / "streamhub.db"),
-                                      "SELECT count(*) FROM apps"], capture_output=True, text=True)
-        assert p.returncode == 0 and p.stdout.strip() == "2", p.stderr
-        assert secrets.read_bytes()  # the owner reads it
+        yield user, grp.getgrnam(user).gr_gid
     finally:
         subprocess.run(["userdel", user], check=False)
+        subprocess.run(["groupdel", user], capture_output=True, check=False)
+
+
+@pytest.fixture
+def public_mnt():
+    """A mount point other users can reach (tmp is 0700); never left mounted."""
+    import tempfile
+    pub = Path(tempfile.mkdtemp(prefix="shb-mnt-", dir="/tmp"))
+    pub.chmod(0o755)
+    try:
+        yield pub
+    finally:
         subprocess.run(["fusermount3", "-uz", str(pub)], capture_output=True)
         shutil.rmtree(pub, ignore_errors=True)
+
+
+def as_user(user, *cmd):
+    """cmd run as user, in user's own group only (no root group left over)."""
+    return subprocess.run(["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
+                           *map(str, cmd)], capture_output=True, text=True, timeout=60)
+
+
+def test_allow_other_lets_in_only_whom_gid_and_umask_name(two_local, mount, reader_user,
+                                                          public_mnt):
+    """hardening #5: with allow_other the dbs (archived 0600) were served 0444
+    to every local user.  Now the archived mode less write bits, dirs 0500,
+    so another user reads nothing unless gid=/umask= name it; secrets.json
+    stays the owner's alone even then."""
+    _, env, _ = two_local
+    user, gid = reader_user
+    m = mount(env, "allow_other", mnt=public_mnt)
+    d = m.path / "latest"
+    db = d / "streamhub.db"
+    assert (m.path.stat().st_mode & 0o777) == 0o500
+    assert (db.stat().st_mode & 0o777) == 0o400
+    assert ((d / "apps").stat().st_mode & 0o777) == 0o500
+    assert (d / "secrets.json").stat().st_mode & 0o777 == 0o400
+    assert db.read_bytes() and (d / "secrets.json").read_bytes()  # the owner reads
+    for cmd in (["ls", m.path], ["ls", m.path / os.readlink(d)], ["cat", db],
+                ["sqlite3", db, "SELECT count(*) FROM apps"],
+                ["cat", d / "apps/app-001/app.db"], ["cat", d / "secrets.json"]):
+        p = as_user(user, *cmd)
+        assert p.returncode != 0, (cmd, p.stdout)
+        assert "ermission denied" in p.stderr or "unable to open" in p.stderr, (cmd, p.stderr)
+    subprocess.run(["fusermount3", "-u", str(m.path)], check=True)
+    m.proc.wait(timeout=15)
+
+    m = mount(env, "allow_other", f"gid={user}", "umask=0027", mnt=public_mnt)
+    d = m.path / "latest"
+    assert d.stat().st_gid == gid and (d.stat().st_mode & 0o777) == 0o550
+    assert ((d / "streamhub.db").stat().st_mode & 0o777) == 0o440
+    assert ((d / "secrets.json").stat().st_mode & 0o777) == 0o400
+    p = as_user(user, "sqlite3", d / "streamhub.db", "SELECT count(*) FROM apps")
+    assert p.returncode == 0 and p.stdout.strip() == "2", p.stderr
+    p = as_user(user, "ls", d / "apps")
+    assert p.returncode == 0 and p.stdout.split() == ["app-001", "app-002"], p.stderr
+    p = as_user(user, "cat", d / "secrets.json")
+    assert p.returncode != 0 and "Permission denied" in p.stderr
+    # gid= by number works the same; the user outside the group gets nothing.
+    subprocess.run(["fusermount3", "-u", str(m.path)], check=True)
+    m.proc.wait(timeout=15)
+    m = mount(env, "allow_other", f"gid={gid + 100000}", "umask=0027", mnt=public_mnt)
+    p = as_user(user, "cat", m.path / "latest" / "streamhub.db")
+    assert p.returncode != 0 and "Permission denied" in p.stderr
 
 
 def test_new_backups_appear_on_sighup(two_local, mount):
