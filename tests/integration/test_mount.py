@@ -539,3 +539,136 @@ def test_local_and_s3_backups_show_once_each(swift, bucket, tmp, mount):
     n = len(swift.requests())
     assert sha(m.path / ts_of(both) / "streamhub.db")  # read from the local copy
     assert gets(swift, n, bucket) == []
+
+
+# --- listing apart from S3 -------------------------------------------------------------
+
+def closed_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_local_backups_show_when_s3_is_down_at_mount(two_local, swift, bucket, tmp, mount):
+    """hardening #9: with S3 unreachable at mount time the root was empty,
+    local backups included.  Local and S3 listings now fail apart; the
+    outage is one log line, and one more when S3 is back."""
+    data, _, archives = two_local
+    port = closed_port()
+    env = swift.env(bucket, BACKUP_LOCAL_DIR=data / "backups",
+                    BACKUP_S3_ENDPOINT=f"http://127.0.0.1:{port}")
+    m = mount(env, f"cache_dir={tmp / 'cache'}", "timeout=2", "list_ttl=0.2")
+    assert sorted(os.listdir(m.path)) == sorted(["latest"] + [ts_of(a) for a in archives])
+    top = extract(archives[0], tmp / "x")
+    check_same(m.path / ts_of(archives[0]), top)
+    for _ in range(10):  # relists (list_ttl 0.2 s) while S3 stays down
+        assert ts_of(archives[-1]) in os.listdir(m.path)
+        time.sleep(0.3)
+    assert eventually(lambda: "S3 unreachable" in m.log())
+    assert m.log().count("S3 unreachable") == 1, m.log()
+    proxy, _ = start_proxy(swift, port)
+    try:
+        assert eventually(lambda: os.listdir(m.path) and "S3 reachable again" in m.log(),
+                          timeout=15), m.log()
+        assert m.log().count("S3 unreachable") == 1 and m.log().count("reachable again") == 1
+    finally:
+        proxy.kill()
+        proxy.wait()
+
+
+class Hanging:
+    """A loopback TCP port that accepts connections and never answers."""
+
+    def __init__(self, port):
+        import socket
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", port))
+        self.srv.listen(64)
+        self.srv.settimeout(0.2)
+        self.conns, self.stop = [], threading.Event()
+        self.thread = threading.Thread(target=self.accept)
+        self.thread.start()
+
+    def accept(self):
+        while not self.stop.is_set():
+            try:
+                self.conns.append(self.srv.accept()[0])
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        for c in self.conns:
+            c.close()
+        self.srv.close()
+
+
+def test_reads_and_ls_answer_while_an_s3_listing_hangs(two_local, swift, bucket, tmp, mount):
+    """hardening #9: every re-list held the global lock while S3 hung: local
+    reads took 10-13 s and a root ls 20 s every list_ttl.  Listing now runs
+    apart and swaps its result in; what is known answers at once."""
+    data, _, archives = two_local
+    proxy, port = start_proxy(swift)
+    hang = None
+    try:
+        env = swift.env(bucket, BACKUP_LOCAL_DIR=data / "backups",
+                        BACKUP_S3_ENDPOINT=f"http://127.0.0.1:{port}")
+        m = mount(env, f"cache_dir={tmp / 'cache'}", "timeout=6", "list_ttl=0.5")
+        top = extract(archives[-1], tmp / "x")
+        names = sorted(["latest"] + [ts_of(a) for a in archives])
+        assert sorted(os.listdir(m.path)) == names
+        proxy.kill()
+        proxy.wait()
+        hang = Hanging(port)  # S3 now accepts and never answers
+        slowest = 0.0
+        rels = files_of(top)
+        for i in range(12):  # about 6 s: relists start every 0.5 s and hang
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            assert sorted(os.listdir(m.path)) == names
+            d = m.path / ts_of(archives[i % 2])
+            os.stat(d / "streamhub.db")
+            rel = rels[i % len(rels)]
+            if i % 2:  # the newest backup: a file not read before comes from the archive
+                assert (d / rel).read_bytes() == (top / rel).read_bytes()
+            slowest = max(slowest, time.monotonic() - t0)
+        assert slowest < 2.0, slowest
+    finally:
+        proxy.kill()
+        proxy.wait()
+        if hang:
+            hang.close()
+
+
+def test_sighup_during_a_slow_relist_is_not_lost(two_local, swift, bucket, tmp, mount):
+    """A SIGHUP that came while a listing ran was dropped (the flag was
+    cleared when that listing ended): the new backup showed only after
+    list_ttl.  Now each SIGHUP bumps a generation and a listing starts again."""
+    data, env, archives = two_local
+    proxy = subprocess.Popen([sys.executable, str(FAULT_PROXY), "--upstream", swift.endpoint,
+                              "--chaos", "1", "--faults", "slow", "--slow", "4"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proxy.stdout.readline().split()[1])
+        menv = swift.env(bucket, BACKUP_LOCAL_DIR=data / "backups",
+                         BACKUP_S3_ENDPOINT=f"http://127.0.0.1:{port}")
+        m = mount(menv, f"cache_dir={tmp / 'cache'}", "list_ttl=3600")
+        assert ts_of(archives[-1]) in os.listdir(m.path)
+        m.proc.send_signal(signal.SIGHUP)
+        # Something must look at the root for a listing to start in the old code.
+        looker = threading.Thread(target=lambda: os.listdir(m.path))
+        looker.start()
+        time.sleep(1.0)  # the local part is listed; the S3 list waits 4 s at the proxy
+        shbackup("create", env=env, check=0)
+        new = ts_of(backups_in(data / "backups")[-1])
+        m.proc.send_signal(signal.SIGHUP)  # during the slow listing
+        looker.join()
+        assert eventually(lambda: new in os.listdir(m.path), timeout=12), m.log()
+    finally:
+        proxy.kill()
+        proxy.wait()
