@@ -382,6 +382,7 @@ def start_proxy(swift, port=0):
 
 
 def test_endpoint_down_and_back(swift, bucket, tmp, mount):
+    """Also hardening (S3 outage): the daemon logs the outage once, not once per read."""
     archive, top, ts = s3_backup(swift, bucket, tmp, apps=2, size_mb=4, seed=3)
     proxy, port = start_proxy(swift)
     try:
@@ -398,8 +399,20 @@ def test_endpoint_down_and_back(swift, bucket, tmp, mount):
             (d / "apps/app-002/app.db").read_bytes()
         assert e.value.errno == errno.EIO and time.monotonic() - t0 < 15
         assert m.proc.poll() is None
+        # sqlite3 sees EIO on read as damage: the README says so.
+        p = subprocess.run(["sqlite3", d / "apps/app-002/app.db", "SELECT count(*) FROM streams"],
+                           capture_output=True, text=True)
+        assert p.returncode != 0
+        for _ in range(3):
+            with pytest.raises(OSError):
+                (d / "apps/app-002/app.db").read_bytes()
         proxy, _ = start_proxy(swift, port)
         assert sha(d / "apps/app-002/app.db") == sha(top / "apps/app-002/app.db")
+        # One line when the outage starts and one when it ends, not one per read.
+        log = m.log()
+        assert log.count("S3 unreachable: reads of uncached data fail with EIO") == 1, log
+        assert log.count("S3 reachable again") == 1, log
+        assert "read of" not in log, log
     finally:
         proxy.kill()
         proxy.wait()
@@ -672,3 +685,90 @@ def test_sighup_during_a_slow_relist_is_not_lost(two_local, swift, bucket, tmp, 
     finally:
         proxy.kill()
         proxy.wait()
+
+
+# --- options and mount points ------------------------------------------------------------
+
+def run_fs(*args, cwd=None, env=None, mnt=None):
+    """Runs shbackupfs; if it mounted mnt after all (in the foreground it
+    would not return), the mount is undone, pass or fail."""
+    try:
+        return subprocess.run([os.path.abspath(SHBACKUPFS), *map(str, args)],
+                              capture_output=True, text=True, timeout=20, cwd=cwd,
+                              env=env or base_env())
+    finally:
+        if mnt and str(mnt) in Path("/proc/mounts").read_text():  # ismount() fails on a dead one
+            subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+
+
+def test_daemon_mode_with_relative_paths(two_local, tmp):
+    """The daemon changes to / once mounted: a relative SOURCE, local= or
+    cache_dir= named something else there and the tree came up empty."""
+    data, _, archives = two_local
+    (tmp / "m").mkdir()
+    try:
+        p = run_fs(data.relative_to(tmp) / "backups", "m", "-o", "cache_dir=rel-cache", cwd=tmp)
+        assert p.returncode == 0, p.stderr
+        assert sorted(os.listdir(tmp / "m")) == sorted(["latest"] + [ts_of(a) for a in archives])
+        assert (tmp / "m" / "latest" / "streamhub.db").read_bytes()[:16] == b"SQLite format 3\0"
+        assert (tmp / "rel-cache").is_dir()
+        subprocess.run(["fusermount3", "-u", str(tmp / "m")], check=True)
+        p = run_fs("m", "-o", f"local={data.relative_to(tmp) / 'backups'}", cwd=tmp)
+        assert p.returncode == 0, p.stderr
+        assert ts_of(archives[-1]) in os.listdir(tmp / "m")
+    finally:
+        subprocess.run(["fusermount3", "-uz", str(tmp / "m")], capture_output=True)
+    assert eventually(lambda: not subprocess.run(
+        ["pgrep", "-f", f"{os.path.abspath(SHBACKUPFS)} m"], capture_output=True).stdout)
+
+
+def test_missing_source_and_busy_mountpoint_are_refused(two_local, tmp, mount):
+    """A missing source dir mounted an empty tree; a second mount on a
+    mount point stacked on the first without a word.  Both refuse, one line."""
+    data, env, _ = two_local
+    (tmp / "m").mkdir()
+    for args in ([tmp / "nope", tmp / "m"], [tmp / "m", "-o", f"local={tmp / 'nope'}"]):
+        p = run_fs(*args, "-f", mnt=tmp / "m")
+        assert p.returncode == 1
+        assert p.stderr == f"shbackupfs: cannot use backup directory '{tmp / 'nope'}': " \
+                           "No such file or directory\n", p.stderr
+    m = mount(env)
+    p = run_fs(data / "backups", m.path)  # a daemon: returns once mounted
+    if p.returncode == 0:  # stacked: take the second one off again
+        subprocess.run(["fusermount3", "-u", str(m.path)], capture_output=True)
+    assert p.returncode == 1 and "already a mount point" in p.stderr, p.stderr
+    assert len(p.stderr.splitlines()) == 1
+    assert os.listdir(m.path) and m.proc.poll() is None  # the first mount is untouched
+    assert Path("/proc/mounts").read_text().count(f" {m.path} ") == 1
+
+
+def test_numeric_options_are_range_checked(two_local, tmp):
+    """cache_size=-5 and 99999999999G were taken (wrapped around)."""
+    data, _, _ = two_local
+    (tmp / "m").mkdir()
+    for opt in ("cache_size=-5", "cache_size=99999999999G", "cache_size=18446744073709551616",
+                "cache_size= 5", "cache_size=5X", "cache_size=2T", "list_ttl=-1", "list_ttl=nan",
+                "list_ttl=1e99", "timeout=0", "timeout=inf", "uid=-1", "uid=4294967295",
+                "gid=99999999999", "umask=0999", "umask=01000", "umask=-1"):
+        p = run_fs(data / "backups", tmp / "m", "-f", "-o", opt, mnt=tmp / "m")
+        name, value = opt.split("=", 1)
+        assert p.returncode == 1, (opt, p.stderr)
+        assert p.stderr.startswith(f"shbackupfs: invalid {name} '{value}'"), (opt, p.stderr)
+        assert len(p.stderr.splitlines()) == 1, (opt, p.stderr)
+
+
+def test_unwritable_cache_dir_only_warns_for_a_local_mount(two_local, swift, bucket, tmp,
+                                                           mount):
+    """A cache_dir that cannot be made refused even a local-only mount,
+    which needs no disk cache: now a warning; with S3 it is still an error."""
+    data, env, archives = two_local
+    (tmp / "file").write_text("")
+    bad = tmp / "file" / "cache"
+    m = mount(env, f"cache_dir={bad}")
+    top = extract(archives[-1], tmp / "x")
+    check_same(m.path / ts_of(archives[-1]), top)
+    assert "without a disk cache" in m.log() and str(bad) in m.log()
+    (tmp / "m2").mkdir()
+    p = run_fs(tmp / "m2", "-f", "-o", f"cache_dir={bad}", mnt=tmp / "m2",
+               env=swift.env(bucket, BACKUP_LOCAL_DIR=data / "backups"))
+    assert p.returncode == 1 and str(bad) in p.stderr
