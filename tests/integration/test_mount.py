@@ -500,7 +500,7 @@ def test_sigterm_unmounts_cleanly(two_local, mount):
     m = mount(env)
     assert os.listdir(m.path)
     m.proc.send_signal(signal.SIGTERM)
-    assert m.proc.wait(timeout=15) == 0
+    assert m.proc.wait(timeout=15) == 0, m.log()
     assert not os.path.ismount(m.path)
 
 
