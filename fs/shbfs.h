@@ -57,7 +57,7 @@ struct shbfs {
 	 * and swaps the result in under mu, so lookups and reads never wait
 	 * for S3; only the very first listing is waited for.
 	 */
-	pthread_mutex_t mu;         /* protects every field up to prefetch */
+	pthread_mutex_t mu;         /* protects every field up to gen */
 	pthread_cond_t wake;        /* lister: a listing is wanted, or stop */
 	pthread_cond_t listed_cv;   /* waiters: a listing was swapped in */
 	struct shbfs_backup **list; /* current listing, newest first */
@@ -69,7 +69,9 @@ struct shbfs {
 	int listed;                 /* a first listing has completed */
 	int listing;                /* the lister is at work */
 	int want;                   /* someone asked for a fresh listing */
-	int local_failed, stop;
+	int local_failed;           /* the last local listing failed (logged once) */
+	int remote_failed;          /* the last S3 listing failed for a reason other than an outage */
+	int stop;                   /* unmounting: the lister ends */
 	unsigned listed_gen;        /* value of gen the current listing started from */
 	pthread_t lister;
 	int lister_running;
@@ -83,7 +85,7 @@ struct shbfs {
 struct shbfs_handle {
 	struct shbfs_backup *b;
 	size_t file;                /* index into b->layout.files */
-	pthread_mutex_t mu;
+	pthread_mutex_t mu;         /* protects next_off and ahead */
 	uint64_t next_off;          /* where a sequential read would go on */
 	size_t ahead;               /* members of read-ahead, grows while sequential */
 };

@@ -141,6 +141,10 @@ static void relist(struct shbfs *fs)
 			 shb_errmsg());
 	shbfs_s3_status(fs, rrc, why);
 	pthread_mutex_lock(&fs->mu);
+	/* Not an outage (say, an answer that does not parse): logged once too. */
+	if (rrc && rrc != SHB_ENET && rrc != SHB_EREMOTE && !fs->remote_failed)
+		shbfs_log(LOG_WARNING, "S3: %s", why);
+	fs->remote_failed = rrc && rrc != SHB_ENET && rrc != SHB_EREMOTE;
 	if (!rrc) {
 		shb_catalog_free(&fs->remote);
 		fs->remote = remote;
