@@ -509,8 +509,8 @@ int main(int argc, char **argv)
 	}
 	cache_dir = o.cache_dir ? absolute(o.cache_dir) : default_cache_dir();
 	if (!cache_dir) {
-		fprintf(stderr, "shbackupfs: cannot resolve cache_dir '%s': %s\n", o.cache_dir,
-			strerror(errno));
+		fprintf(stderr, "shbackupfs: cannot resolve cache_dir '%s': %s\n",
+			o.cache_dir ? o.cache_dir : "(default)", strerror(errno));
 		goto out;
 	}
 	c.cache_dir = cache_dir;
