@@ -469,6 +469,7 @@ def test_plain_tar_czf_archives_local_and_s3(two_local, swift, bucket, tmp, moun
     local = tmp / "plain"
     local.mkdir()
     root_ts, folder_ts, s3_ts = "20250101T000000Z", "20250102T000000Z", "20250103T000000Z"
+    (top / "streamhub.db").chmod(0o644)  # a plain archive's modes are its tar headers'
     subprocess.run(["tar", "czf", local / f"streamhub-backup-{root_ts}.tar.gz", "-C", top, "."],
                    check=True)
     subprocess.run(["tar", "czf", local / f"streamhub-backup-{folder_ts}.tar.gz", "-C",
@@ -482,6 +483,10 @@ def test_plain_tar_czf_archives_local_and_s3(two_local, swift, bucket, tmp, moun
     rng = random.Random(3)
     for ts in (root_ts, folder_ts, s3_ts):
         check_same(m.path / ts, top)
+        # hardening #5: the header's mode less write bits; secrets.json 0400 regardless.
+        assert ((m.path / ts / "streamhub.db").stat().st_mode & 0o777) == 0o444
+        assert ((m.path / ts / "apps/app-001/app.db").stat().st_mode & 0o777) == 0o400
+        assert ((m.path / ts / "secrets.json").stat().st_mode & 0o777) == 0o400
         random_reads(m.path / ts / "apps/app-002/app.db", top / "apps/app-002/app.db", rng)
         out = subprocess.run(["sqlite3", m.path / ts / "streamhub.db", "SELECT count(*) FROM apps"],
                              capture_output=True, text=True, check=True)
