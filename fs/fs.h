@@ -9,8 +9,13 @@
  *   /latest -> <newest ts>
  *
  * The root is a catalog listing (local readdir + S3 ListObjectsV2, no
- * archive bytes), refreshed after list_ttl or on shbfs_refresh(); when a
- * refresh fails the last good listing stays.  A backup is opened (index
+ * archive bytes), made by a thread of its own after list_ttl or on
+ * shbfs_refresh(), so no lookup or read waits for it; each source that
+ * fails keeps its last good listing.
+ *
+ * Modes: dirs 0500 and files their archived mode less write bits, owned by
+ * cfg.uid/gid; with cfg.umask_set, dirs 0555 and files 0444 less the umask.
+ * secrets.json is 0400 always.  A backup is opened (index
  * read: from the disk cache, or one tail read) the first time something
  * inside it is looked at.  Reads fetch only the members they need.
  */
@@ -32,6 +37,8 @@ struct shbfs_config {
 	double list_ttl;          /* seconds a root listing is served */
 	uid_t uid;                /* owner of every file */
 	gid_t gid;
+	int umask_set;            /* 0: files keep their archived mode, less write bits */
+	mode_t umask;             /* else files 0444 & ~umask, dirs 0555 & ~umask */
 };
 
 int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out);

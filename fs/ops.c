@@ -112,44 +112,7 @@ static int resolve_in_backup(struct shbfs *fs, const char *rest, struct node *nd
 	return find_file(nd->b, rest, nd);
 }
 
-static int resolve(struct shbfs *fs, const char *path, struct node *nd)
-{
-	char ts[SHB_TS_LEN];
-	const char *slash;
-
-	memset(nd, 0, sizeof(*nd));
-	if (!strcmp(path, "/")) {
-		nd->type = N_ROOT;
-		return 0;
-	}
-	path++;
-	if (!strcmp(path, "latest")) {
-		nd->type = N_LATEST;
-		shbfs_list(fs);
-		return fs->n ? 0 : -ENOENT;
-	}
-	slash = strchr(path, '/');
-	if ((slash ? (size_t)(slash - path) : strlen(path)) != SHB_TS_LEN - 1)
-		return -ENOENT;
-	memcpy(ts, path, SHB_TS_LEN - 1);
-	ts[SHB_TS_LEN - 1] = '\0';
-	if (!(nd->b = shbfs_find(fs, ts)))
-		return -ENOENT;
-	nd->type = N_BACKUP;
-	return slash ? resolve_in_backup(fs, slash + 1, nd) : 0;
-}
-
-/* --- operations ------------------------------------------------------------ */
-
-static void fill_dir(struct shbfs *fs, struct stat *st, time_t t)
-{
-	st->st_mode = S_IFDIR | 0555;
-	st->st_nlink = 2;
-	st->st_uid = fs->cfg.uid;
-	st->st_gid = fs->cfg.gid;
-	st->st_mtime = st->st_ctime = st->st_atime = t;
-}
-
+/* The newest backup's stamp into out, or NULL when there is none. */
 static const char *newest(struct shbfs *fs, char out[SHB_TS_LEN])
 {
 	time_t now = time(NULL);
@@ -164,6 +127,69 @@ static const char *newest(struct shbfs *fs, char out[SHB_TS_LEN])
 		hit = memcpy(out, fs->list[i]->ts, SHB_TS_LEN);
 	pthread_mutex_unlock(&fs->mu);
 	return hit;
+}
+
+static int resolve(struct shbfs *fs, const char *path, struct node *nd)
+{
+	char ts[SHB_TS_LEN];
+	const char *slash;
+
+	memset(nd, 0, sizeof(*nd));
+	if (!strcmp(path, "/")) {
+		nd->type = N_ROOT;
+		return 0;
+	}
+	path++;
+	if (!strcmp(path, "latest")) {
+		char ts[SHB_TS_LEN];
+
+		nd->type = N_LATEST;
+		shbfs_list(fs);
+		return newest(fs, ts) ? 0 : -ENOENT;
+	}
+	slash = strchr(path, '/');
+	if ((slash ? (size_t)(slash - path) : strlen(path)) != SHB_TS_LEN - 1)
+		return -ENOENT;
+	memcpy(ts, path, SHB_TS_LEN - 1);
+	ts[SHB_TS_LEN - 1] = '\0';
+	if (!(nd->b = shbfs_find(fs, ts)))
+		return -ENOENT;
+	nd->type = N_BACKUP;
+	return slash ? resolve_in_backup(fs, slash + 1, nd) : 0;
+}
+
+/* --- operations ------------------------------------------------------------ */
+
+mode_t shbfs_dir_mode(const struct shbfs *fs)
+{
+	return fs->cfg.umask_set ? 0555 & ~fs->cfg.umask : 0500;
+}
+
+/*
+ * The archive keeps each file's mode (ours: 0600; a plain archive, its tar
+ * header's); the mount drops the write bits, or with umask= shows 0444 less
+ * the umask.  Directories are 0500 unless umask= opens them, so with
+ * allow_other the kernel (default_permissions) lets in the owner and only
+ * whom uid=, gid= and umask= name.  secrets.json is the owner's alone.
+ */
+mode_t shbfs_file_mode(const struct shbfs *fs, const struct shbfs_backup *b, size_t i)
+{
+	const struct shb_layout_file *f = &b->layout.files[i];
+
+	if (f->kind == SHB_FILE_SECRETS)
+		return 0400;
+	if (fs->cfg.umask_set)
+		return 0444 & ~fs->cfg.umask;
+	return shb_reader_index(b->reader)->entries[f->raw].mode & 0555;
+}
+
+static void fill_dir(struct shbfs *fs, struct stat *st, time_t t)
+{
+	st->st_mode = S_IFDIR | shbfs_dir_mode(fs);
+	st->st_nlink = 2;
+	st->st_uid = fs->cfg.uid;
+	st->st_gid = fs->cfg.gid;
+	st->st_mtime = st->st_ctime = st->st_atime = t;
 }
 
 static int shbfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
@@ -193,7 +219,7 @@ static int shbfs_getattr(const char *path, struct stat *st, struct fuse_file_inf
 		const struct shb_layout_file *f = &nd.b->layout.files[nd.file];
 
 		fill_dir(fs, st, nd.b->time);
-		st->st_mode = S_IFREG | (f->kind == SHB_FILE_SECRETS ? 0400 : 0444);
+		st->st_mode = S_IFREG | shbfs_file_mode(fs, nd.b, nd.file);
 		st->st_nlink = 1;
 		st->st_size = (off_t)f->size;
 		st->st_blocks = (blkcnt_t)((f->size + 511) / 512);
@@ -336,11 +362,13 @@ static void *shbfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->negative_timeout = 0;
 	cfg->kernel_cache = 1;
 	shbfs_prefetch_start(fs);
+	shbfs_lister_start(fs);
 	return fs;
 }
 
 static void shbfs_destroy(void *data)
 {
+	shbfs_lister_stop(data);
 	shbfs_prefetch_stop(data);
 }
 
@@ -371,12 +399,27 @@ int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out)
 	if (!fs)
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	pthread_mutex_init(&fs->mu, NULL);
+	pthread_cond_init(&fs->wake, NULL);
+	pthread_cond_init(&fs->listed_cv, NULL);
 	fs->cfg = *cfg;
 	fs->cfg.local_dir = cfg->local_dir ? strdup(cfg->local_dir) : NULL;
 	fs->cfg.s3_prefix = cfg->s3_prefix ? strdup(cfg->s3_prefix) : NULL;
 	fs->cfg.cache_dir = cfg->cache_dir ? strdup(cfg->cache_dir) : NULL;
 	fs->mounted_at = time(NULL);
-	if ((rc = shbfs_cache_new(fs->cfg.cache_dir, cfg->cache_size, 64, &fs->cache))) {
+	rc = shbfs_cache_new(fs->cfg.cache_dir, cfg->cache_size, 64, &fs->cache);
+	if (rc && !cfg->s3 && fs->cfg.cache_dir) {
+		/*
+		 * Local archives are read in place: the disk cache only saves a
+		 * plain archive's indexing pass across mounts, and an open backup
+		 * keeps its index in memory anyway.
+		 */
+		shbfs_log(LOG_WARNING, "%s: mounting without a disk cache (plain archives are "
+			  "indexed again at each mount)", shb_errmsg());
+		free((char *)fs->cfg.cache_dir);
+		fs->cfg.cache_dir = NULL;
+		rc = shbfs_cache_new(NULL, 0, 64, &fs->cache);
+	}
+	if (rc) {
 		shbfs_free(fs);
 		return rc;
 	}
@@ -388,22 +431,13 @@ void shbfs_free(struct shbfs *fs)
 {
 	if (!fs)
 		return;
-	while (fs->all) {
-		struct shbfs_backup *b = fs->all;
-
-		fs->all = b->next;
-		shb_reader_close(b->reader);
-		shb_layout_free(&b->layout);
-		pthread_mutex_destroy(&b->mu);
-		free(b->local_path);
-		free(b->s3_key);
-		free(b);
-	}
+	shbfs_list_free(fs);
 	shbfs_cache_free(fs->cache);
-	free(fs->list);
 	free((char *)fs->cfg.local_dir);
 	free((char *)fs->cfg.s3_prefix);
 	free((char *)fs->cfg.cache_dir);
+	pthread_cond_destroy(&fs->wake);
+	pthread_cond_destroy(&fs->listed_cv);
 	pthread_mutex_destroy(&fs->mu);
 	free(fs);
 }

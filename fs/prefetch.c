@@ -21,7 +21,7 @@ struct pjob {
 };
 
 struct shbfs_prefetch {
-	pthread_mutex_t mu;
+	pthread_mutex_t mu;         /* protects every field up to threads */
 	pthread_cond_t work, done;
 	struct pjob q[QUEUE];
 	size_t head, count;
@@ -53,7 +53,7 @@ static void land(struct shbfs_prefetch *p, struct shbfs_backup *b, size_t lo, si
 static void *worker(void *arg)
 {
 	struct shbfs *fs = arg;
-	struct shbfs_prefetch *p = fs->prefetch;
+	struct shbfs_prefetch *p = __atomic_load_n(&fs->prefetch, __ATOMIC_ACQUIRE);
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
@@ -84,15 +84,18 @@ void shbfs_prefetch_start(struct shbfs *fs)
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->work, NULL);
 	pthread_cond_init(&p->done, NULL);
-	fs->prefetch = p;
+	/* Published before the workers start; FUSE threads read it with acquire. */
+	__atomic_store_n(&fs->prefetch, p, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&p->mu);
 	for (long i = 0; i < (ncpu > 0 ? ncpu : 1) && i < 16; i++)
 		if (!pthread_create(&p->threads[p->nthreads], NULL, worker, fs))
 			p->nthreads++;
+	pthread_mutex_unlock(&p->mu);
 }
 
 void shbfs_prefetch_stop(struct shbfs *fs)
 {
-	struct shbfs_prefetch *p = fs->prefetch;
+	struct shbfs_prefetch *p = __atomic_load_n(&fs->prefetch, __ATOMIC_ACQUIRE);
 
 	if (!p)
 		return;
@@ -106,16 +109,20 @@ void shbfs_prefetch_stop(struct shbfs *fs)
 	pthread_cond_destroy(&p->work);
 	pthread_cond_destroy(&p->done);
 	free(p);
-	fs->prefetch = NULL;
+	__atomic_store_n(&fs->prefetch, NULL, __ATOMIC_RELEASE);
 }
 
 void shbfs_prefetch(struct shbfs *fs, struct shbfs_backup *b, size_t lo, size_t hi, size_t per)
 {
-	struct shbfs_prefetch *p = fs->prefetch;
+	struct shbfs_prefetch *p = __atomic_load_n(&fs->prefetch, __ATOMIC_ACQUIRE);
 
-	if (!p || !p->nthreads)
+	if (!p)
 		return;
 	pthread_mutex_lock(&p->mu);
+	if (!p->nthreads) {
+		pthread_mutex_unlock(&p->mu);
+		return;
+	}
 	for (size_t i = lo; i <= hi && p->count < QUEUE;) {
 		size_t end = i;
 
@@ -141,7 +148,7 @@ void shbfs_prefetch(struct shbfs *fs, struct shbfs_backup *b, size_t lo, size_t 
 
 void shbfs_prefetch_wait(struct shbfs *fs, struct shbfs_backup *b, size_t i)
 {
-	struct shbfs_prefetch *p = fs->prefetch;
+	struct shbfs_prefetch *p = __atomic_load_n(&fs->prefetch, __ATOMIC_ACQUIRE);
 
 	if (!p)
 		return;

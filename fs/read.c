@@ -67,6 +67,7 @@ static long fetch_run(struct job *j, size_t i, size_t last)
 	size_t k = i;
 	unsigned char *comp;
 	char name[80];
+	int rc;
 
 	while (k < last && m[k + 1].coff + m[k + 1].clen - m[i].coff <= RUN_MAX
 	       && !shbfs_cache_has_plain(j->fs->cache, j->b->key, k + 1))
@@ -75,7 +76,10 @@ static long fetch_run(struct job *j, size_t i, size_t last)
 		shb_fail(SHB_ENOMEM, "out of memory");
 		return -1;
 	}
-	if (shb_reader_fetch(j->b->reader, i, k, comp)) {
+	rc = shb_reader_fetch(j->b->reader, i, k, comp);
+	if (j->b->remote)
+		shbfs_s3_status(j->fs, rc, shb_errmsg());
+	if (rc) {
 		free(comp);
 		return -1;
 	}
@@ -238,8 +242,10 @@ int shbfs_read(struct shbfs *fs, struct shbfs_handle *h, char *buf, size_t size,
 	if (!rc && last > hi)
 		shbfs_prefetch(fs, b, hi + 1, last, b->remote ? AHEAD_MAX : 2);
 	if (rc) {
-		shbfs_log(LOG_ERR, "read of %s/%s at %llu failed: %s", b->ts, f->rel,
-			  (unsigned long long)off, shb_errmsg());
+		/* During an S3 outage the one "S3 unreachable" line says it all. */
+		if (!b->remote || !__atomic_load_n(&fs->s3_down, __ATOMIC_ACQUIRE))
+			shbfs_log(LOG_ERR, "read of %s/%s at %llu failed: %s", b->ts, f->rel,
+				  (unsigned long long)off, shb_errmsg());
 		return -EIO;
 	}
 	patch_header(f, buf, off, size);

@@ -1,13 +1,16 @@
 /*
  * The root listing and opening backups.  Backup objects live until
  * unmount, so a listing refresh never pulls one out from under a read; a
- * refresh only swaps which of them the root shows.
+ * refresh only swaps which of them the root shows.  Listing is the lister
+ * thread's job, done with no lock held: S3 may take a timeout to answer,
+ * and nothing already known should wait for it.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #include <openssl/sha.h>
 
@@ -17,7 +20,7 @@
 #include "shbfs.h"
 #include "store.h"
 
-/* The backup object for item, reused when the same source was seen before. */
+/* The backup object for item, reused when the same source was seen before (fs->mu held). */
 static struct shbfs_backup *adopt(struct shbfs *fs, const struct shb_backup *item)
 {
 	struct shbfs_backup *b;
@@ -47,49 +50,238 @@ static struct shbfs_backup *adopt(struct shbfs *fs, const struct shb_backup *ite
 	return b;
 }
 
-/* Lists the sources; keeps the last good listing when that fails. */
-static void relist(struct shbfs *fs)
+void shbfs_s3_status(struct shbfs *fs, int rc, const char *why)
 {
-	struct shb_catalog cat = { 0 };
-	struct shbfs_backup **list;
-	int rc = SHB_OK;
+	int ok = rc == SHB_OK, was;
 
-	if (fs->cfg.local_dir)
-		rc = shb_catalog_add_local(&cat, fs->cfg.local_dir);
-	if (!rc && fs->cfg.s3)
-		rc = shb_catalog_add_s3(&cat, fs->cfg.s3, fs->cfg.s3_prefix);
-	if (rc) {
-		shbfs_log(LOG_WARNING, "cannot list backups, serving the last listing: %s",
-			  shb_errmsg());
-		goto out;
-	}
-	if (!(list = calloc(cat.n + 1, sizeof(*list))))
-		goto out;
-	for (size_t i = 0; i < cat.n; i++)
-		if (!(list[i] = adopt(fs, &cat.items[i]))) {
-			free(list);
-			goto out;
+	/* Damaged or hostile bytes are not an outage: only these say S3 is away. */
+	if (!ok && rc != SHB_ENET && rc != SHB_EREMOTE)
+		return;
+	was = __atomic_exchange_n(&fs->s3_down, !ok, __ATOMIC_ACQ_REL);
+
+	if (!ok && !was)
+		shbfs_log(LOG_WARNING, "S3 unreachable: reads of uncached data fail with EIO (%s)",
+			  why);
+	else if (ok && was)
+		shbfs_log(LOG_NOTICE, "S3 reachable again");
+}
+
+/*
+ * The listing shown: both last good catalogs merged by timestamp, newest
+ * first (each is sorted so).  Swapped in only if every object could be
+ * made; otherwise the previous listing stays.  fs->mu held.
+ */
+static void publish(struct shbfs *fs)
+{
+	const struct shb_catalog *l = &fs->local, *r = &fs->remote;
+	struct shbfs_backup **list = calloc(l->n + r->n + 1, sizeof(*list));
+	size_t i = 0, j = 0, n = 0;
+
+	if (!list)
+		return;
+	while (i < l->n || j < r->n) {
+		int c = i == l->n ? 1 : j == r->n ? -1 : strcmp(r->items[j].ts, l->items[i].ts);
+		struct shb_backup item;
+
+		/* c < 0: the local one is newer; c == 0: one backup in both places. */
+		if (c < 0) {
+			item = l->items[i++];
+		} else if (c > 0) {
+			item = r->items[j++];
+		} else {
+			item = l->items[i++];
+			item.s3_key = r->items[j].s3_key;
+			item.s3_size = r->items[j++].s3_size;
 		}
+		if (!(list[n++] = adopt(fs, &item))) {
+			free(list);
+			return;
+		}
+	}
 	free(fs->list);
 	fs->list = list;
-	fs->n = cat.n;
-out:
-	fs->listed_at = shb_now();
-	fs->stale = 0;
-	shb_catalog_free(&cat);
+	fs->n = n;
+}
+
+/* One listing: each source on its own, no lock held while it is read. */
+static void relist(struct shbfs *fs)
+{
+	struct shb_catalog local = { 0 }, remote = { 0 };
+	int lrc = SHB_OK, rrc = SHB_OK;
+	char why[512] = "";
+
+	if (fs->cfg.local_dir) {
+		lrc = shb_catalog_add_local(&local, fs->cfg.local_dir);
+		if (lrc)
+			snprintf(why, sizeof(why), "%s", shb_errmsg());
+	}
+	pthread_mutex_lock(&fs->mu);
+	if (!lrc) {
+		shb_catalog_free(&fs->local);
+		fs->local = local;
+		memset(&local, 0, sizeof(local));
+		if (fs->local_failed)
+			shbfs_log(LOG_NOTICE, "local backups readable again");
+		fs->local_failed = 0;
+	} else if (!fs->local_failed) {
+		shbfs_log(LOG_WARNING, "cannot list local backups, serving the last listing: %s",
+			  why);
+		fs->local_failed = 1;
+	}
+	/* Local backups show at once, whatever S3 does next. */
+	publish(fs);
+	pthread_mutex_unlock(&fs->mu);
+	shb_catalog_free(&local);
+
+	if (!fs->cfg.s3)
+		return;
+	rrc = shb_catalog_add_s3(&remote, fs->cfg.s3, fs->cfg.s3_prefix);
+	if (rrc)
+		snprintf(why, sizeof(why), "cannot list backups, serving the last listing: %s",
+			 shb_errmsg());
+	shbfs_s3_status(fs, rrc, why);
+	pthread_mutex_lock(&fs->mu);
+	/* Not an outage (say, an answer that does not parse): logged once too. */
+	if (rrc && rrc != SHB_ENET && rrc != SHB_EREMOTE && !fs->remote_failed)
+		shbfs_log(LOG_WARNING, "S3: %s", why);
+	fs->remote_failed = rrc && rrc != SHB_ENET && rrc != SHB_EREMOTE;
+	if (!rrc) {
+		shb_catalog_free(&fs->remote);
+		fs->remote = remote;
+		memset(&remote, 0, sizeof(remote));
+		publish(fs);
+	}
+	pthread_mutex_unlock(&fs->mu);
+	shb_catalog_free(&remote);
+}
+
+/* Whether the listing should be made again (fs->mu held). */
+static int due(struct shbfs *fs)
+{
+	return fs->want || !fs->listed
+	       || __atomic_load_n(&fs->gen, __ATOMIC_ACQUIRE) != fs->listed_gen;
+}
+
+/*
+ * The lister: lists when asked (a lookup found the listing older than
+ * list_ttl) or when a refresh bumped gen, also one that came during the
+ * previous listing: gen is read before listing, so a SIGHUP that lands
+ * while it runs makes the next round start at once.  The signal handler
+ * can only set gen, so the thread also looks at it every quarter second.
+ */
+static void *lister(void *arg)
+{
+	struct shbfs *fs = arg;
+
+	pthread_mutex_lock(&fs->mu);
+	for (;;) {
+		while (!fs->stop && !due(fs)) {
+			struct timespec until;
+
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 250 * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&fs->wake, &fs->mu, &until);
+		}
+		if (fs->stop)
+			break;
+		unsigned g = __atomic_load_n(&fs->gen, __ATOMIC_ACQUIRE);
+
+		fs->want = 0;
+		fs->listing = 1;
+		pthread_mutex_unlock(&fs->mu);
+		relist(fs);
+		pthread_mutex_lock(&fs->mu);
+		fs->listing = 0;
+		fs->listed = 1;
+		fs->listed_gen = g;
+		fs->listed_at = shb_now();
+		pthread_cond_broadcast(&fs->listed_cv);
+	}
+	pthread_mutex_unlock(&fs->mu);
+	return NULL;
+}
+
+void shbfs_lister_start(struct shbfs *fs)
+{
+	pthread_mutex_lock(&fs->mu);
+	if (!fs->lister_running && !pthread_create(&fs->lister, NULL, lister, fs))
+		fs->lister_running = 1;
+	pthread_mutex_unlock(&fs->mu);
+}
+
+void shbfs_lister_stop(struct shbfs *fs)
+{
+	int running;
+
+	pthread_mutex_lock(&fs->mu);
+	fs->stop = 1;
+	running = fs->lister_running;
+	fs->lister_running = 0;
+	pthread_cond_broadcast(&fs->wake);
+	pthread_cond_broadcast(&fs->listed_cv);
+	pthread_mutex_unlock(&fs->mu);
+	if (running)
+		pthread_join(fs->lister, NULL);
 }
 
 void shbfs_list(struct shbfs *fs)
 {
 	pthread_mutex_lock(&fs->mu);
-	if (fs->stale || !fs->list || shb_now() - fs->listed_at >= fs->cfg.list_ttl)
-		relist(fs);
+	if (!fs->lister_running && !fs->stop) {
+		/* No thread (not mounted through init): list in the caller. */
+		if (due(fs) || shb_now() - fs->listed_at >= fs->cfg.list_ttl) {
+			unsigned g = __atomic_load_n(&fs->gen, __ATOMIC_ACQUIRE);
+
+			pthread_mutex_unlock(&fs->mu);
+			relist(fs);
+			pthread_mutex_lock(&fs->mu);
+			fs->listed = 1;
+			fs->listed_gen = g;
+			fs->want = 0;
+			fs->listed_at = shb_now();
+		}
+		pthread_mutex_unlock(&fs->mu);
+		return;
+	}
+	if (!fs->listing && fs->listed && !fs->want
+	    && shb_now() - fs->listed_at >= fs->cfg.list_ttl) {
+		fs->want = 1;
+		pthread_cond_signal(&fs->wake);
+	}
+	/* Nothing known yet: the first listing is worth waiting for. */
+	while (!fs->listed && !fs->stop)
+		pthread_cond_wait(&fs->listed_cv, &fs->mu);
 	pthread_mutex_unlock(&fs->mu);
 }
 
 void shbfs_refresh(struct shbfs *fs)
 {
-	__atomic_store_n(&fs->stale, 1, __ATOMIC_RELAXED);
+	/* Called from a signal handler: an atomic add only. */
+	__atomic_add_fetch(&fs->gen, 1, __ATOMIC_RELEASE);
+}
+
+void shbfs_list_free(struct shbfs *fs)
+{
+	while (fs->all) {
+		struct shbfs_backup *b = fs->all;
+
+		fs->all = b->next;
+		shb_reader_close(b->reader);
+		shb_layout_free(&b->layout);
+		pthread_mutex_destroy(&b->mu);
+		free(b->local_path);
+		free(b->s3_key);
+		free(b);
+	}
+	shb_catalog_free(&fs->local);
+	shb_catalog_free(&fs->remote);
+	free(fs->list);
+	fs->list = NULL;
+	fs->n = 0;
 }
 
 struct shbfs_backup *shbfs_find(struct shbfs *fs, const char *ts)
@@ -215,7 +407,10 @@ static int do_open(struct shbfs *fs, struct shbfs_backup *b)
 	} else {
 		return shb_fail(SHB_ENOTFOUND, "no readable copy");
 	}
-	if ((rc = open_reader(fs, b, src)))
+	rc = open_reader(fs, b, src);
+	if (b->remote)
+		shbfs_s3_status(fs, rc, shb_errmsg());
+	if (rc)
 		return rc;
 	if ((rc = shb_layout_from_index(shb_reader_index(b->reader), &b->layout))) {
 		shb_reader_close(b->reader);

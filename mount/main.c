@@ -12,9 +12,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <limits.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,13 +36,18 @@
 
 struct options {
 	char *local, *s3, *endpoint, *region, *cache_dir, *cache_size, *list_ttl, *timeout;
-	char *uid, *gid;
+	char *uid, *gid, *umask;
 	char *source, *mountpoint;
 	int help, version, bad;
 };
 
 enum { KEY_HELP, KEY_VERSION };
 
+/*
+ * Every value is taken as a string and checked by the parsers below, not
+ * by fuse_opt's typed templates: those are sscanf, which takes "-5" for %u
+ * and wraps on overflow without a word.
+ */
 #define OPT(t, p) { t, offsetof(struct options, p), 0 }
 
 static const struct fuse_opt spec[] = {
@@ -53,6 +61,7 @@ static const struct fuse_opt spec[] = {
 	OPT("timeout=%s", timeout),
 	OPT("uid=%s", uid),
 	OPT("gid=%s", gid),
+	OPT("umask=%s", umask),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -81,12 +90,18 @@ static void usage(void)
 	       "    -o cache_dir=DIR       disk cache of fetched S3 bytes (default\n"
 	       "                           /var/cache/shbackupfs as root, else\n"
 	       "                           ~/.cache/shbackupfs)\n"
-	       "    -o cache_size=N[KMG]   disk cache cap (default 1G)\n"
-	       "    -o list_ttl=SECONDS    how long a root listing is served (default 60;\n"
-	       "                           SIGHUP re-lists at once)\n"
-	       "    -o timeout=SECONDS     how long an S3 request may try (default 10)\n"
-	       "    -o uid=N,gid=N         owner of every file (default: the mounting user)\n"
-	       "    -o allow_other         let other users in (secrets.json stays 0400)\n"
+	       "    -o cache_size=N[KMGT]  disk cache cap, 0 to 1T (default 1G)\n"
+	       "    -o list_ttl=SECONDS    how long a root listing is served, 0 to 1e7\n"
+	       "                           (default 60; SIGHUP re-lists at once)\n"
+	       "    -o timeout=SECONDS     how long an S3 request may try, 1 to 3600\n"
+	       "                           (default 10)\n"
+	       "    -o uid=N,gid=N         owner and group of every file, numbers or names\n"
+	       "                           (default: the mounting user)\n"
+	       "    -o umask=OOO           files 0444 and dirs 0555 less this (octal);\n"
+	       "                           default: dirs 0500, files their archived mode\n"
+	       "                           less write bits (0400 for shbackup's)\n"
+	       "    -o allow_other         let other users in, as far as the modes say\n"
+	       "                           (secrets.json stays 0400, owner only)\n"
 	       "    -V, --version          print the version\n\n");
 }
 
@@ -120,23 +135,42 @@ static int on_arg(void *data, const char *arg, int key, struct fuse_args *out)
 
 /* --- option values ------------------------------------------------------------- */
 
-static int parse_size(const char *s, uint64_t *out)
+/*
+ * The one parser of whole numbers: decimal (octal with base 8), an optional
+ * K/M/G/T suffix when shift is allowed, within lo..hi; anything else (a
+ * sign, spaces, overflow) is an error naming the option.
+ */
+static int parse_uint(const char *name, const char *s, int base, int suffix, uint64_t lo,
+		      uint64_t hi, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
+	unsigned shift = 0;
 
 	errno = 0;
-	v = strtoull(s, &end, 10);
+	if (*s < '0' || *s > '9')
+		goto bad;
+	v = strtoull(s, &end, base);
 	if (errno || end == s)
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	default: break;
+		goto bad;
+	if (suffix && *end) {
+		const char *units = "KMGT", *u = strchr(units, *end & ~0x20);
+
+		if (!u || !*u)
+			goto bad;
+		shift = 10 * (unsigned)(u - units + 1);
+		end++;
 	}
+	if (*end || (shift && v > (UINT64_MAX >> shift)))
+		goto bad;
+	v <<= shift;
+	if (v < lo || v > hi)
+		goto bad;
 	*out = v;
-	return *end ? -1 : 0;
+	return 0;
+bad:
+	fprintf(stderr, "shbackupfs: invalid %s '%s'\n", name, s);
+	return -1;
 }
 
 static int parse_number(const char *name, const char *s, double lo, double hi, double *out)
@@ -145,10 +179,67 @@ static int parse_number(const char *name, const char *s, double lo, double hi, d
 
 	errno = 0;
 	*out = strtod(s, &end);
-	if (errno || end == s || *end || *out < lo || *out > hi) {
+	/* Written so that NaN, which compares false with everything, fails too. */
+	if (errno || end == s || *end || !(*out >= lo && *out <= hi)) {
 		fprintf(stderr, "shbackupfs: invalid %s '%s'\n", name, s);
 		return -1;
 	}
+	return 0;
+}
+
+/* uid= and gid=: a number, or a user or group name. */
+static int parse_id(const char *name, const char *s, int group, uint64_t *out)
+{
+	if (*s >= '0' && *s <= '9')
+		return parse_uint(name, s, 10, 0, 0, UINT32_MAX - 1, out);
+	if (group) {
+		struct group *g = getgrnam(s);
+
+		if (g) {
+			*out = g->gr_gid;
+			return 0;
+		}
+	} else {
+		struct passwd *pw = getpwnam(s);
+
+		if (pw) {
+			*out = pw->pw_uid;
+			return 0;
+		}
+	}
+	fprintf(stderr, "shbackupfs: invalid %s '%s': no such %s\n", name, s,
+		group ? "group" : "user");
+	return -1;
+}
+
+/*
+ * An absolute form of path: the daemon changes to "/" once mounted, so a
+ * relative one would name something else.  Missing components are fine.
+ */
+static char *absolute(const char *path)
+{
+	char cwd[PATH_MAX];
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	return shb_aprintf("%s/%s", cwd, path);
+}
+
+/* replace() with the absolute form of v. */
+static int replace_abs(char **field, const char *v)
+{
+	char *abs;
+
+	if (!v)
+		return 0;
+	if (!(abs = absolute(v))) {
+		fprintf(stderr, "shbackupfs: cannot resolve '%s': %s\n", v, strerror(errno));
+		return -1;
+	}
+	free(*field);
+	*field = abs;
 	return 0;
 }
 
@@ -193,8 +284,10 @@ static char *default_cache_dir(void)
 static int configure(struct options *o, struct shb_config *env, struct shbfs_config *c,
 		     struct shb_s3 **s3)
 {
-	double ttl = 60, timeout = 10, id;
+	double ttl = 60, timeout = 10;
+	uint64_t v;
 	int local_given = o->local || (o->source && strncmp(o->source, "s3://", 5));
+	struct stat st;
 
 	if (shb_config_load(env)) {
 		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
@@ -208,6 +301,8 @@ static int configure(struct options *o, struct shb_config *env, struct shbfs_con
 	replace(&env->s3_region, o->region);
 	if (local_given)
 		replace(&env->local_dir, o->local ? o->local : o->source);
+	if (env->local_dir && replace_abs(&env->local_dir, env->local_dir))
+		return -1;
 	memset(c, 0, sizeof(*c));
 	c->local_dir = env->local_dir;
 	c->s3_prefix = env->s3_prefix;
@@ -215,20 +310,43 @@ static int configure(struct options *o, struct shb_config *env, struct shbfs_con
 	c->gid = getgid();
 	c->cache_size = 1ull << 30;
 	if ((o->list_ttl && parse_number("list_ttl", o->list_ttl, 0, 1e7, &ttl))
-	    || (o->timeout && parse_number("timeout", o->timeout, 1, 3600, &timeout))
-	    || (o->uid && parse_number("uid", o->uid, 0, UINT_MAX, &id)))
+	    || (o->timeout && parse_number("timeout", o->timeout, 1, 3600, &timeout)))
 		return -1;
-	if (o->uid)
-		c->uid = (uid_t)id;
-	if (o->gid && parse_number("gid", o->gid, 0, UINT_MAX, &id))
-		return -1;
-	if (o->gid)
-		c->gid = (gid_t)id;
-	if (o->cache_size && parse_size(o->cache_size, &c->cache_size)) {
-		fprintf(stderr, "shbackupfs: invalid cache_size '%s'\n", o->cache_size);
-		return -1;
+	if (o->uid) {
+		if (parse_id("uid", o->uid, 0, &v))
+			return -1;
+		c->uid = (uid_t)v;
 	}
+	if (o->gid) {
+		if (parse_id("gid", o->gid, 1, &v))
+			return -1;
+		c->gid = (gid_t)v;
+	}
+	if (o->umask) {
+		if (parse_uint("umask", o->umask, 8, 0, 0, 0777, &v))
+			return -1;
+		c->umask_set = 1;
+		c->umask = (mode_t)v;
+	}
+	if (o->cache_size
+	    && parse_uint("cache_size", o->cache_size, 10, 1, 0, 1ull << 40, &c->cache_size))
+		return -1;
 	c->list_ttl = ttl;
+	/*
+	 * A local dir that is not there mounts an empty tree that looks like
+	 * "no backups": refuse it, unless it is the default one and S3 is set
+	 * (a host that keeps its backups in S3 only).
+	 */
+	if (c->local_dir && (local_given || getenv("BACKUP_LOCAL_DIR") || !env->s3_bucket)) {
+		const char *why = stat(c->local_dir, &st) < 0 ? strerror(errno)
+				  : !S_ISDIR(st.st_mode) ? "not a directory" : NULL;
+
+		if (why) {
+			fprintf(stderr, "shbackupfs: cannot use backup directory '%s': %s\n",
+				c->local_dir, why);
+			return -1;
+		}
+	}
 	if (env->s3_bucket) {
 		env->s3_max_attempts = 3;
 		env->s3_retry_seconds = (int)timeout;
@@ -240,6 +358,74 @@ static int configure(struct options *o, struct shb_config *env, struct shbfs_con
 		c->s3 = *s3;
 	}
 	return 0;
+}
+
+/* Splits line at spaces into at most max fields, in place; returns how many. */
+static int split_fields(char *line, char **fields, int max)
+{
+	int n = 0;
+
+	while (*line && n < max) {
+		while (*line == ' ' || *line == '\n')
+			*line++ = '\0';
+		if (!*line)
+			break;
+		fields[n++] = line;
+		while (*line && *line != ' ' && *line != '\n')
+			line++;
+	}
+	return n;
+}
+
+/* Undoes mountinfo's octal escapes (\040 for a space), in place. */
+static void unescape(char *s)
+{
+	char *w = s;
+
+	while (*s) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7'
+		    && s[3] >= '0' && s[3] <= '7') {
+			*w++ = (char)(((s[1] - '0') << 6) | ((s[2] - '0') << 3) | (s[3] - '0'));
+			s += 4;
+		} else {
+			*w++ = *s++;
+		}
+	}
+	*w = '\0';
+}
+
+/*
+ * The fstype of the topmost mount exactly at dir (from
+ * /proc/self/mountinfo, which unlike stat() cannot hang on a dead FUSE
+ * daemon), or NULL when nothing is mounted there.
+ */
+static char *mounted_fstype(const char *dir)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char *line = NULL, *found = NULL;
+	size_t cap = 0;
+
+	while (f && getline(&line, &cap, f) > 0) {
+		char *fields[16];
+		int n = split_fields(line, fields, 16);
+
+		if (n < 7)
+			continue;
+		unescape(fields[4]);  /* the mount point */
+		if (strcmp(fields[4], dir))
+			continue;
+		/* After the optional fields comes "-", then the fstype. */
+		for (int i = 6; i + 1 < n; i++)
+			if (!strcmp(fields[i], "-")) {
+				free(found);
+				found = strdup(fields[i + 1]);
+				break;
+			}
+	}
+	free(line);
+	if (f)
+		fclose(f);
+	return found;
 }
 
 /* --- running --------------------------------------------------------------------- */
@@ -290,7 +476,7 @@ int main(int argc, char **argv)
 	struct shb_config env = { 0 };
 	struct shbfs_config c;
 	struct shb_s3 *s3 = NULL;
-	char *cache_dir = NULL;
+	char *cache_dir = NULL, *fstype = NULL;
 	int rc = 1;
 
 	umask(077);
@@ -316,7 +502,18 @@ int main(int argc, char **argv)
 	    || fuse_opt_add_arg(&args, "-oro,default_permissions,fsname=shbackupfs,subtype=shbackupfs")
 	    || fuse_parse_cmdline(&args, &cl) || configure(&o, &env, &c, &s3))
 		goto out;
-	cache_dir = o.cache_dir ? strdup(o.cache_dir) : default_cache_dir();
+	if ((fstype = mounted_fstype(cl.mountpoint)) && !strncmp(fstype, "fuse", 4)) {
+		/* A second FUSE mount on top would hide the first, silently. */
+		fprintf(stderr, "shbackupfs: '%s' is already a mount point (%s): unmount it first\n",
+			cl.mountpoint, fstype);
+		goto out;
+	}
+	cache_dir = o.cache_dir ? absolute(o.cache_dir) : default_cache_dir();
+	if (!cache_dir) {
+		fprintf(stderr, "shbackupfs: cannot resolve cache_dir '%s': %s\n",
+			o.cache_dir ? o.cache_dir : "(default)", strerror(errno));
+		goto out;
+	}
 	c.cache_dir = cache_dir;
 	if (shbfs_new(&c, &the_fs)) {
 		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
@@ -328,6 +525,7 @@ out:
 	shb_s3_free(s3);
 	shb_config_free(&env);
 	free(cache_dir);
+	free(fstype);
 	free(cl.mountpoint);
 	free(o.source);
 	free(o.mountpoint);
@@ -341,6 +539,7 @@ out:
 	free(o.timeout);
 	free(o.uid);
 	free(o.gid);
+	free(o.umask);
 	fuse_opt_free_args(&args);
 	return rc;
 }

@@ -130,29 +130,81 @@ def test_writes_fail_with_erofs(two_local, mount):
         assert e.value.errno == errno.EROFS, (i, e.value)
 
 
-def test_secrets_only_for_the_owner_even_with_allow_other(two_local, mount, tmp):
-    _, env, _ = two_local
+@pytest.fixture
+def reader_user():
+    """A real unprivileged user (and its own group), removed afterwards."""
+    import grp
     user = "shbtest" + str(os.getpid())
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
-                   check=True)
-    import tempfile
-    pub = Path(tempfile.mkdtemp(prefix="shb-mnt-", dir="/tmp"))  # other users can reach it
+    subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell",
+                    "/usr/sbin/nologin", user], check=True)
     try:
-        pub.chmod(0o755)
-        m = mount(env, "allow_other", mnt=pub)
-        as_user = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
-        secrets = m.path / "latest" / "secrets.json"
-        assert (secrets.stat().st_mode & 0o777) == 0o400
-        p = subprocess.run(as_user + ["cat", str(secrets)], capture_output=True, text=True)
-        assert p.returncode != 0 and "Permission denied" in p.stderr
-        p = subprocess.run(as_user + ["sqlite3", str(m.path / "latest" / "streamhub.db"),
-                                      "SELECT count(*) FROM apps"], capture_output=True, text=True)
-        assert p.returncode == 0 and p.stdout.strip() == "2", p.stderr
-        assert secrets.read_bytes()  # the owner reads it
+        yield user, grp.getgrnam(user).gr_gid
     finally:
         subprocess.run(["userdel", user], check=False)
+        subprocess.run(["groupdel", user], capture_output=True, check=False)
+
+
+@pytest.fixture
+def public_mnt():
+    """A mount point other users can reach (tmp is 0700); never left mounted."""
+    import tempfile
+    pub = Path(tempfile.mkdtemp(prefix="shb-mnt-", dir="/tmp"))
+    pub.chmod(0o755)
+    try:
+        yield pub
+    finally:
         subprocess.run(["fusermount3", "-uz", str(pub)], capture_output=True)
         shutil.rmtree(pub, ignore_errors=True)
+
+
+def as_user(user, *cmd):
+    """cmd run as user, in user's own group only (no root group left over)."""
+    return subprocess.run(["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
+                           *map(str, cmd)], capture_output=True, text=True, timeout=60)
+
+
+def test_allow_other_lets_in_only_whom_gid_and_umask_name(two_local, mount, reader_user,
+                                                          public_mnt):
+    """hardening #5: with allow_other the dbs (archived 0600) were served 0444
+    to every local user.  Now the archived mode less write bits, dirs 0500,
+    so another user reads nothing unless gid=/umask= name it; secrets.json
+    stays the owner's alone even then."""
+    _, env, _ = two_local
+    user, gid = reader_user
+    m = mount(env, "allow_other", mnt=public_mnt)
+    d = m.path / "latest"
+    db = d / "streamhub.db"
+    assert (m.path.stat().st_mode & 0o777) == 0o500
+    assert (db.stat().st_mode & 0o777) == 0o400
+    assert ((d / "apps").stat().st_mode & 0o777) == 0o500
+    assert (d / "secrets.json").stat().st_mode & 0o777 == 0o400
+    assert db.read_bytes() and (d / "secrets.json").read_bytes()  # the owner reads
+    for cmd in (["ls", m.path], ["ls", m.path / os.readlink(d)], ["cat", db],
+                ["sqlite3", db, "SELECT count(*) FROM apps"],
+                ["cat", d / "apps/app-001/app.db"], ["cat", d / "secrets.json"]):
+        p = as_user(user, *cmd)
+        assert p.returncode != 0, (cmd, p.stdout)
+        assert "ermission denied" in p.stderr or "unable to open" in p.stderr, (cmd, p.stderr)
+    subprocess.run(["fusermount3", "-u", str(m.path)], check=True)
+    m.proc.wait(timeout=15)
+
+    m = mount(env, "allow_other", f"gid={user}", "umask=0027", mnt=public_mnt)
+    d = m.path / "latest"
+    assert d.stat().st_gid == gid and (d.stat().st_mode & 0o777) == 0o550
+    assert ((d / "streamhub.db").stat().st_mode & 0o777) == 0o440
+    assert ((d / "secrets.json").stat().st_mode & 0o777) == 0o400
+    p = as_user(user, "sqlite3", d / "streamhub.db", "SELECT count(*) FROM apps")
+    assert p.returncode == 0 and p.stdout.strip() == "2", p.stderr
+    p = as_user(user, "ls", d / "apps")
+    assert p.returncode == 0 and p.stdout.split() == ["app-001", "app-002"], p.stderr
+    p = as_user(user, "cat", d / "secrets.json")
+    assert p.returncode != 0 and "Permission denied" in p.stderr
+    # gid= by number works the same; the user outside the group gets nothing.
+    subprocess.run(["fusermount3", "-u", str(m.path)], check=True)
+    m.proc.wait(timeout=15)
+    m = mount(env, "allow_other", f"gid={gid + 100000}", "umask=0027", mnt=public_mnt)
+    p = as_user(user, "cat", m.path / "latest" / "streamhub.db")
+    assert p.returncode != 0 and "Permission denied" in p.stderr
 
 
 def test_new_backups_appear_on_sighup(two_local, mount):
@@ -330,6 +382,7 @@ def start_proxy(swift, port=0):
 
 
 def test_endpoint_down_and_back(swift, bucket, tmp, mount):
+    """Also hardening (S3 outage): the daemon logs the outage once, not once per read."""
     archive, top, ts = s3_backup(swift, bucket, tmp, apps=2, size_mb=4, seed=3)
     proxy, port = start_proxy(swift)
     try:
@@ -346,8 +399,20 @@ def test_endpoint_down_and_back(swift, bucket, tmp, mount):
             (d / "apps/app-002/app.db").read_bytes()
         assert e.value.errno == errno.EIO and time.monotonic() - t0 < 15
         assert m.proc.poll() is None
+        # sqlite3 sees EIO on read as damage: the README says so.
+        p = subprocess.run(["sqlite3", d / "apps/app-002/app.db", "SELECT count(*) FROM streams"],
+                           capture_output=True, text=True)
+        assert p.returncode != 0
+        for _ in range(3):
+            with pytest.raises(OSError):
+                (d / "apps/app-002/app.db").read_bytes()
         proxy, _ = start_proxy(swift, port)
         assert sha(d / "apps/app-002/app.db") == sha(top / "apps/app-002/app.db")
+        # One line when the outage starts and one when it ends, not one per read.
+        log = m.log()
+        assert log.count("S3 unreachable: reads of uncached data fail with EIO") == 1, log
+        assert log.count("S3 reachable again") == 1, log
+        assert "read of" not in log, log
     finally:
         proxy.kill()
         proxy.wait()
@@ -404,6 +469,7 @@ def test_plain_tar_czf_archives_local_and_s3(two_local, swift, bucket, tmp, moun
     local = tmp / "plain"
     local.mkdir()
     root_ts, folder_ts, s3_ts = "20250101T000000Z", "20250102T000000Z", "20250103T000000Z"
+    (top / "streamhub.db").chmod(0o644)  # a plain archive's modes are its tar headers'
     subprocess.run(["tar", "czf", local / f"streamhub-backup-{root_ts}.tar.gz", "-C", top, "."],
                    check=True)
     subprocess.run(["tar", "czf", local / f"streamhub-backup-{folder_ts}.tar.gz", "-C",
@@ -417,6 +483,10 @@ def test_plain_tar_czf_archives_local_and_s3(two_local, swift, bucket, tmp, moun
     rng = random.Random(3)
     for ts in (root_ts, folder_ts, s3_ts):
         check_same(m.path / ts, top)
+        # hardening #5: the header's mode less write bits; secrets.json 0400 regardless.
+        assert ((m.path / ts / "streamhub.db").stat().st_mode & 0o777) == 0o444
+        assert ((m.path / ts / "apps/app-001/app.db").stat().st_mode & 0o777) == 0o400
+        assert ((m.path / ts / "secrets.json").stat().st_mode & 0o777) == 0o400
         random_reads(m.path / ts / "apps/app-002/app.db", top / "apps/app-002/app.db", rng)
         out = subprocess.run(["sqlite3", m.path / ts / "streamhub.db", "SELECT count(*) FROM apps"],
                              capture_output=True, text=True, check=True)
@@ -435,7 +505,7 @@ def test_sigterm_unmounts_cleanly(two_local, mount):
     m = mount(env)
     assert os.listdir(m.path)
     m.proc.send_signal(signal.SIGTERM)
-    assert m.proc.wait(timeout=15) == 0
+    assert m.proc.wait(timeout=15) == 0, m.log()
     assert not os.path.ismount(m.path)
 
 
@@ -487,3 +557,223 @@ def test_local_and_s3_backups_show_once_each(swift, bucket, tmp, mount):
     n = len(swift.requests())
     assert sha(m.path / ts_of(both) / "streamhub.db")  # read from the local copy
     assert gets(swift, n, bucket) == []
+
+
+# --- listing apart from S3 -------------------------------------------------------------
+
+def closed_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_local_backups_show_when_s3_is_down_at_mount(two_local, swift, bucket, tmp, mount):
+    """hardening #9: with S3 unreachable at mount time the root was empty,
+    local backups included.  Local and S3 listings now fail apart; the
+    outage is one log line, and one more when S3 is back."""
+    data, _, archives = two_local
+    port = closed_port()
+    env = swift.env(bucket, BACKUP_LOCAL_DIR=data / "backups",
+                    BACKUP_S3_ENDPOINT=f"http://127.0.0.1:{port}")
+    m = mount(env, f"cache_dir={tmp / 'cache'}", "timeout=2", "list_ttl=0.2")
+    assert sorted(os.listdir(m.path)) == sorted(["latest"] + [ts_of(a) for a in archives])
+    top = extract(archives[0], tmp / "x")
+    check_same(m.path / ts_of(archives[0]), top)
+    for _ in range(10):  # relists (list_ttl 0.2 s) while S3 stays down
+        assert ts_of(archives[-1]) in os.listdir(m.path)
+        time.sleep(0.3)
+    assert eventually(lambda: "S3 unreachable" in m.log())
+    assert m.log().count("S3 unreachable") == 1, m.log()
+    proxy, _ = start_proxy(swift, port)
+    try:
+        assert eventually(lambda: os.listdir(m.path) and "S3 reachable again" in m.log(),
+                          timeout=15), m.log()
+        assert m.log().count("S3 unreachable") == 1 and m.log().count("reachable again") == 1
+    finally:
+        proxy.kill()
+        proxy.wait()
+
+
+class Hanging:
+    """A loopback TCP port that accepts connections and never answers."""
+
+    def __init__(self, port):
+        import socket
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", port))
+        self.srv.listen(64)
+        self.srv.settimeout(0.2)
+        self.conns, self.stop = [], threading.Event()
+        self.thread = threading.Thread(target=self.accept)
+        self.thread.start()
+
+    def accept(self):
+        while not self.stop.is_set():
+            try:
+                self.conns.append(self.srv.accept()[0])
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        for c in self.conns:
+            c.close()
+        self.srv.close()
+
+
+def test_reads_and_ls_answer_while_an_s3_listing_hangs(two_local, swift, bucket, tmp, mount):
+    """hardening #9: every re-list held the global lock while S3 hung: local
+    reads took 10-13 s and a root ls 20 s every list_ttl.  Listing now runs
+    apart and swaps its result in; what is known answers at once."""
+    data, _, archives = two_local
+    proxy, port = start_proxy(swift)
+    hang = None
+    try:
+        env = swift.env(bucket, BACKUP_LOCAL_DIR=data / "backups",
+                        BACKUP_S3_ENDPOINT=f"http://127.0.0.1:{port}")
+        m = mount(env, f"cache_dir={tmp / 'cache'}", "timeout=6", "list_ttl=0.5")
+        top = extract(archives[-1], tmp / "x")
+        names = sorted(["latest"] + [ts_of(a) for a in archives])
+        assert sorted(os.listdir(m.path)) == names
+        proxy.kill()
+        proxy.wait()
+        hang = Hanging(port)  # S3 now accepts and never answers
+        slowest = 0.0
+        rels = files_of(top)
+        for i in range(12):  # about 6 s: relists start every 0.5 s and hang
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            assert sorted(os.listdir(m.path)) == names
+            d = m.path / ts_of(archives[i % 2])
+            os.stat(d / "streamhub.db")
+            rel = rels[i % len(rels)]
+            if i % 2:  # the newest backup: a file not read before comes from the archive
+                assert (d / rel).read_bytes() == (top / rel).read_bytes()
+            slowest = max(slowest, time.monotonic() - t0)
+        assert slowest < 2.0, slowest
+    finally:
+        proxy.kill()
+        proxy.wait()
+        if hang:
+            hang.close()
+
+
+def test_sighup_during_a_slow_relist_is_not_lost(two_local, swift, bucket, tmp, mount):
+    """A SIGHUP that came while a listing ran was dropped (the flag was
+    cleared when that listing ended): the new backup showed only after
+    list_ttl.  Now each SIGHUP bumps a generation and a listing starts again."""
+    data, env, archives = two_local
+    proxy = subprocess.Popen([sys.executable, str(FAULT_PROXY), "--upstream", swift.endpoint,
+                              "--chaos", "1", "--faults", "slow", "--slow", "4"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proxy.stdout.readline().split()[1])
+        menv = swift.env(bucket, BACKUP_LOCAL_DIR=data / "backups",
+                         BACKUP_S3_ENDPOINT=f"http://127.0.0.1:{port}")
+        m = mount(menv, f"cache_dir={tmp / 'cache'}", "list_ttl=3600")
+        assert ts_of(archives[-1]) in os.listdir(m.path)
+        m.proc.send_signal(signal.SIGHUP)
+        # Something must look at the root for a listing to start in the old code.
+        looker = threading.Thread(target=lambda: os.listdir(m.path))
+        looker.start()
+        time.sleep(1.0)  # the local part is listed; the S3 list waits 4 s at the proxy
+        shbackup("create", env=env, check=0)
+        new = ts_of(backups_in(data / "backups")[-1])
+        m.proc.send_signal(signal.SIGHUP)  # during the slow listing
+        looker.join()
+        assert eventually(lambda: new in os.listdir(m.path), timeout=12), m.log()
+    finally:
+        proxy.kill()
+        proxy.wait()
+
+
+# --- options and mount points ------------------------------------------------------------
+
+def run_fs(*args, cwd=None, env=None, mnt=None):
+    """Runs shbackupfs; if it mounted mnt after all (in the foreground it
+    would not return), the mount is undone, pass or fail."""
+    try:
+        return subprocess.run([os.path.abspath(SHBACKUPFS), *map(str, args)],
+                              capture_output=True, text=True, timeout=20, cwd=cwd,
+                              env=env or base_env())
+    finally:
+        if mnt and str(mnt) in Path("/proc/mounts").read_text():  # ismount() fails on a dead one
+            subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+
+
+def test_daemon_mode_with_relative_paths(two_local, tmp):
+    """The daemon changes to / once mounted: a relative SOURCE, local= or
+    cache_dir= named something else there and the tree came up empty."""
+    data, _, archives = two_local
+    (tmp / "m").mkdir()
+    try:
+        p = run_fs(data.relative_to(tmp) / "backups", "m", "-o", "cache_dir=rel-cache", cwd=tmp)
+        assert p.returncode == 0, p.stderr
+        assert sorted(os.listdir(tmp / "m")) == sorted(["latest"] + [ts_of(a) for a in archives])
+        assert (tmp / "m" / "latest" / "streamhub.db").read_bytes()[:16] == b"SQLite format 3\0"
+        assert (tmp / "rel-cache").is_dir()
+        subprocess.run(["fusermount3", "-u", str(tmp / "m")], check=True)
+        p = run_fs("m", "-o", f"local={data.relative_to(tmp) / 'backups'}", cwd=tmp)
+        assert p.returncode == 0, p.stderr
+        assert ts_of(archives[-1]) in os.listdir(tmp / "m")
+    finally:
+        subprocess.run(["fusermount3", "-uz", str(tmp / "m")], capture_output=True)
+    assert eventually(lambda: not subprocess.run(
+        ["pgrep", "-f", f"{os.path.abspath(SHBACKUPFS)} m"], capture_output=True).stdout)
+
+
+def test_missing_source_and_busy_mountpoint_are_refused(two_local, tmp, mount):
+    """A missing source dir mounted an empty tree; a second mount on a
+    mount point stacked on the first without a word.  Both refuse, one line."""
+    data, env, _ = two_local
+    (tmp / "m").mkdir()
+    for args in ([tmp / "nope", tmp / "m"], [tmp / "m", "-o", f"local={tmp / 'nope'}"]):
+        p = run_fs(*args, "-f", mnt=tmp / "m")
+        assert p.returncode == 1
+        assert p.stderr == f"shbackupfs: cannot use backup directory '{tmp / 'nope'}': " \
+                           "No such file or directory\n", p.stderr
+    m = mount(env)
+    p = run_fs(data / "backups", m.path)  # a daemon: returns once mounted
+    if p.returncode == 0:  # stacked: take the second one off again
+        subprocess.run(["fusermount3", "-u", str(m.path)], capture_output=True)
+    assert p.returncode == 1 and "already a mount point" in p.stderr, p.stderr
+    assert len(p.stderr.splitlines()) == 1
+    assert os.listdir(m.path) and m.proc.poll() is None  # the first mount is untouched
+    assert Path("/proc/mounts").read_text().count(f" {m.path} ") == 1
+
+
+def test_numeric_options_are_range_checked(two_local, tmp):
+    """cache_size=-5 and 99999999999G were taken (wrapped around)."""
+    data, _, _ = two_local
+    (tmp / "m").mkdir()
+    for opt in ("cache_size=-5", "cache_size=99999999999G", "cache_size=18446744073709551616",
+                "cache_size= 5", "cache_size=5X", "cache_size=2T", "list_ttl=-1", "list_ttl=nan",
+                "list_ttl=1e99", "timeout=0", "timeout=inf", "uid=-1", "uid=4294967295",
+                "gid=99999999999", "umask=0999", "umask=01000", "umask=-1"):
+        p = run_fs(data / "backups", tmp / "m", "-f", "-o", opt, mnt=tmp / "m")
+        name, value = opt.split("=", 1)
+        assert p.returncode == 1, (opt, p.stderr)
+        assert p.stderr.startswith(f"shbackupfs: invalid {name} '{value}'"), (opt, p.stderr)
+        assert len(p.stderr.splitlines()) == 1, (opt, p.stderr)
+
+
+def test_unwritable_cache_dir_only_warns_for_a_local_mount(two_local, swift, bucket, tmp,
+                                                           mount):
+    """A cache_dir that cannot be made refused even a local-only mount,
+    which needs no disk cache: now a warning; with S3 it is still an error."""
+    data, env, archives = two_local
+    (tmp / "file").write_text("")
+    bad = tmp / "file" / "cache"
+    m = mount(env, f"cache_dir={bad}")
+    top = extract(archives[-1], tmp / "x")
+    check_same(m.path / ts_of(archives[-1]), top)
+    assert "without a disk cache" in m.log() and str(bad) in m.log()
+    (tmp / "m2").mkdir()
+    p = run_fs(tmp / "m2", "-f", "-o", f"cache_dir={bad}", mnt=tmp / "m2",
+               env=swift.env(bucket, BACKUP_LOCAL_DIR=data / "backups"))
+    assert p.returncode == 1 and str(bad) in p.stderr

@@ -79,6 +79,18 @@ def test_hardening(installed):
         assert key not in fs, key  # a private mount namespace would hide the mount
 
 
+def test_mount_unit_lets_other_users_in_only_through_the_modes(installed):
+    """hardening #5: the shipped mount used allow_other alone; with
+    default_permissions the kernel enforces the modes, and the operator's
+    SHBACKUPFS_OPTIONS (gid=, umask=) extend the option list."""
+    units, _, _ = installed
+    fs = unit(units, "shbackupfs.service")["Service"]
+    [exec_start] = fs["ExecStart"]
+    opts = shlex.split(exec_start)[shlex.split(exec_start).index("-o") + 1]
+    assert {"allow_other", "default_permissions"} <= set(opts.split(",")), opts
+    assert opts.endswith("${SHBACKUPFS_OPTIONS}") and "SHBACKUPFS_OPTIONS=" in fs["Environment"]
+
+
 def test_backup_service_exec_start_with_the_sample_env(installed, tmp):
     units, bindir, sample = installed
     data = tmp / "data"
