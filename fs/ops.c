@@ -389,6 +389,7 @@ void shbfs_free(struct shbfs *fs)
 		pthread_mutex_destroy(&b->mu);
 		free(b->local_path);
 		free(b->s3_key);
+		free(b->s3_etag);
 		free(b);
 	}
 	shbfs_cache_free(fs->cache);

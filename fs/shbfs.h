@@ -28,7 +28,8 @@ struct shbfs_backup {
 	uint64_t local_size;
 	char *s3_key;
 	uint64_t s3_size;
-	char key[33];               /* cache key of the source in use */
+	char *s3_etag;              /* from the listing; NULL if none */
+	char key[33];               /* cache key: content identity of the source in use */
 	int remote;                 /* reads go to S3 */
 
 	pthread_mutex_t mu;         /* guards opening */
