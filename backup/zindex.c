@@ -214,7 +214,9 @@ static int ext_done(struct tarp *t)
 		parse_pax(t, (char *)t->ext.data, t->ext.len);
 	else if (t->ext_type == 'L') {
 		free(t->path_override);
-		if (!(t->path_override = strndup((char *)t->ext.data, t->ext.len)))
+		/* An empty record never allocated ext.data: strndup(NULL, 0) is undefined. */
+		t->path_override = t->ext.len ? strndup((char *)t->ext.data, t->ext.len) : strdup("");
+		if (!t->path_override)
 			t->oom = 1;
 	}
 	t->ext_type = 0;
