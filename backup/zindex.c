@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/sha.h>
 #include <zlib.h>
 
 #include "error.h"
@@ -630,8 +631,11 @@ out:
 
 /*
  * The cached form: magic, usize, npoints, nchunks, chunk size (u64 each),
- * the points (uoff, coff, bits, window), the chunk CRC32s, the entries.
- * Version 2 added the CRCs: a version 1 file is refused, so rebuilt.
+ * the points (uoff, coff, bits, window), the chunk CRC32s, the entries,
+ * and a SHA-256 of all that, so a damaged cache file (a flipped bit in a
+ * window would inflate wrong bytes the chunk CRCs then refuse forever) is
+ * refused at decode and rebuilt.  Version 2 added the CRCs and the SHA-256:
+ * a version 1 file is refused, so rebuilt.
  */
 static const char zmagic[8] = { 'S', 'H', 'B', 'Z', 'I', 'D', 'X', '2' };
 #define ZHEAD 40
@@ -645,7 +649,7 @@ int shb_zindex_encode(const struct shb_zindex *z, unsigned char **out, size_t *l
 
 	if (rc)
 		return rc;
-	*len = ZHEAD + z->npoints * POINT_REC + z->nchunks * 4 + elen;
+	*len = ZHEAD + z->npoints * POINT_REC + z->nchunks * 4 + elen + 32;
 	if (!(p = *out = malloc(*len))) {
 		free(ents);
 		return shb_fail(SHB_ENOMEM, "out of memory");
@@ -666,6 +670,7 @@ int shb_zindex_encode(const struct shb_zindex *z, unsigned char **out, size_t *l
 	p += z->nchunks * 4;
 	memcpy(p, ents, elen);
 	free(ents);
+	SHA256(*out, *len - 32, p + elen);
 	return SHB_OK;
 }
 
@@ -692,14 +697,20 @@ static int check_points(struct shb_zindex *z)
 
 int shb_zindex_decode(const unsigned char *p, size_t len, struct shb_zindex **out)
 {
-	const unsigned char *end = p + len;
+	const unsigned char *end;
+	unsigned char sum[32];
 	struct shb_zindex *z;
 	struct shb_index *idx = NULL;
 	uint64_t n, nc, chunk;
 	int rc = SHB_OK;
 
-	if (len < ZHEAD || memcmp(p, zmagic, 8))
+	if (len < ZHEAD + 32 || memcmp(p, zmagic, 8))
 		return shb_fail(SHB_EFORMAT, "not a cached access-point index");
+	len -= 32;
+	SHA256(p, len, sum);
+	if (memcmp(sum, p + len, 32))
+		return shb_fail(SHB_EFORMAT, "damaged access-point index");
+	end = p + len;
 	memcpy(&n, p + 16, 8);
 	memcpy(&nc, p + 24, 8);
 	memcpy(&chunk, p + 32, 8);

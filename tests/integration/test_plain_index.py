@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHB_PACK, base_env, shbackup
+from conftest import SHB_PACK, base_env, extract, shbackup
 from conftest import sha256_file as sha
+from make_datadir import make_datadir
 
 PREFIX = "streamhub-backups"
 
@@ -99,6 +100,41 @@ def test_plain_archive_edited_after_indexing_reads_eio_never_wrong_bytes(tmp, mo
     p = shbackup("verify", "--from", archive, env=env)
     assert p.returncode == 4 and "incorrect data check" in p.stdout + p.stderr, (
         p.returncode, p.stdout, p.stderr)
+
+
+def test_damaged_cached_index_is_rebuilt_not_used(tmp, mount):
+    """Hardening #8: a flipped byte in the cached access-point index (in the
+    32 KiB window of its second access point, which the inflater primes
+    with) is caught when the cache file is read: the index is built again
+    and every byte read is right."""
+    data, local, cache = tmp / "data", tmp / "plain", tmp / "cache"
+    make_datadir(data, apps=1, size_mb=12, seed=33)
+    shbackup("create", "--no-prune", env=base_env(BACKUP_DATA_DIR=data), check=0)
+    [ours] = sorted((data / "backups").glob("streamhub-backup-*.tar.gz"))
+    top = extract(ours, tmp / "x")
+    local.mkdir()
+    ts = "20250101T000000Z"
+    subprocess.run(["tar", "czf", local / f"streamhub-backup-{ts}.tar.gz", "-C", top, "."],
+                   check=True)
+    env = base_env(BACKUP_LOCAL_DIR=local)
+    m = mount(env, f"cache_dir={cache}")
+    rels = files_of(top)
+    for rel in rels:
+        assert sha(m.path / ts / rel) == sha(top / rel), rel
+    unmount(m)
+    [zidx] = [p for p in cache.iterdir() if p.name.startswith("zidx-")]
+    raw = bytearray(zidx.read_bytes())
+    head = 24 if raw[:8] == b"SHBZIDX1" else 40      # the old layout, or this one
+    points = int.from_bytes(raw[16:24], "little")
+    assert points >= 2, points
+    at = head + (8 + 8 + 1 + 32768) + 17 + 32768 - 100  # late in point 1's window
+    raw[at] ^= 0xFF
+    zidx.write_bytes(bytes(raw))
+
+    m2 = mount(env, f"cache_dir={cache}")
+    for rel in rels:
+        assert sha(m2.path / ts / rel) == sha(top / rel), rel
+    assert "indexing" in m2.log()
 
 
 def random_files(d, seed, size=3 << 20):
