@@ -465,9 +465,10 @@ static uint64_t segment_end(const struct shb_zindex *z, size_t i)
 
 /*
  * Inflates from the access point before off on to the end of the last chunk
- * that [off, off + len) touches, checking each chunk's CRC32 on the way;
- * the requested bytes are copied out only as they pass, so a mismatch is
- * reported before the caller can use them.
+ * that [off, off + len) touches, checking each chunk's CRC32 on the way
+ * (the chunks start at the access point, so no byte before it is needed).
+ * On a mismatch buf may hold part of the damaged bytes: callers use buf only
+ * when this returns SHB_OK.
  */
 int shb_zindex_read(struct shb_source *src, const struct shb_zindex *z, uint64_t off,
 		    size_t len, void *buf)
