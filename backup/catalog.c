@@ -129,8 +129,10 @@ int shb_catalog_add_s3(struct shb_catalog *cat, struct shb_s3 *s3, const char *p
 			break;
 		}
 		free(b->s3_key);
+		free(b->s3_etag);
 		b->s3_size = o->size;
-		if (!(b->s3_key = strdup(o->key)))
+		b->s3_etag = o->etag ? strdup(o->etag) : NULL;
+		if (!(b->s3_key = strdup(o->key)) || (o->etag && !b->s3_etag))
 			rc = shb_fail(SHB_ENOMEM, "out of memory");
 	}
 	shb_s3_page_free(&page);
@@ -188,6 +190,7 @@ void shb_catalog_free(struct shb_catalog *cat)
 		free(cat->items[i].name);
 		free(cat->items[i].local_path);
 		free(cat->items[i].s3_key);
+		free(cat->items[i].s3_etag);
 	}
 	free(cat->items);
 	cat->items = NULL;

@@ -26,6 +26,7 @@ struct shb_backup {
 	uint64_t local_size;
 	char *s3_key;       /* NULL when there is no S3 copy */
 	uint64_t s3_size;
+	char *s3_etag;      /* the listing's ETag, NULL if it gave none */
 };
 
 struct shb_catalog {

@@ -4,10 +4,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/sha.h>
 
 #include "error.h"
 #include "s3.h"
@@ -33,7 +36,21 @@ static void file_close(struct shb_source *src)
 	close(fs->fd);
 }
 
-static const struct shb_source_ops file_ops = { file_read, file_close };
+static int file_version(struct shb_source *src, char *buf, size_t len)
+{
+	struct file_source *fs = (struct file_source *)src;
+	struct stat st;
+
+	if (fstat(fs->fd, &st) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot stat archive '%s'", src->name);
+	if ((uint64_t)st.st_size != src->size)
+		return shb_fail(SHB_EIO, "archive '%s' changed size while open", src->name);
+	snprintf(buf, len, "ino %llu mtime %lld.%09ld", (unsigned long long)st.st_ino,
+		 (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+	return SHB_OK;
+}
+
+static const struct shb_source_ops file_ops = { file_read, file_close, file_version };
 
 int shb_source_open_file(const char *path, struct shb_source **out)
 {
@@ -82,7 +99,7 @@ static void mem_close(struct shb_source *src)
 	(void)src;
 }
 
-static const struct shb_source_ops mem_ops = { mem_read, mem_close };
+static const struct shb_source_ops mem_ops = { mem_read, mem_close, NULL };
 
 int shb_source_open_mem(const void *data, uint64_t len, const char *name,
 			struct shb_source **out)
@@ -104,6 +121,7 @@ struct s3_source {
 	struct shb_source base;
 	struct shb_s3 *s3;
 	char *key;
+	char *etag;         /* from the listing, or NULL */
 };
 
 static int s3_read(struct shb_source *src, void *buf, size_t len, uint64_t off)
@@ -116,12 +134,27 @@ static int s3_read(struct shb_source *src, void *buf, size_t len, uint64_t off)
 static void s3_close(struct shb_source *src)
 {
 	free(((struct s3_source *)src)->key);
+	free(((struct s3_source *)src)->etag);
 }
 
-static const struct shb_source_ops s3_ops = { s3_read, s3_close };
+static int s3_version(struct shb_source *src, char *buf, size_t len)
+{
+	struct s3_source *ss = (struct s3_source *)src;
+
+	snprintf(buf, len, "etag %s", ss->etag ? ss->etag : "");
+	return SHB_OK;
+}
+
+static const struct shb_source_ops s3_ops = { s3_read, s3_close, s3_version };
 
 int shb_source_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
 		       struct shb_source **out)
+{
+	return shb_source_open_s3_etag(s3, key, size, NULL, out);
+}
+
+int shb_source_open_s3_etag(struct shb_s3 *s3, const char *key, uint64_t size,
+			    const char *etag, struct shb_source **out)
 {
 	struct s3_source *ss = calloc(1, sizeof(*ss));
 	char url[1024];
@@ -133,9 +166,11 @@ int shb_source_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
 	ss->base.size = size;
 	ss->s3 = s3;
 	ss->key = strdup(key);
+	ss->etag = etag && *etag ? strdup(etag) : NULL;
 	ss->base.name = strdup(url);
-	if (!ss->key || !ss->base.name) {
+	if (!ss->key || !ss->base.name || (etag && *etag && !ss->etag)) {
 		free(ss->key);
+		free(ss->etag);
 		free(ss->base.name);
 		free(ss);
 		return shb_fail(SHB_ENOMEM, "out of memory");
@@ -154,6 +189,40 @@ int shb_source_read(struct shb_source *src, void *buf, size_t len, uint64_t off)
 	if (!rc)
 		__atomic_add_fetch(&src->fetched, len, __ATOMIC_RELAXED);
 	return rc;
+}
+
+int shb_source_identity(struct shb_source *src, unsigned char id[32])
+{
+	/* v2: the first identity; cache files keyed by path and size alone are never hit. */
+	char version[256] = "", hex[65], *text;
+	unsigned char tail_sum[32] = { 0 }, *tail;
+	size_t tlen = src->size < SHB_IDENTITY_TAIL ? (size_t)src->size : SHB_IDENTITY_TAIL;
+	int rc, have_tag = 0;
+
+	if (src->ops->version) {
+		if ((rc = src->ops->version(src, version, sizeof(version))))
+			return rc;
+		have_tag = src->ops == &s3_ops && ((struct s3_source *)src)->etag;
+	}
+	/* An ETag names the content already: reading the tail would cost a GET. */
+	if (!have_tag) {
+		if (!(tail = malloc(tlen ? tlen : 1)))
+			return shb_fail(SHB_ENOMEM, "out of memory");
+		rc = shb_source_read(src, tail, tlen, src->size - tlen);
+		if (!rc)
+			SHA256(tail, tlen, tail_sum);
+		free(tail);
+		if (rc)
+			return rc;
+	}
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", tail_sum[i]);
+	if (!(text = shb_aprintf("shb-source-id v2\n%s\n%llu\n%s\n%s", src->name,
+				 (unsigned long long)src->size, version, hex)))
+		return SHB_ENOMEM;
+	SHA256((const unsigned char *)text, strlen(text), id);
+	free(text);
+	return SHB_OK;
 }
 
 void shb_source_close(struct shb_source *src)

@@ -15,6 +15,11 @@ struct shb_source_ops {
 	/* Reads exactly len bytes at off (off + len <= size), or fails. */
 	int (*read)(struct shb_source *src, void *buf, size_t len, uint64_t off);
 	void (*close)(struct shb_source *src);
+	/*
+	 * Appends what tells this version of the bytes from another (stat
+	 * fields, an ETag) to buf; NULL when the source has nothing to add.
+	 */
+	int (*version)(struct shb_source *src, char *buf, size_t len);
 };
 
 struct shb_source {
@@ -36,12 +41,33 @@ int shb_source_open_file(const char *path, struct shb_source **out);
 int shb_source_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
 		       struct shb_source **out);
 
+/*
+ * The same, with the object's ETag from a listing (NULL if unknown), which
+ * shb_source_identity() uses instead of reading the object's tail.
+ */
+int shb_source_open_s3_etag(struct shb_s3 *s3, const char *key, uint64_t size,
+			    const char *etag, struct shb_source **out);
+
 /* A source over bytes in memory (borrowed; they must outlive the source). */
 int shb_source_open_mem(const void *data, uint64_t len, const char *name,
 			struct shb_source **out);
 
 /* Reads exactly len bytes at off; SHB_EFORMAT if the range passes the end. */
 int shb_source_read(struct shb_source *src, void *buf, size_t len, uint64_t off);
+
+/* Bytes of the tail that shb_source_identity() hashes. */
+#define SHB_IDENTITY_TAIL (64u * 1024u)
+
+/*
+ * A SHA-256 that changes whenever the bytes behind src do, to key caches of
+ * anything derived from them (indexes, fetched members): a format tag, the
+ * name and size, then for a local file its inode and mtime (ns) and for an
+ * S3 object its ETag, and the SHA-256 of the last SHB_IDENTITY_TAIL bytes
+ * (read for a local file or an S3 object without a known ETag).  An edit
+ * that keeps all of these (same size, mtime put back, tail untouched) is
+ * left to the readers' own checksums: member CRC32s, zindex chunk CRC32s.
+ */
+int shb_source_identity(struct shb_source *src, unsigned char id[32]);
 
 /* Closes and frees a source; NULL is fine. */
 void shb_source_close(struct shb_source *src);

@@ -8,6 +8,14 @@
  * nearest access point before it: about one span of work, fetching only
  * nearby compressed bytes.
  *
+ * The pass lets zlib check the gzip trailer (CRC32 and length of the whole
+ * stream), and records a CRC32 of every chunk of inflated output (each
+ * segment between two access points cut into SHB_ZCHUNK pieces from its
+ * start).  A later read inflates on to the end of the last chunk it touches
+ * and checks every chunk it crossed: an archive changed after it was
+ * indexed (a flipped byte, even with size and mtime put back) gives
+ * SHB_ECORRUPT for the ranges it affects, never wrong bytes.
+ *
  * The index encodes to bytes for a disk cache; decoding validates like
  * shb_index_decode.  Entries that are links or special files are kept with
  * type SHB_ENTRY_OTHER so the layout check can refuse them by name.
@@ -25,11 +33,17 @@
 #define SHB_ZSPAN (4u << 20)
 /* The most output between two access points an index may have. */
 #define SHB_ZSEGMENT_MAX (64u << 20)
+/*
+ * Output bytes per checksummed chunk: a read costs at most one more chunk
+ * of inflation than it asks for.
+ */
+#define SHB_ZCHUNK (64u << 10)
 
 struct shb_zpoint {
 	uint64_t uoff;          /* output offset */
 	uint64_t coff;          /* input offset of the first full byte */
 	int bits;               /* bits of the byte before coff still to use (0..7) */
+	size_t chunk;           /* index in crcs of this segment's first chunk */
 	unsigned char window[32768];
 };
 
@@ -37,12 +51,18 @@ struct shb_zindex {
 	uint64_t usize;         /* length of the uncompressed tar */
 	size_t npoints;
 	struct shb_zpoint *points;
+	size_t nchunks;
+	uint32_t *crcs;         /* CRC32 of each chunk, segment by segment */
 	struct shb_index entries;  /* entries only: nmembers is 0 */
 };
 
 /* Builds the index of a plain tar.gz in one pass over src. */
 int shb_zindex_build(struct shb_source *src, struct shb_zindex **out);
-/* Reads exactly len uncompressed bytes at off (off + len <= usize). */
+/*
+ * Reads exactly len uncompressed bytes at off (off + len <= usize), checking
+ * the CRC32 of every chunk the range touches: SHB_ECORRUPT on a mismatch,
+ * on damaged deflate data, or if the stream ends early.
+ */
 int shb_zindex_read(struct shb_source *src, const struct shb_zindex *z, uint64_t off,
 		    size_t len, void *buf);
 

@@ -1,8 +1,11 @@
 /*
- * The caches behind shbackupfs reads.  Backups never change once written,
- * so cached bytes never go stale; they are keyed by a source key (a hash
- * of where the archive lives and its size) and, for members, the member's
- * index in the archive.
+ * The caches behind shbackupfs reads.  They are keyed by a source key, the
+ * content identity of the archive (shb_source_identity: name, size, inode
+ * and mtime in ns or the S3 ETag, a hash of the tail), and, for members,
+ * the member's index: an archive rewritten in place, or an S3 object
+ * overwritten, is a new key, so its old cached bytes are never served for
+ * it.  An edit that keeps that identity is caught by the checksums every
+ * read checks (member CRC32s, the plain-archive index's chunk CRC32s).
  *
  *  - disk: compressed members and index trailers fetched from remote
  *    archives, as files under cache_dir (0700 dirs, 0600 files).  Its size

@@ -36,9 +36,10 @@ struct shbfs_backup {
 	uint64_t local_size;
 	char *s3_key;
 	uint64_t s3_size;
+	char *s3_etag;              /* from the listing; NULL if none */
 
 	pthread_mutex_t mu;         /* protects what follows, up to next */
-	char key[33];               /* cache key of the source in use */
+	char key[33];               /* cache key: content identity of the source in use */
 	int remote;                 /* reads go to S3 */
 	enum backup_state state;
 	double failed_at;

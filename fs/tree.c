@@ -12,15 +12,22 @@
 #include <syslog.h>
 #include <time.h>
 
-#include <openssl/sha.h>
-
 #include "catalog.h"
 #include "error.h"
 #include "s3.h"
 #include "shbfs.h"
 #include "store.h"
 
-/* The backup object for item, reused when the same source was seen before (fs->mu held). */
+static int same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+/*
+ * The backup object for item, reused when the same source was seen before;
+ * an S3 object overwritten since (new ETag) gets a new one, so nothing read
+ * from the old object is served for it (fs->mu held).
+ */
 static struct shbfs_backup *adopt(struct shbfs *fs, const struct shb_backup *item)
 {
 	struct shbfs_backup *b;
@@ -28,7 +35,7 @@ static struct shbfs_backup *adopt(struct shbfs *fs, const struct shb_backup *ite
 	for (b = fs->all; b; b = b->next)
 		if (!strcmp(b->ts, item->ts) && !!b->local_path == !!item->local_path
 		    && !!b->s3_key == !!item->s3_key && b->local_size == item->local_size
-		    && b->s3_size == item->s3_size)
+		    && b->s3_size == item->s3_size && same_str(b->s3_etag, item->s3_etag))
 			return b;
 	if (!(b = calloc(1, sizeof(*b))))
 		return NULL;
@@ -38,9 +45,12 @@ static struct shbfs_backup *adopt(struct shbfs *fs, const struct shb_backup *ite
 	b->s3_size = item->s3_size;
 	b->local_path = item->local_path ? strdup(item->local_path) : NULL;
 	b->s3_key = item->s3_key ? strdup(item->s3_key) : NULL;
-	if ((item->local_path && !b->local_path) || (item->s3_key && !b->s3_key)) {
+	b->s3_etag = item->s3_etag ? strdup(item->s3_etag) : NULL;
+	if ((item->local_path && !b->local_path) || (item->s3_key && !b->s3_key)
+	    || (item->s3_etag && !b->s3_etag)) {
 		free(b->local_path);
 		free(b->s3_key);
+		free(b->s3_etag);
 		free(b);
 		return NULL;
 	}
@@ -91,6 +101,7 @@ static void publish(struct shbfs *fs)
 		} else {
 			item = l->items[i++];
 			item.s3_key = r->items[j].s3_key;
+			item.s3_etag = r->items[j].s3_etag;
 			item.s3_size = r->items[j++].s3_size;
 		}
 		if (!(list[n++] = adopt(fs, &item))) {
@@ -275,6 +286,7 @@ void shbfs_list_free(struct shbfs *fs)
 		pthread_mutex_destroy(&b->mu);
 		free(b->local_path);
 		free(b->s3_key);
+		free(b->s3_etag);
 		free(b);
 	}
 	shb_catalog_free(&fs->local);
@@ -299,21 +311,25 @@ struct shbfs_backup *shbfs_find(struct shbfs *fs, const char *ts)
 
 /* --- opening ------------------------------------------------------------- */
 
-static void cache_key(struct shbfs_backup *b, const char *name, uint64_t size)
+/*
+ * Every cache name of b (its index, its members, in memory and on disk)
+ * starts with this key: the content identity of the source (store.h), so an
+ * archive rewritten under the same name and size is a different key.
+ */
+static int cache_key(struct shbfs_backup *b, struct shb_source *src)
 {
-	char id[2048];
 	unsigned char sum[32];
+	int rc = shb_source_identity(src, sum);
 
-	snprintf(id, sizeof(id), "%s\n%llu", name, (unsigned long long)size);
-	SHA256((unsigned char *)id, strlen(id), sum);
-	for (int i = 0; i < 16; i++)
+	for (int i = 0; !rc && i < 16; i++)
 		snprintf(b->key + 2 * i, 3, "%02x", sum[i]);
+	return rc;
 }
 
 static int reopen_source(struct shbfs *fs, struct shbfs_backup *b, struct shb_source **src)
 {
 	if (b->remote)
-		return shb_source_open_s3(fs->cfg.s3, b->s3_key, b->s3_size, src);
+		return shb_source_open_s3_etag(fs->cfg.s3, b->s3_key, b->s3_size, b->s3_etag, src);
 	return shb_source_open_file(b->local_path, src);
 }
 
@@ -392,20 +408,21 @@ static int open_reader(struct shbfs *fs, struct shbfs_backup *b, struct shb_sour
 static int do_open(struct shbfs *fs, struct shbfs_backup *b)
 {
 	struct shb_source *src = NULL;
-	char url[1024];
 	int rc;
 
 	if (b->local_path && shb_source_open_file(b->local_path, &src) == SHB_OK) {
 		b->remote = 0;
-		cache_key(b, b->local_path, b->local_size);
 	} else if (b->s3_key && fs->cfg.s3) {
 		b->remote = 1;
-		shb_s3_url(fs->cfg.s3, b->s3_key, url, sizeof(url));
-		cache_key(b, url, b->s3_size);
-		if ((rc = shb_source_open_s3(fs->cfg.s3, b->s3_key, b->s3_size, &src)))
+		if ((rc = shb_source_open_s3_etag(fs->cfg.s3, b->s3_key, b->s3_size, b->s3_etag,
+						  &src)))
 			return rc;
 	} else {
 		return shb_fail(SHB_ENOTFOUND, "no readable copy");
+	}
+	if ((rc = cache_key(b, src))) {
+		shb_source_close(src);
+		return rc;
 	}
 	rc = open_reader(fs, b, src);
 	if (b->remote)
