@@ -205,6 +205,7 @@ def test_s3_prefix_spelling_does_not_hide_backups(swift, bucket, small_data, tmp
     assert p.stdout.strip().endswith(f"uploaded to s3://{bucket}/{key}")
     assert keys(swift, bucket) == [key]            # create's retention found the expired one
 
+    (tmp / "no-local").mkdir(exist_ok=True)     # the mount refuses a missing local dir
     s3_only = dict(env, BACKUP_LOCAL_DIR=str(tmp / "no-local"))
     [item] = json.loads(shbackup("list", "--json", env=s3_only, check=0).stdout)
     assert item["s3_key"] == key and item["source"] == "s3"
@@ -233,6 +234,7 @@ def test_mount_source_argument_prefix_is_normalised(swift, bucket, small_data, t
     ts = local.name[len("streamhub-backup-"):-len(".tar.gz")]
     mnt = tmp / "mnt"
     mnt.mkdir()
+    (tmp / "no-local").mkdir()
     logfile = tmp / "mnt.log"
     with open(logfile, "w") as log:
         proc = subprocess.Popen([str(SHBACKUPFS), f"s3://{bucket}//trail/", str(mnt), "-f", "-o",
