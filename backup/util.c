@@ -56,6 +56,28 @@ void shb_buf_free(struct shb_buf *b)
 	b->len = b->cap = 0;
 }
 
+int shb_json_quote(struct shb_buf *b, const char *s)
+{
+	int rc = shb_buf_add(b, "\"", 1);
+
+	for (; !rc && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		char esc[8];
+
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			rc = shb_buf_add(b, esc, 2);
+		} else if (c < 0x20) {
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			rc = shb_buf_add(b, esc, 6);
+		} else {
+			rc = shb_buf_add(b, &c, 1);
+		}
+	}
+	return rc ? rc : shb_buf_add(b, "\"", 1);
+}
+
 char *shb_aprintf(const char *fmt, ...)
 {
 	char *s = NULL;

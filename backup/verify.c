@@ -167,9 +167,16 @@ static void check_db(struct check *c, sqlite3 *db, const char *rel)
 			rows = sqlite3_column_int64(cnt, 0);
 		sqlite3_finalize(cnt);
 		sqlite3_free(q);
-		snprintf(line, sizeof(line), "%s\"%s\": %lld", plain.len ? ", " : "", t, rows);
+		/* Table names are the db's own: anything may be in them. */
+		if (plain.len)
+			shb_buf_add(&detail, ", ", 2);
+		shb_json_quote(&detail, t ? t : "");
+		snprintf(line, sizeof(line), ": %lld", rows);
 		shb_buf_add(&detail, line, strlen(line));
-		snprintf(line, sizeof(line), "%s%s %lld", plain.len ? ", " : "", t, rows);
+		if (plain.len)
+			shb_buf_add(&plain, ", ", 2);
+		shb_buf_add(&plain, t ? t : "", t ? strlen(t) : 0);
+		snprintf(line, sizeof(line), " %lld", rows);
 		shb_buf_add(&plain, line, strlen(line));
 	}
 	sqlite3_finalize(st);
