@@ -646,11 +646,12 @@ static int verify_staged(struct restore *r, size_t i)
 	char *p;
 	int rc;
 
-	if (f->kind == SHB_FILE_SECRETS)
-		return SHB_OK;
 	if (!(p = shb_aprintf("%s/%s", r->staging, f->rel)))
 		return SHB_ENOMEM;
-	rc = integrity(p, f->rel);
+	if (f->kind == SHB_FILE_SECRETS)
+		rc = shb_secrets_check_file(p, f->rel);
+	else
+		rc = integrity(p, f->rel);
 	if (!rc && r->wal[i])
 		rc = set_wal(p, f->rel);
 	free(p);
