@@ -264,7 +264,12 @@ static int download(struct shb_s3 *s3, const char *key, uint64_t size, const cha
 	unsigned char *buf = malloc(CHUNK);
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	int rc = buf && fd >= 0 ? SHB_OK : shb_fail_errno(SHB_EIO, "cannot create '%s'", path);
+	struct statvfs v;
 
+	/* The same bound as extraction's: never start what cannot fit. */
+	if (!rc && fstatvfs(fd, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < size)
+		rc = shb_fail(SHB_EIO, "no room to download '%s' (%llu bytes): %llu bytes free", key,
+			      (unsigned long long)size, (unsigned long long)v.f_bavail * v.f_frsize);
 	for (uint64_t off = 0; !rc && off < size; off += CHUNK) {
 		size_t n = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
 

@@ -208,3 +208,23 @@ def test_a_gzip_bomb_is_refused_before_it_is_written(world, tmp, kind):
     assert tree(target) == before
     assert not [n for n in os.listdir(target) if n.startswith(".")]
     assert time.monotonic() - t0 < 60
+
+
+def test_a_file_that_cannot_fit_is_refused_before_it_is_written(world, tmp):
+    """gzip bomb, the bound for what looks valid: a db bigger than the free
+    space of the target's filesystem is refused before a byte of it is
+    written (exit 2, one line), staging removed, target unchanged."""
+    src, _, env, archive, _ = world
+    small = tmp / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        (small / "keep").write_bytes(b"x")
+        before = tree(small)
+        biggest = max(p.stat().st_size for p in src.glob("apps/*/app.db"))
+        assert biggest > 1 << 20
+        p = shbackup("restore", "--from", archive, "--target", small, "--yes", env=env, check=2)
+        assert "no room for 'apps/" in one_line_error(p)
+        assert tree(small) == before and os.listdir(small) == ["keep"]
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
