@@ -394,6 +394,25 @@ static uint32_t be32(const unsigned char *p)
 }
 
 /*
+ * Whether f may be written where fd (or, if fd < 0, dir) is: a secrets.json
+ * within SHB_SECRETS_MAX, and every file within the filesystem's free space.
+ */
+static int fits(const struct shb_layout_file *f, int fd, const char *dir)
+{
+	struct statvfs v;
+
+	if (f->kind == SHB_FILE_SECRETS && f->size > SHB_SECRETS_MAX)
+		return shb_fail(SHB_EFORMAT, "refusing backup: '%s' is larger than %u MiB", f->rel,
+				SHB_SECRETS_MAX >> 20);
+	if ((fd >= 0 ? fstatvfs(fd, &v) : statvfs(dir, &v)) == 0
+	    && (uint64_t)v.f_bavail * v.f_frsize < f->size)
+		return shb_fail(SHB_EIO, "no room for '%s' (%llu bytes) in the staging dir: %llu bytes "
+				"free", f->rel, (unsigned long long)f->size,
+				(unsigned long long)v.f_bavail * v.f_frsize);
+	return SHB_OK;
+}
+
+/*
  * Judges a file by its first chunk (got bytes at b) before any of it is
  * written.  A db must start with SQLite's header and, where the header
  * knows its own size (page count valid for this change counter), be
@@ -405,11 +424,6 @@ static uint32_t be32(const unsigned char *p)
 static int first_chunk_ok(const struct shb_layout_file *f, int fd, const unsigned char *b,
 			  size_t got)
 {
-	struct statvfs v;
-
-	if (f->kind == SHB_FILE_SECRETS && f->size > SHB_SECRETS_MAX)
-		return shb_fail(SHB_EFORMAT, "refusing backup: '%s' is larger than %u MiB", f->rel,
-				SHB_SECRETS_MAX >> 20);
 	if (f->kind != SHB_FILE_SECRETS && f->size) {
 		uint32_t page, pages;
 
@@ -424,11 +438,7 @@ static int first_chunk_ok(const struct shb_layout_file *f, int fd, const unsigne
 					"but its header says %llu", f->rel, (unsigned long long)f->size,
 					(unsigned long long)pages * page);
 	}
-	if (fstatvfs(fd, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < f->size)
-		return shb_fail(SHB_EIO, "no room for '%s' (%llu bytes) in the staging dir: %llu bytes "
-				"free", f->rel, (unsigned long long)f->size,
-				(unsigned long long)v.f_bavail * v.f_frsize);
-	return SHB_OK;
+	return fits(f, fd, NULL);
 }
 
 /* One file of an indexed archive, streamed through the reader and hashed. */
@@ -476,6 +486,9 @@ static int extract_dir(struct shb_input *in, const struct shb_layout_file *f)
 	char *src = shb_aprintf("%s/%s", in->path, f->rel), *dst = NULL;
 	int rc = src ? out_path(in->dir, f->rel, &dst) : SHB_ENOMEM;
 
+	/* The bounds of first_chunk_ok(); SQLite checks the db itself as it copies. */
+	if (!rc)
+		rc = fits(f, -1, in->dir);
 	if (!rc && f->kind == SHB_FILE_SECRETS)
 		rc = shb_copy_file(src, dst);
 	else if (!rc && (rc = shb_snapshot_db(src, dst)))
