@@ -1115,7 +1115,9 @@ int cmd_restore(int argc, char **argv)
 		code = EXIT_ABORTED;
 		goto out;
 	}
-	if ((rc = guard(&r)) || (rc = make_rollback(&r)))
+	/* The wait for a confirmation may have been long: check the target again. */
+	if ((rc = check_target_top(&r)) || (rc = check_target_apps(&r)) || (rc = guard(&r))
+	    || (rc = make_rollback(&r)))
 		goto fail;
 	if ((rc = replace_all(&r))) {
 		shb_error("%s", shb_errmsg());
