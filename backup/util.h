@@ -28,7 +28,8 @@ void shb_buf_free(struct shb_buf *b);
 
 /*
  * Appends s as a JSON string literal, quotes included: '"' and '\\' and
- * every control byte escaped, other bytes as they are.  The one JSON string
+ * every control byte escaped, bytes that are not UTF-8 as U+FFFD, other
+ * bytes as they are.  The one JSON string
  * writer of every --json output.  SHB_ENOMEM on failure.
  */
 int shb_json_quote(struct shb_buf *b, const char *s);

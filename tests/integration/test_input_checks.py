@@ -228,3 +228,27 @@ def test_a_file_that_cannot_fit_is_refused_before_it_is_written(world, tmp):
         assert tree(small) == before and os.listdir(small) == ["keep"]
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_json_output_is_utf8_whatever_the_bytes(tmp):
+    """verify --json: a table name that is not UTF-8 (SQLite allows any
+    bytes) comes out as U+FFFD, so the output is still JSON (JSON is
+    UTF-8)."""
+    d = tmp / "data"
+    app = "bad"
+    (d / "apps" / app).mkdir(parents=True)
+    db = d / "apps" / app / "app.db"
+    subprocess.run(["sqlite3", str(db)], input=b'CREATE TABLE "t\xfe\xc0x"(x);', check=True)
+    con = sqlite3.connect(d / "streamhub.db")
+    con.execute("CREATE TABLE apps(x)")
+    con.close()
+    env = base_env(BACKUP_DATA_DIR=d)
+    shbackup("create", env=env, check=0)
+    [archive] = backups_in(d / "backups")
+    for source in (archive, extract(archive, tmp / "x")):
+        out = subprocess.run([str(SHBACKUP), "verify", "--from", str(source), "--json"],
+                             env=env, capture_output=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout.decode("utf-8"))    # strict: fails on bad UTF-8
+        [f] = [f for f in report["files"] if f["path"].startswith("apps/bad")]
+        assert f["tables"] == {"t\ufffd\ufffdx": 0}
