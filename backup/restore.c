@@ -602,13 +602,17 @@ static void on_extract(void *ctx, uint64_t done, uint64_t total)
 	shb_progress_bytes(&r->last_progress, "extracting", r->backup_name, done, total);
 }
 
-/* PRAGMA integrity_check on one db; SHB_ECORRUPT naming it if not "ok". */
-static int integrity(const char *path, const char *name)
+/*
+ * PRAGMA integrity_check on one db; SHB_ECORRUPT naming it if not "ok".
+ * A read-only connection to a WAL db leaves a -wal and -shm behind, so a
+ * db that may be in WAL mode is opened read-write (and only read).
+ */
+static int integrity_flags(const char *path, const char *name, int flags)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	char first[200] = "";
-	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+	int rc = sqlite3_open_v2(path, &db, flags, NULL);
 
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
@@ -621,6 +625,11 @@ static int integrity(const char *path, const char *name)
 	if (strcmp(first, "ok"))
 		return shb_fail(SHB_ECORRUPT, "'%s' failed integrity_check: %s", name, first);
 	return SHB_OK;
+}
+
+static int integrity(const char *path, const char *name)
+{
+	return integrity_flags(path, name, SQLITE_OPEN_READONLY);
 }
 
 /* Puts the staged db at path in WAL mode, as the db it replaces was. */
@@ -734,20 +743,30 @@ static int confirm(struct restore *r)
 /* --- the rollback point ------------------------------------------------------ */
 
 /*
- * Leaves the db at path a single complete file in rollback-journal mode:
- * SQLite folds a -wal in (or rolls a hot journal back) on the way.
+ * Leaves the db at path a single complete file, in the journal mode it has:
+ * the first read rolls a hot journal back, a checkpoint folds a -wal in
+ * and truncates it, and the close removes the empty -wal and the -shm.
+ * The mode is the core's choice and stays: a rollback copy linked to this
+ * file, or the file itself after an interrupted restore, keeps it.
  */
 static int fold_journal(const char *path)
 {
 	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), busy = 1;
 
 	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(db, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		shb_fail(SHB_ESQLITE, "cannot checkpoint '%s': %s", path, sqlite3_errmsg(db));
+		rc = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		busy = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK || busy)
+		shb_fail(SHB_ESQLITE, "cannot checkpoint '%s': %s", path,
+			 rc != SQLITE_OK ? sqlite3_errmsg(db) : "the database is busy");
 	sqlite3_close(db);
-	return rc == SQLITE_OK ? SHB_OK : SHB_ESQLITE;
+	return rc == SQLITE_OK && !busy ? SHB_OK : SHB_ESQLITE;
 }
 
 struct saved {
@@ -813,7 +832,8 @@ static int save_one(void *ctx, size_t i)
 
 		if (!linked && shb_snapshot_db(src, dst))
 			rc = save_raw(src, dst, rel);
-		else if (!(rc = integrity(dst, rel)))
+		else if (!(rc = integrity_flags(dst, rel, linked ? SQLITE_OPEN_READWRITE
+						 : SQLITE_OPEN_READONLY)))
 			rc = shb_fsync_path(dst);
 	}
 	if (!rc) {

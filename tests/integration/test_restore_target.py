@@ -6,6 +6,7 @@ import hashlib
 import os
 import sqlite3
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,9 @@ def test_app_restore_rollback_is_a_snapshot_and_untouched_dbs_stay_wal(world):
     restore("--from", "latest", "--target", target, "--yes", "--app", "app-002", env=env, check=0)
     [rb] = list(target.glob("pre-restore-*"))
     saved = {p: sha(p) for p in rb.rglob("*") if p.is_file()}
+    # Complete single files; the replaced db, saved as it was, keeps its WAL mode.
+    assert not [p for p in saved if p.name.endswith(("-wal", "-shm", "-journal"))]
+    assert journal_mode(rb / "apps/app-002/app.db") == "wal"
     assert rb / "streamhub.db" in saved and rb / "apps/app-001/app.db" in saved
     for rel in ("streamhub.db", "apps/app-001/app.db", "apps/app-004/app.db"):
         assert journal_mode(target / rel) == "wal", rel
@@ -175,3 +179,23 @@ def test_restored_dbs_take_the_journal_mode_of_the_target(world, mode):
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         con.close()
         assert not Path(f"{db}-wal").exists() or Path(f"{db}-wal").stat().st_size == 0
+
+
+def test_an_interrupted_restore_leaves_unreplaced_dbs_in_their_mode(world):
+    """hardening #10: saving the rollback copy folds each -wal in without
+    switching the live db to DELETE mode, so when placing stops part way
+    (here at an immutable apps/app-001/app.db) the dbs not yet replaced are
+    still WAL, and the next run sees the mode the target really uses."""
+    src, target, env, _, _ = world
+    stuck = target / "apps/app-001/app.db"
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)
+    try:
+        p = restore("--from", "latest", "--target", target, "--yes", env=env)
+        assert p.returncode != 0 and "cannot move 'apps/app-001/app.db'" in p.stderr, p.stderr
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    for rel in ("apps/app-002/app.db", "apps/app-003/app.db"):
+        assert journal_mode(target / rel) == "wal", rel
+    restore("--from", "latest", "--target", target, "--yes", env=env, check=0)
+    for db in [target / "streamhub.db", *target.glob("apps/*/app.db")]:
+        assert journal_mode(db) == "wal", db
