@@ -55,18 +55,14 @@ int shb_usage_error(const char *usage, const char *fmt, ...)
 
 void shb_json_string(const char *s)
 {
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	struct shb_buf b = { 0 };
 
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
+	/* Out of memory prints null: still valid JSON. */
+	if (shb_json_quote(&b, s))
+		fputs("null", stdout);
+	else
+		fwrite(b.data, 1, b.len, stdout);
+	shb_buf_free(&b);
 }
 
 int shb_show_progress(void)

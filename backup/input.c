@@ -10,11 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <openssl/evp.h>
+#include <sqlite3.h>
 
 #include "error.h"
 #include "input.h"
@@ -130,7 +132,11 @@ static int raw_from_tar(struct shb_input *in)
 	return rc;
 }
 
-/* A snapshot dir: probe the expected names, with lstat so links show. */
+/*
+ * A snapshot dir: probe the expected names, with lstat so links show.  Only
+ * a name that is not there is skipped; any other error reading the input
+ * fails it, so an unreadable dir never makes a silently shorter backup.
+ */
 static int probe(struct shb_input *in, const char *rel)
 {
 	char *p = shb_aprintf("%s/%s", in->path, rel);
@@ -138,10 +144,12 @@ static int probe(struct shb_input *in, const char *rel)
 	int rc = SHB_OK;
 
 	if (!p)
-		return SHB_ENOMEM;
+		return shb_fail(SHB_ENOMEM, "out of memory");
 	if (lstat(p, &st) == 0)
 		rc = add_raw(in, rel, S_ISREG(st.st_mode) ? SHB_RAW_FILE
 			     : S_ISDIR(st.st_mode) ? SHB_RAW_DIR : SHB_RAW_OTHER, (uint64_t)st.st_size);
+	else if (errno != ENOENT)
+		rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", p);
 	free(p);
 	return rc;
 }
@@ -151,29 +159,37 @@ static int raw_from_dir(struct shb_input *in)
 	char *apps = shb_aprintf("%s/apps", in->path);
 	struct stat st;
 	struct dirent *de;
-	DIR *d;
+	DIR *d = NULL;
 	int rc;
 
 	if (!apps)
-		return SHB_ENOMEM;
+		return shb_fail(SHB_ENOMEM, "out of memory");
 	if ((rc = probe(in, "streamhub.db")) || (rc = probe(in, "secrets.json"))
-	    || (rc = probe(in, "apps")) || lstat(apps, &st) || !S_ISDIR(st.st_mode)
-	    || !(d = opendir(apps))) {
-		free(apps);
-		return rc;
+	    || (rc = probe(in, "apps")) || lstat(apps, &st) || !S_ISDIR(st.st_mode))
+		goto out;       /* an error, or no apps dir (the layout check judges a link) */
+	if (!(d = opendir(apps))) {
+		rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", apps);
+		goto out;
 	}
-	while (!rc && (de = readdir(d))) {
-		char rel[600];
+	while (!rc && (errno = 0, de = readdir(d))) {
+		char *rel;
 
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		snprintf(rel, sizeof(rel), "apps/%s", de->d_name);
-		if (!(rc = probe(in, rel))) {
-			snprintf(rel, sizeof(rel), "apps/%s/app.db", de->d_name);
-			rc = probe(in, rel);
+		if (!(rel = shb_aprintf("apps/%s", de->d_name)))
+			rc = shb_fail(SHB_ENOMEM, "out of memory");
+		else if (!(rc = probe(in, rel))) {
+			free(rel);
+			rel = shb_aprintf("apps/%s/app.db", de->d_name);
+			rc = rel ? probe(in, rel) : shb_fail(SHB_ENOMEM, "out of memory");
 		}
+		free(rel);
 	}
-	closedir(d);
+	if (!rc && errno)
+		rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", apps);
+out:
+	if (d)
+		closedir(d);
 	free(apps);
 	return rc;
 }
@@ -266,7 +282,12 @@ static int download(struct shb_s3 *s3, const char *key, uint64_t size, const cha
 	unsigned char *buf = malloc(CHUNK);
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	int rc = buf && fd >= 0 ? SHB_OK : shb_fail_errno(SHB_EIO, "cannot create '%s'", path);
+	struct statvfs v;
 
+	/* The same bound as extraction's: never start what cannot fit. */
+	if (!rc && fstatvfs(fd, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < size)
+		rc = shb_fail(SHB_EIO, "no room to download '%s' (%llu bytes): %llu bytes free", key,
+			      (unsigned long long)size, (unsigned long long)v.f_bavail * v.f_frsize);
 	for (uint64_t off = 0; !rc && off < size; off += CHUNK) {
 		size_t n = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
 
@@ -385,6 +406,59 @@ static int close_out(int fd, const char *path, int rc)
 	return rc;
 }
 
+static uint32_t be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * Whether f may be written where fd (or, if fd < 0, dir) is: a secrets.json
+ * within SHB_SECRETS_MAX, and every file within the filesystem's free space.
+ */
+static int fits(const struct shb_layout_file *f, int fd, const char *dir)
+{
+	struct statvfs v;
+
+	if (f->kind == SHB_FILE_SECRETS && f->size > SHB_SECRETS_MAX)
+		return shb_fail(SHB_EFORMAT, "refusing backup: '%s' is larger than %u MiB", f->rel,
+				SHB_SECRETS_MAX >> 20);
+	if ((fd >= 0 ? fstatvfs(fd, &v) : statvfs(dir, &v)) == 0
+	    && (uint64_t)v.f_bavail * v.f_frsize < f->size)
+		return shb_fail(SHB_EIO, "no room for '%s' (%llu bytes) in the staging dir: %llu bytes "
+				"free", f->rel, (unsigned long long)f->size,
+				(unsigned long long)v.f_bavail * v.f_frsize);
+	return SHB_OK;
+}
+
+/*
+ * Judges a file by its first chunk (got bytes at b) before any of it is
+ * written.  A db must start with SQLite's header and, where the header
+ * knows its own size (page count valid for this change counter), be
+ * exactly the size the archive claims; then the file must fit in the free
+ * space of the staging filesystem.  A gzip bomb (gigabytes of zeros behind
+ * a tar header) is so refused at its first chunk, not after filling the
+ * disk.  SHB_EFORMAT for a lie in the backup, SHB_EIO for no room.
+ */
+static int first_chunk_ok(const struct shb_layout_file *f, int fd, const unsigned char *b,
+			  size_t got)
+{
+	if (f->kind != SHB_FILE_SECRETS && f->size) {
+		uint32_t page, pages;
+
+		if (got < 100 || memcmp(b, "SQLite format 3", 16))
+			return shb_fail(SHB_EFORMAT, "refusing backup: '%s' is not a SQLite database",
+					f->rel);
+		page = (uint32_t)b[16] << 8 | b[17];
+		page = page == 1 ? 65536 : page;
+		pages = be32(b + 28);
+		if (pages && be32(b + 24) == be32(b + 92) && (uint64_t)pages * page != f->size)
+			return shb_fail(SHB_EFORMAT, "refusing backup: '%s' is %llu bytes in the archive "
+					"but its header says %llu", f->rel, (unsigned long long)f->size,
+					(unsigned long long)pages * page);
+	}
+	return fits(f, fd, NULL);
+}
+
 /* One file of an indexed archive, streamed through the reader and hashed. */
 static int extract_indexed(struct shb_input *in, const struct shb_layout_file *f)
 {
@@ -403,7 +477,8 @@ static int extract_indexed(struct shb_input *in, const struct shb_layout_file *f
 	for (uint64_t off = 0; off < e->size && !rc; off += CHUNK) {
 		size_t got;
 
-		if (!(rc = shb_reader_pread(in->reader, e, buf, CHUNK, off, &got))) {
+		if (!(rc = shb_reader_pread(in->reader, e, buf, CHUNK, off, &got))
+		    && !(rc = off ? SHB_OK : first_chunk_ok(f, fd, buf, got))) {
 			EVP_DigestUpdate(md, buf, got);
 			rc = shb_write_all(fd, buf, got, path);
 			advance(in, got);
@@ -429,6 +504,9 @@ static int extract_dir(struct shb_input *in, const struct shb_layout_file *f)
 	char *src = shb_aprintf("%s/%s", in->path, f->rel), *dst = NULL;
 	int rc = src ? out_path(in->dir, f->rel, &dst) : SHB_ENOMEM;
 
+	/* The bounds of first_chunk_ok(); SQLite checks the db itself as it copies. */
+	if (!rc)
+		rc = fits(f, -1, in->dir);
 	if (!rc && f->kind == SHB_FILE_SECRETS)
 		rc = shb_copy_file(src, dst);
 	else if (!rc && (rc = shb_snapshot_db(src, dst)))
@@ -473,6 +551,10 @@ static int tar_data(struct shb_input *in, struct archive *a, const struct shb_la
 	uint64_t got = 0;
 
 	while (!rc && (n = archive_read_data(a, buf, CHUNK)) > 0) {
+		if (got + (uint64_t)n > f->size)
+			break;  /* more than the header said: stop here */
+		if (!got && (rc = first_chunk_ok(f, fd, buf, (size_t)n)))
+			break;
 		rc = shb_write_all(fd, buf, (size_t)n, path);
 		got += (uint64_t)n;
 		advance(in, (uint64_t)n);
@@ -537,4 +619,48 @@ int shb_input_extract(struct shb_input *in, int threads)
 	if (in->kind == SHB_INPUT_TAR)
 		return extract_tar(in);
 	return shb_parallel(in->layout.n, threads, extract_one, in);
+}
+
+/* --- secrets.json ------------------------------------------------------------ */
+
+int shb_secrets_check(const void *p, size_t n, const char *rel)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int valid = 0;
+
+	if (!n)
+		return shb_fail(SHB_ECORRUPT, "'%s' is empty", rel);
+	if (n > SHB_SECRETS_MAX)
+		return shb_fail(SHB_ECORRUPT, "'%s' is larger than %u MiB", rel, SHB_SECRETS_MAX >> 20);
+	/* SQLite's json_valid() judges; a NUL would end its text early. */
+	if (!memchr(p, 0, n) && n <= INT32_MAX
+	    && sqlite3_open(":memory:", &db) == SQLITE_OK
+	    && sqlite3_prepare_v2(db, "SELECT json_valid(?1)", -1, &st, NULL) == SQLITE_OK
+	    && sqlite3_bind_text(st, 1, p, (int)n, SQLITE_STATIC) == SQLITE_OK
+	    && sqlite3_step(st) == SQLITE_ROW)
+		valid = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return valid ? SHB_OK : shb_fail(SHB_ECORRUPT, "'%s' is not valid JSON", rel);
+}
+
+int shb_secrets_check_file(const char *path, const char *rel)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct shb_buf b = { 0 };
+	char buf[65536];
+	ssize_t n = 0;
+	int rc = fd < 0 ? shb_fail_errno(SHB_EIO, "cannot read '%s'", rel) : SHB_OK;
+
+	while (!rc && b.len <= SHB_SECRETS_MAX && (n = read(fd, buf, sizeof(buf))) > 0)
+		rc = shb_buf_add(&b, buf, (size_t)n);
+	if (!rc && n < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", rel);
+	if (!rc)
+		rc = shb_secrets_check(b.data, b.len, rel);
+	if (fd >= 0)
+		close(fd);
+	shb_buf_free(&b);
+	return rc;
 }

@@ -8,6 +8,7 @@
 #ifndef SHB_INPUT_H
 #define SHB_INPUT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "layout.h"
@@ -56,5 +57,15 @@ int shb_input_extract(struct shb_input *in, int threads);
 int shb_input_extract_file(struct shb_input *in, size_t i);
 
 void shb_input_close(struct shb_input *in);
+
+/*
+ * The one check of a backup's secrets.json, for restore and verify alike:
+ * its n bytes at p must be one valid JSON text (an empty or truncated file
+ * is not), of at most SHB_SECRETS_MAX bytes.  SHB_ECORRUPT naming rel if not.  _file reads path first
+ * (SHB_EIO if it cannot).
+ */
+#define SHB_SECRETS_MAX (64u << 20)  /* a bigger secrets.json is refused unread */
+int shb_secrets_check(const void *p, size_t n, const char *rel);
+int shb_secrets_check_file(const char *path, const char *rel);
 
 #endif

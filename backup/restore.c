@@ -56,6 +56,8 @@ struct restore {
 	struct shb_input *in;
 	char *backup_name;
 	unsigned char *want;    /* per layout file */
+	unsigned char *wal;     /* per layout file: put the restored db in WAL mode */
+	int default_wal;        /* the target's journal mode, for dbs it does not have yet */
 	double last_progress;
 };
 
@@ -84,7 +86,9 @@ static void print_help(void)
 	       "  -h, --help     show this help\n\n"
 	       "environment: as 'shbackup create' (BACKUP_LOCAL_DIR, BACKUP_S3_*, ...)\n\n"
 	       "exit codes: 0 ok, 1 usage, 2 preflight (target missing or in use, cannot\n"
-	       "write it), 3 backup not found, 4 verify failed, 5 aborted by user\n", usage);
+	       "write it, a symlink where restore writes, no room), 3 backup not found,\n"
+	       "4 verify failed (bad layout, sha256, integrity_check, secrets.json), 5 aborted\n"
+	       "by user\n", usage);
 }
 
 static int parse_args(struct restore *r, int argc, char **argv)
@@ -152,28 +156,141 @@ static int is_debris(const char *name)
 		   && n > 4 && !strcmp(name + n - 4, ".tmp"));
 }
 
-/* Removes what killed runs left; safe because we hold the target's lock. */
-static void clear_debris(const char *dir)
+/*
+ * Removes what killed runs left; safe because we hold the target's lock.
+ * We only ever leave directories there, so anything else with such a name
+ * (a symlink placed where our staging or rollback dir would go) is refused
+ * rather than removed or followed.
+ */
+static int clear_debris(struct restore *r)
 {
-	DIR *d = opendir(dir);
+	int fd = openat(r->target_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
 	struct dirent *de;
+	int rc = SHB_OK;
 
-	while (d && (de = readdir(d))) {
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return shb_fail_errno(SHB_EIO, "cannot read target '%s'", r->target);
+	}
+	while (!rc && (errno = 0, de = readdir(d))) {
+		struct stat st;
 		char *p;
 
-		if (!is_debris(de->d_name) || !(p = shb_aprintf("%s/%s", dir, de->d_name)))
+		if (!is_debris(de->d_name))
 			continue;
-		if (shb_remove_tree(p))
-			shb_warning("%s", shb_errmsg());
-		free(p);
+		if (fstatat(r->target_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (!S_ISDIR(st.st_mode)) {
+			rc = shb_fail(SHB_EINVAL, "refusing to restore into '%s': '%s' is not a directory "
+				      "(a symlink?)", r->target, de->d_name);
+		} else if (!(p = shb_aprintf("%s/%s", r->target, de->d_name))) {
+			rc = SHB_ENOMEM;
+		} else {
+			if (shb_remove_tree(p))
+				shb_warning("%s", shb_errmsg());
+			free(p);
+		}
 	}
-	if (d)
-		closedir(d);
+	if (!rc && errno)
+		rc = shb_fail_errno(SHB_EIO, "cannot read target '%s'", r->target);
+	closedir(d);
+	return rc;
+}
+
+/*
+ * Fails unless name under dirfd is absent or a real directory (dir) or
+ * regular file (!dir): a symlink anywhere on the path of a file restore
+ * writes would make the write land outside the target.
+ */
+static int no_link_at(struct restore *r, int dirfd, const char *name, const char *rel, int dir)
+{
+	struct stat st;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? SHB_OK
+			: shb_fail_errno(SHB_EIO, "cannot stat '%s' in '%s'", rel, r->target);
+	if (S_ISLNK(st.st_mode))
+		return shb_fail(SHB_EINVAL, "refusing to restore into '%s': '%s' is a symlink",
+				r->target, rel);
+	if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+		return shb_fail(SHB_EINVAL, "refusing to restore into '%s': '%s' is not a %s",
+				r->target, rel, dir ? "directory" : "regular file");
+	return SHB_OK;
+}
+
+/* The db file name and the side files SQLite and settle_old() touch beside it. */
+static const char *const db_sfx[] = { "", "-wal", "-journal", "-shm" };
+
+/* Checks a file restore may write in dirfd, and its SQLite side files. */
+static int no_link_file(struct restore *r, int dirfd, const char *name, const char *rel, int db)
+{
+	int rc = SHB_OK;
+
+	for (size_t k = 0; !rc && k < (db ? 4u : 1u); k++) {
+		char *n = shb_aprintf("%s%s", name, db_sfx[k]), *rn = shb_aprintf("%s%s", rel, db_sfx[k]);
+
+		rc = n && rn ? no_link_at(r, dirfd, n, rn, 0) : shb_fail(SHB_ENOMEM, "out of memory");
+		free(n);
+		free(rn);
+	}
+	return rc;
+}
+
+/*
+ * The top of the target, before anything is written to it: apps/,
+ * streamhub.db and secrets.json must not be links.
+ */
+static int check_target_top(struct restore *r)
+{
+	int rc = no_link_at(r, r->target_fd, "apps", "apps", 1);
+
+	if (!rc)
+		rc = no_link_file(r, r->target_fd, "streamhub.db", "streamhub.db", 1);
+	if (!rc)
+		rc = no_link_file(r, r->target_fd, "secrets.json", "secrets.json", 0);
+	return rc;
+}
+
+/* Every wanted app's dir and db, once the backup says which apps. */
+static int check_target_apps(struct restore *r)
+{
+	const struct shb_layout *l = shb_input_layout(r->in);
+	int apps = openat(r->target_fd, "apps", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int rc = SHB_OK;
+
+	if (apps < 0)
+		return errno == ENOENT ? SHB_OK : shb_fail_errno(SHB_EIO, "cannot open '%s/apps'",
+								  r->target);
+	for (size_t i = 0; !rc && i < l->n; i++) {
+		const struct shb_layout_file *f = &l->files[i];
+		char *rel;
+		int app;
+
+		if (!r->want[i] || !f->app)
+			continue;
+		if (!(rel = shb_aprintf("apps/%s", f->app)))
+			rc = shb_fail(SHB_ENOMEM, "out of memory");
+		else if (!(rc = no_link_at(r, apps, f->app, rel, 1))) {
+			app = openat(apps, f->app, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (app >= 0) {
+				rc = no_link_file(r, app, "app.db", f->rel, 1);
+				close(app);
+			} else if (errno != ENOENT) {
+				rc = shb_fail_errno(SHB_EIO, "cannot open '%s' in '%s'", rel, r->target);
+			}
+		}
+		free(rel);
+	}
+	close(apps);
+	return rc;
 }
 
 static int prepare_target(struct restore *r)
 {
 	struct stat st;
+	int rc;
 
 	if (stat(r->target, &st) < 0 || !S_ISDIR(st.st_mode))
 		return shb_fail(SHB_ENOTFOUND, "target directory '%s' does not exist", r->target);
@@ -183,6 +300,8 @@ static int prepare_target(struct restore *r)
 	/* flock on the directory itself: a lock file would change the target. */
 	if (flock(r->target_fd, LOCK_EX | LOCK_NB) < 0)
 		return shb_fail(SHB_EBUSY, "another shbackup restore is running into '%s'", r->target);
+	if ((rc = check_target_top(r)))
+		return rc;
 	if (r->dry_run) {
 		char tmpl[] = "/tmp/shbackup-restore-XXXXXX";
 
@@ -190,7 +309,8 @@ static int prepare_target(struct restore *r)
 			return shb_fail_errno(SHB_EIO, "cannot create a temporary directory");
 		return SHB_OK;
 	}
-	clear_debris(r->target);
+	if ((rc = clear_debris(r)))
+		return rc;
 	r->staging = shb_aprintf("%s/" STAGING_PREFIX "%d", r->target, (int)getpid());
 	if (!r->staging || !(r->scratch = strdup(r->staging)))
 		return SHB_ENOMEM;
@@ -252,6 +372,68 @@ static int choose(struct restore *r)
 			return shb_fail(SHB_ENOTFOUND, "app '%s' is not in backup '%s'", r->apps[k],
 					shb_input_name(r->in));
 		r->want[i] = 1;
+	}
+	return SHB_OK;
+}
+
+/*
+ * 1 if the db at path is in WAL mode (header bytes 18-19 = 2), 0 if in
+ * rollback-journal mode, -1 if there is no db there.
+ */
+static int db_is_wal(const char *path)
+{
+	unsigned char h[20];
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : pread(fd, h, sizeof(h), 0);
+
+	if (fd >= 0)
+		close(fd);
+	if (n != (ssize_t)sizeof(h) || memcmp(h, "SQLite format 3", 16))
+		return -1;
+	return h[18] == 2 && h[19] == 2;
+}
+
+static int target_apps(const char *target, char ***out, size_t *n);
+static void free_list(char **v, size_t n);
+
+/*
+ * Backups hold dbs in rollback-journal mode, but the core expects the mode
+ * it runs with: each restored db gets the mode of the db it replaces, and a
+ * new one the mode of the target's other dbs (streamhub.db first).
+ */
+static int plan_journal(struct restore *r)
+{
+	const struct shb_layout *l = shb_input_layout(r->in);
+	char **apps = NULL;
+	size_t napps = 0;
+	int rc;
+
+	if (!(r->wal = calloc(l->n + 1, 1)))
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	if ((rc = target_apps(r->target, &apps, &napps)))
+		return rc;
+	for (size_t i = 0; i <= napps; i++) {
+		char *p = shb_aprintf("%s/%s", r->target, i ? apps[i - 1] : "streamhub.db");
+		int wal = p ? db_is_wal(p) : -1;
+
+		free(p);
+		if (wal >= 0) {
+			r->default_wal = wal;
+			break;
+		}
+	}
+	free_list(apps, napps);
+	for (size_t i = 0; i < l->n; i++) {
+		char *p;
+		int wal;
+
+		if (!r->want[i] || l->files[i].kind == SHB_FILE_SECRETS)
+			continue;
+		if (!(p = shb_aprintf("%s/%s", r->target, l->files[i].rel)))
+			return shb_fail(SHB_ENOMEM, "out of memory");
+		wal = db_is_wal(p);
+		r->wal[i] = wal < 0 ? (unsigned char)r->default_wal : (unsigned char)wal;
+		free(p);
 	}
 	return SHB_OK;
 }
@@ -335,10 +517,12 @@ static int target_apps(const char *target, char ***out, size_t *n)
 		char *abs = rel ? shb_aprintf("%s/%s", target, rel) : NULL;
 		struct stat st;
 
+		/* A linked app dir is not followed: restore neither reads nor writes there. */
 		if (!abs) {
 			rc = shb_fail(SHB_ENOMEM, "out of memory");
-		} else if (shb_app_name_ok(de->d_name) && lstat(abs, &st) == 0
-			   && S_ISREG(st.st_mode)) {
+		} else if (shb_app_name_ok(de->d_name)
+			   && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0
+			   && S_ISDIR(st.st_mode) && lstat(abs, &st) == 0 && S_ISREG(st.st_mode)) {
 			rc = push(out, n, rel);
 			rel = NULL;
 		}
@@ -399,13 +583,17 @@ static void on_extract(void *ctx, uint64_t done, uint64_t total)
 	shb_progress_bytes(&r->last_progress, "extracting", r->backup_name, done, total);
 }
 
-/* PRAGMA integrity_check on one db; SHB_ECORRUPT naming it if not "ok". */
-static int integrity(const char *path, const char *name)
+/*
+ * PRAGMA integrity_check on one db; SHB_ECORRUPT naming it if not "ok".
+ * A read-only connection to a WAL db leaves a -wal and -shm behind, so a
+ * db that may be in WAL mode is opened read-write (and only read).
+ */
+static int integrity_flags(const char *path, const char *name, int flags)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	char first[200] = "";
-	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+	int rc = sqlite3_open_v2(path, &db, flags, NULL);
 
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
@@ -420,17 +608,44 @@ static int integrity(const char *path, const char *name)
 	return SHB_OK;
 }
 
+static int integrity(const char *path, const char *name)
+{
+	return integrity_flags(path, name, SQLITE_OPEN_READONLY);
+}
+
+/* Puts the staged db at path in WAL mode, as the db it replaces was. */
+static int set_wal(const char *path, const char *rel)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), wal = 0;
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		wal = !strcmp((const char *)sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	if (!wal)
+		shb_fail(SHB_ESQLITE, "cannot put '%s' in WAL mode: %s", rel, sqlite3_errmsg(db));
+	/* The last connection to close checkpoints and removes the -wal and -shm. */
+	sqlite3_close(db);
+	return wal ? SHB_OK : SHB_ESQLITE;
+}
+
 static int verify_staged(struct restore *r, size_t i)
 {
 	const struct shb_layout_file *f = &shb_input_layout(r->in)->files[i];
 	char *p;
 	int rc;
 
-	if (f->kind == SHB_FILE_SECRETS)
-		return SHB_OK;
 	if (!(p = shb_aprintf("%s/%s", r->staging, f->rel)))
 		return SHB_ENOMEM;
-	rc = integrity(p, f->rel);
+	if (f->kind == SHB_FILE_SECRETS)
+		rc = shb_secrets_check_file(p, f->rel);
+	else
+		rc = integrity(p, f->rel);
+	if (!rc && r->wal[i])
+		rc = set_wal(p, f->rel);
 	free(p);
 	return rc;
 }
@@ -509,20 +724,30 @@ static int confirm(struct restore *r)
 /* --- the rollback point ------------------------------------------------------ */
 
 /*
- * Leaves the db at path a single complete file in rollback-journal mode:
- * SQLite folds a -wal in (or rolls a hot journal back) on the way.
+ * Leaves the db at path a single complete file, in the journal mode it has:
+ * the first read rolls a hot journal back, a checkpoint folds a -wal in
+ * and truncates it, and the close removes the empty -wal and the -shm.
+ * The mode is the core's choice and stays: a rollback copy linked to this
+ * file, or the file itself after an interrupted restore, keeps it.
  */
 static int fold_journal(const char *path)
 {
 	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), busy = 1;
 
 	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(db, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		shb_fail(SHB_ESQLITE, "cannot checkpoint '%s': %s", path, sqlite3_errmsg(db));
+		rc = sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		busy = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK || busy)
+		shb_fail(SHB_ESQLITE, "cannot checkpoint '%s': %s", path,
+			 rc != SQLITE_OK ? sqlite3_errmsg(db) : "the database is busy");
 	sqlite3_close(db);
-	return rc == SQLITE_OK ? SHB_OK : SHB_ESQLITE;
+	return rc == SQLITE_OK && !busy ? SHB_OK : SHB_ESQLITE;
 }
 
 struct saved {
@@ -553,6 +778,15 @@ static int save_raw(const char *src, const char *dst, const char *rel)
 	return rc;
 }
 
+/* Whether the restore replaces the target's file rel. */
+static int replaced(const struct restore *r, const char *rel)
+{
+	const struct shb_layout *l = shb_input_layout(r->in);
+	const struct shb_layout_file *f = shb_layout_find(l, rel);
+
+	return f && r->want[f - l->files];
+}
+
 static int save_one(void *ctx, size_t i)
 {
 	struct saved *sv = ctx;
@@ -565,16 +799,22 @@ static int save_one(void *ctx, size_t i)
 		rc = shb_copy_file(src, dst);
 	} else if (!rc) {
 		/*
-		 * The old db is about to be replaced, so once its -wal is folded in
-		 * a hard link is a complete copy that costs nothing.  A db someone
-		 * else may still write (--force) is copied through SQLite instead,
-		 * which also takes committed rows from its -wal.
+		 * A db about to be replaced, once its -wal is folded in, is
+		 * completely copied by a hard link that costs nothing: after the
+		 * rename the link is the only name of the old file, so it never
+		 * changes again.  A db that stays (not in the backup, or not
+		 * --app) or that someone else may still write (--force) would
+		 * keep changing under a link, so it is copied through SQLite,
+		 * read-only, which also takes committed rows from its -wal and
+		 * leaves its journal mode alone.
 		 */
-		int linked = !sv->r->force && !fold_journal(src) && link(src, dst) == 0;
+		int linked = !sv->r->force && replaced(sv->r, rel) && !fold_journal(src)
+			     && link(src, dst) == 0;
 
 		if (!linked && shb_snapshot_db(src, dst))
 			rc = save_raw(src, dst, rel);
-		else if (!(rc = integrity(dst, rel)))
+		else if (!(rc = integrity_flags(dst, rel, linked ? SQLITE_OPEN_READWRITE
+						 : SQLITE_OPEN_READONLY)))
 			rc = shb_fsync_path(dst);
 	}
 	if (!rc) {
@@ -611,6 +851,7 @@ static int make_rollback(struct restore *r)
 {
 	struct saved sv = { .r = r };
 	char ts[SHB_TS_LEN];
+	struct stat st;
 	int rc;
 
 	if ((rc = current_files(r->target, &sv.rels, &sv.n)) || !sv.n) {
@@ -621,7 +862,9 @@ static int make_rollback(struct restore *r)
 		shb_ts_format(time(NULL), ts);
 		free(r->rollback);
 		r->rollback = shb_aprintf("%s/" ROLLBACK_PREFIX "%s", r->target, ts);
-		if (!r->rollback || access(r->rollback, F_OK) < 0)
+		/* Anything with the name, a dangling link included, is skipped. */
+		if (!r->rollback || (fstatat(r->target_fd, r->rollback + strlen(r->target) + 1, &st,
+					     AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT))
 			break;
 		sleep(1);  /* never reuse a rollback dir */
 	}
@@ -646,44 +889,66 @@ static int make_rollback(struct restore *r)
 
 /* --- replacing ----------------------------------------------------------------- */
 
-/* Creates dir (one level) with the owner and mode of its parent. */
-static int make_dir_like_parent(const char *dir)
+/*
+ * Opens the directory name under parent without following a link, creating
+ * it first if missing; a new one gets the owner, group and mode of parent,
+ * so the core, running as the target's owner, can use what restore makes.
+ * Returns the fd, or -1 with the error set.
+ */
+static int open_dir_at(struct restore *r, int parent, const char *name, const char *rel)
 {
-	char *copy = strdup(dir);
 	struct stat pst;
-	int rc = SHB_OK;
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), made = 0;
 
-	if (!copy)
-		return SHB_ENOMEM;
-	if (stat(dirname(copy), &pst) < 0)
-		rc = shb_fail_errno(SHB_EIO, "cannot stat '%s'", copy);
-	else if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		rc = shb_fail_errno(SHB_EIO, "cannot create '%s'", dir);
-	else if (errno != EEXIST && (chown(dir, pst.st_uid, pst.st_gid) < 0
-				     || chmod(dir, pst.st_mode & 07777) < 0))
-		rc = shb_fail_errno(SHB_EIO, "cannot set owner of '%s'", dir);
-	free(copy);
-	return rc;
+	if (fd < 0 && errno == ENOENT) {
+		if (fstat(parent, &pst) < 0) {
+			shb_fail_errno(SHB_EIO, "cannot stat the parent of '%s'", rel);
+			return -1;
+		}
+		made = mkdirat(parent, name, 0700) == 0;
+		if (!made && errno != EEXIST) {
+			shb_fail_errno(SHB_EIO, "cannot create '%s' in '%s'", rel, r->target);
+			return -1;
+		}
+		fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (fd < 0) {
+		if (errno == ELOOP || errno == ENOTDIR)
+			shb_fail(SHB_EINVAL, "refusing to restore into '%s': '%s' is not a directory "
+				 "(a symlink?)", r->target, rel);
+		else
+			shb_fail_errno(SHB_EIO, "cannot open '%s' in '%s'", rel, r->target);
+		return -1;
+	}
+	if (made && (fchown(fd, pst.st_uid, pst.st_gid) < 0 || fchmod(fd, pst.st_mode & 07777) < 0)) {
+		shb_fail_errno(SHB_EIO, "cannot set the owner of '%s'", rel);
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
-/* Gives staged the owner and mode of the file it replaces, or of its new dir. */
-static int adopt_owner(const char *staged, const char *dest, int secrets)
+/*
+ * Gives staged the owner and mode of the file name in dirfd it replaces, or,
+ * for a new file, the owner of dirfd and 0600; secrets.json is 0600 always.
+ */
+static int adopt_owner(struct restore *r, const char *staged, int dirfd, const char *name,
+		       const char *rel, int secrets)
 {
-	char *parent = strdup(dest);
 	struct stat st;
 	mode_t mode = 0600;
-	int rc = SHB_OK;
 
-	if (!parent)
-		return SHB_ENOMEM;
-	if (stat(dest, &st) == 0)
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!S_ISREG(st.st_mode))
+			return shb_fail(SHB_EINVAL, "refusing to restore into '%s': '%s' is not a "
+					"regular file (a symlink?)", r->target, rel);
 		mode = secrets ? 0600 : st.st_mode & 0777;
-	else if (stat(dirname(parent), &st) < 0)
-		rc = shb_fail_errno(SHB_EIO, "cannot stat '%s'", parent);
-	if (!rc && (chown(staged, st.st_uid, st.st_gid) < 0 || chmod(staged, mode) < 0))
-		rc = shb_fail_errno(SHB_EIO, "cannot set owner of '%s'", staged);
-	free(parent);
-	return rc;
+	} else if (errno != ENOENT || fstat(dirfd, &st) < 0) {
+		return shb_fail_errno(SHB_EIO, "cannot stat '%s' in '%s'", rel, r->target);
+	}
+	if (chown(staged, st.st_uid, st.st_gid) < 0 || chmod(staged, mode) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot set the owner of '%s'", staged);
+	return SHB_OK;
 }
 
 /*
@@ -710,31 +975,42 @@ static void settle_old(struct restore *r, const char *dest, size_t i)
 	}
 }
 
+/*
+ * Moves one staged file into place.  Every directory on the way is opened
+ * from the held target fd without following links, and the rename is made
+ * relative to the last one, so nothing lands outside the target even if a
+ * link appeared after the checks.
+ */
 static int place(struct restore *r, size_t i)
 {
 	const struct shb_layout_file *f = &shb_input_layout(r->in)->files[i];
+	const char *name = f->app ? "app.db" : f->rel;
 	char *staged = shb_aprintf("%s/%s", r->staging, f->rel);
 	char *dest = shb_aprintf("%s/%s", r->target, f->rel);
-	char *apps = shb_aprintf("%s/apps", r->target);
-	char *appdir = f->app ? shb_aprintf("%s/apps/%s", r->target, f->app) : NULL;
-	char *parent = dest ? strdup(dest) : NULL;
-	int rc = staged && dest && apps && parent && (appdir || !f->app) ? SHB_OK : SHB_ENOMEM;
+	char *apprel = f->app ? shb_aprintf("apps/%s", f->app) : NULL;
+	int apps = -1, dir = r->target_fd;
+	int rc = staged && dest && (apprel || !f->app) ? SHB_OK : shb_fail(SHB_ENOMEM, "out of memory");
 
-	if (!rc && f->app && !(rc = make_dir_like_parent(apps)))
-		rc = make_dir_like_parent(appdir);
+	if (!rc && f->app) {
+		if ((apps = open_dir_at(r, r->target_fd, "apps", "apps")) < 0
+		    || (dir = open_dir_at(r, apps, f->app, apprel)) < 0)
+			rc = SHB_EIO;
+	}
 	if (!rc)
-		rc = adopt_owner(staged, dest, f->kind == SHB_FILE_SECRETS);
+		rc = adopt_owner(r, staged, dir, name, f->rel, f->kind == SHB_FILE_SECRETS);
 	if (!rc && f->kind != SHB_FILE_SECRETS)
 		settle_old(r, dest, i);
-	if (!rc && rename(staged, dest) < 0)
+	if (!rc && renameat(AT_FDCWD, staged, dir, name) < 0)
 		rc = shb_fail_errno(SHB_EIO, "cannot move '%s' into place", f->rel);
-	if (!rc)
-		rc = shb_fsync_dir(dirname(parent));
+	if (!rc && fsync(dir) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot fsync the directory of '%s'", f->rel);
+	if (dir >= 0 && dir != r->target_fd)
+		close(dir);
+	if (apps >= 0)
+		close(apps);
 	free(staged);
 	free(dest);
-	free(apps);
-	free(appdir);
-	free(parent);
+	free(apprel);
 	return rc;
 }
 
@@ -801,6 +1077,7 @@ static void cleanup(struct restore *r)
 	free(r->rollback);
 	free(r->backup_name);
 	free(r->want);
+	free(r->wal);
 	free(r->apps);
 }
 
@@ -824,7 +1101,7 @@ int cmd_restore(int argc, char **argv)
 		goto fail;
 	}
 	code = SHB_EXIT_PREFLIGHT;
-	if ((rc = guard(&r)))
+	if ((rc = check_target_apps(&r)) || (rc = guard(&r)) || (rc = plan_journal(&r)))
 		goto fail;
 	if (r.dry_run) {
 		print_plan(&r, stdout);
@@ -839,7 +1116,9 @@ int cmd_restore(int argc, char **argv)
 		code = EXIT_ABORTED;
 		goto out;
 	}
-	if ((rc = guard(&r)) || (rc = make_rollback(&r)))
+	/* The wait for a confirmation may have been long: check the target again. */
+	if ((rc = check_target_top(&r)) || (rc = check_target_apps(&r)) || (rc = guard(&r))
+	    || (rc = make_rollback(&r)))
 		goto fail;
 	if ((rc = replace_all(&r))) {
 		shb_error("%s", shb_errmsg());

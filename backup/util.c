@@ -56,6 +56,53 @@ void shb_buf_free(struct shb_buf *b)
 	b->len = b->cap = 0;
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (!n || s[0] > 0xf4)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	/* Overlong forms, surrogates and code points past U+10FFFF. */
+	if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0)
+	    || (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+int shb_json_quote(struct shb_buf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	int rc = shb_buf_add(b, "\"", 1);
+
+	while (!rc && *p) {
+		size_t n = utf8_len(p);
+		char esc[8];
+
+		if (*p == '"' || *p == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)*p;
+			rc = shb_buf_add(b, esc, 2);
+		} else if (*p < 0x20) {
+			snprintf(esc, sizeof(esc), "\\u%04x", *p);
+			rc = shb_buf_add(b, esc, 6);
+		} else if (!n) {
+			/* JSON is UTF-8: a byte that is not becomes U+FFFD. */
+			rc = shb_buf_add(b, "\\ufffd", 6);
+			n = 1;
+		} else {
+			rc = shb_buf_add(b, p, n);
+		}
+		p += n ? n : 1;
+	}
+	return rc ? rc : shb_buf_add(b, "\"", 1);
+}
+
 char *shb_aprintf(const char *fmt, ...)
 {
 	char *s = NULL;

@@ -26,6 +26,14 @@ int shb_buf_grow(struct shb_buf *b, size_t extra);
 int shb_buf_add(struct shb_buf *b, const void *p, size_t n);
 void shb_buf_free(struct shb_buf *b);
 
+/*
+ * Appends s as a JSON string literal, quotes included: '"' and '\\' and
+ * every control byte escaped, bytes that are not UTF-8 as U+FFFD, other
+ * bytes as they are.  The one JSON string
+ * writer of every --json output.  SHB_ENOMEM on failure.
+ */
+int shb_json_quote(struct shb_buf *b, const char *s);
+
 /* malloc'd printf; NULL (and shb_errmsg set) when out of memory. */
 char *shb_aprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "config.h"
 #include "error.h"
+#include "input.h"
 #include "layout.h"
 #include "metrics.h"
 #include "reader.h"
@@ -167,9 +168,16 @@ static void check_db(struct check *c, sqlite3 *db, const char *rel)
 			rows = sqlite3_column_int64(cnt, 0);
 		sqlite3_finalize(cnt);
 		sqlite3_free(q);
-		snprintf(line, sizeof(line), "%s\"%s\": %lld", plain.len ? ", " : "", t, rows);
+		/* Table names are the db's own: anything may be in them. */
+		if (plain.len)
+			shb_buf_add(&detail, ", ", 2);
+		shb_json_quote(&detail, t ? t : "");
+		snprintf(line, sizeof(line), ": %lld", rows);
 		shb_buf_add(&detail, line, strlen(line));
-		snprintf(line, sizeof(line), "%s%s %lld", plain.len ? ", " : "", t, rows);
+		if (plain.len)
+			shb_buf_add(&plain, ", ", 2);
+		shb_buf_add(&plain, t ? t : "", t ? strlen(t) : 0);
+		snprintf(line, sizeof(line), " %lld", rows);
 		shb_buf_add(&plain, line, strlen(line));
 	}
 	sqlite3_finalize(st);
@@ -185,21 +193,10 @@ static void check_db(struct check *c, sqlite3 *db, const char *rel)
 	shb_buf_free(&text);
 }
 
-/* secrets.json must be JSON; SQLite's json_valid() judges it. */
+/* secrets.json must be JSON: the check restore makes too (input.h). */
 static const char *json_problem(const unsigned char *p, size_t n)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	int valid = 0;
-
-	if (sqlite3_open(":memory:", &db) == SQLITE_OK
-	    && sqlite3_prepare_v2(db, "SELECT json_valid(?1)", -1, &st, NULL) == SQLITE_OK
-	    && sqlite3_bind_text(st, 1, (const char *)p, (int)n, SQLITE_STATIC) == SQLITE_OK
-	    && sqlite3_step(st) == SQLITE_ROW)
-		valid = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return valid ? NULL : "not valid JSON";
+	return shb_secrets_check(p, n, "secrets.json") ? shb_errmsg() : NULL;
 }
 
 /* --- an archive ------------------------------------------------------------------ */
@@ -237,7 +234,9 @@ static void check_archive_file(struct check *c, struct shb_reader *r,
 	sqlite3 *db;
 
 	if (f->kind == SHB_FILE_SECRETS) {
-		if (read_entry(r, e, hash, &bytes, &sha_ok))
+		if (e->size > SHB_SECRETS_MAX)
+			file_result(c, f->rel, "larger than the limit for secrets.json", -1, NULL);
+		else if (read_entry(r, e, hash, &bytes, &sha_ok))
 			file_result(c, f->rel, shb_errmsg(), -1, NULL);
 		else
 			file_result(c, f->rel, !sha_ok ? "sha256 mismatch"
@@ -340,63 +339,32 @@ static void check_dir_file(struct check *c, const char *dir, const struct shb_la
 	if (!path) {
 		file_result(c, f->rel, "out of memory", -1, NULL);
 	} else if (f->kind == SHB_FILE_SECRETS) {
-		FILE *fp = fopen(path, "rb");
-		struct shb_buf b = { 0 };
-		char buf[65536];
-		size_t n;
-
-		while (fp && (n = fread(buf, 1, sizeof(buf), fp)) > 0)
-			shb_buf_add(&b, buf, n);
-		file_result(c, f->rel, fp ? json_problem(b.data, b.len) : "cannot read", -1,
+		file_result(c, f->rel, shb_secrets_check_file(path, f->rel) ? shb_errmsg() : NULL, -1,
 			    c->o->json ? NULL : "valid JSON");
-		if (fp)
-			fclose(fp);
-		shb_buf_free(&b);
 	} else {
 		check_dir_db(c, path, f->rel);
 	}
 	free(path);
 }
 
+/*
+ * A directory is listed as restore lists it (input.h): every app, and any
+ * error reading the layout (an unreadable apps/) fails the check rather
+ * than leaving apps out.
+ */
 static void check_dir(struct check *c, const char *dir)
 {
-	static const char *const top[] = { "streamhub.db", "secrets.json" };
-	struct shb_raw_entry raw[1024];
-	char *names[1024];
-	size_t n = 0;
-	struct shb_layout l;
-	char *apps = shb_aprintf("%s/apps", dir);
-	struct dirent **list = NULL;
-	int napps = apps ? scandir(apps, &list, NULL, alphasort) : -1;
+	struct shb_input *in;
+	const struct shb_layout *l;
 
-	for (size_t i = 0; i < 2; i++)
-		names[n++] = strdup(top[i]);
-	for (int i = 0; i < napps; i++) {
-		if (n < 1024 && list[i]->d_name[0] != '.')
-			names[n++] = shb_aprintf("apps/%s/app.db", list[i]->d_name);
-		free(list[i]);
-	}
-	free(list);
-	free(apps);
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		char *p = names[i] ? shb_aprintf("%s/%s", dir, names[i]) : NULL;
-		struct stat st;
-
-		if (p && lstat(p, &st) == 0)
-			raw[k++] = (struct shb_raw_entry){ names[i], S_ISREG(st.st_mode) ? SHB_RAW_FILE
-							   : SHB_RAW_OTHER, (uint64_t)st.st_size };
-		free(p);
-	}
-	if (shb_layout_build(raw, k, &l)) {
+	if (shb_input_open_path(dir, &in)) {
 		file_result(c, "(directory)", shb_errmsg(), -1, NULL);
-	} else {
-		for (size_t i = 0; i < l.n; i++)
-			check_dir_file(c, dir, &l.files[i]);
-		shb_layout_free(&l);
+		return;
 	}
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
+	l = shb_input_layout(in);
+	for (size_t i = 0; i < l->n; i++)
+		check_dir_file(c, dir, &l->files[i]);
+	shb_input_close(in);
 }
 
 /* --- the command ------------------------------------------------------------------- */

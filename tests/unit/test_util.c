@@ -94,8 +94,34 @@ static void test_prune(void)
 	shb_catalog_free(&cat);
 }
 
+/* One JSON string writer for every --json output: escapes, and only UTF-8 out. */
+static void test_json_quote(void)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "", "\"\"" },
+		{ "plain", "\"plain\"" },
+		{ "a\"b\\c", "\"a\\\"b\\\\c\"" },
+		{ "new\nline\t\x01", "\"new\\u000aline\\u0009\\u0001\"" },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"" },
+		{ "x\xffy", "\"x\\ufffdy\"" },
+		{ "\xc0\xaf", "\"\\ufffd\\ufffd\"" },               /* overlong '/' */
+		{ "\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"" },     /* a surrogate */
+		{ "cut\xe2\x82", "\"cut\\ufffd\\ufffd\"" },             /* truncated at the end */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct shb_buf b = { 0 };
+
+		CHECK_OK(shb_json_quote(&b, cases[i].in));
+		CHECK_OK(shb_buf_add(&b, "", 1));
+		CHECK(b.data && !strcmp((const char *)b.data, cases[i].out));
+		shb_buf_free(&b);
+	}
+}
+
 int main(void)
 {
+	test_json_quote();
 	test_timestamps();
 	test_prune();
 	return check_done("test_util");
