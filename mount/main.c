@@ -15,14 +15,20 @@
 #include <grp.h>
 #include <pwd.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <spawn.h>
+#include <stdatomic.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fuse.h>
@@ -437,12 +443,98 @@ static void on_hup(int sig)
 		shbfs_refresh(the_fs);
 }
 
+/*
+ * Stopping on SIGTERM/SIGINT.  libfuse's own handler ends the loop at once,
+ * dropping requests the kernel has already queued: the RELEASEDIR of a
+ * directory closed just before the signal then never arrives, and libfuse's
+ * handle for it is lost.  So the handler only wakes the stopper thread,
+ * which unmounts lazily as `fusermount3 -u -z` does; the loop then serves
+ * what is queued and ends when the kernel closes the connection.  If that
+ * does not happen within STOP_GRACE_SECONDS (a reader keeps a file open, or
+ * the unmount failed) the loop is ended as libfuse would have ended it.
+ */
+#define STOP_GRACE_SECONDS 5
+
+struct stopper {
+	int pipe[2];                 /* the handler writes a byte to [1] */
+	const char *mountpoint;
+	struct fuse_session *se;
+	pthread_t loop_thread;       /* the thread running the loop */
+	atomic_int loop_done;        /* set once the loop has returned */
+};
+static struct stopper the_stopper = { .pipe = { -1, -1 } };
+
+static void on_stop(int sig)
+{
+	int e = errno;
+
+	(void)sig;
+	if (write(the_stopper.pipe[1], "x", 1) < 0) {
+		/* full pipe: a stop is already pending */
+	}
+	errno = e;
+}
+
+static void on_wake(int sig)
+{
+	(void)sig;  /* only interrupts the loop thread's wait */
+}
+
+static int lazy_unmount(const char *mp)
+{
+	char *argv[] = { "fusermount3", "-u", "-z", "--", (char *)mp, NULL };
+	extern char **environ;
+	pid_t pid;
+	int status;
+
+	if (geteuid() == 0)
+		return umount2(mp, MNT_DETACH);
+	if (posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ))
+		return -1;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static void *stopper_main(void *arg)
+{
+	struct stopper *st = arg;
+	char c;
+	ssize_t n;
+
+	while ((n = read(st->pipe[0], &c, 1)) < 0 && errno == EINTR)
+		;
+	if (n != 1)
+		return NULL;  /* the pipe was closed: the loop ended by itself */
+	if (lazy_unmount(st->mountpoint) < 0)
+		shbfs_log(LOG_WARNING, "cannot unmount %s: %s; stopping anyway", st->mountpoint,
+			  strerror(errno));
+	for (int i = 0; i < STOP_GRACE_SECONDS * 10 && !atomic_load(&st->loop_done); i++)
+		nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
+	if (!atomic_load(&st->loop_done)) {
+		fuse_session_exit(st->se);
+		pthread_kill(st->loop_thread, SIGUSR2);
+	}
+	return NULL;
+}
+
+static int catch_signal(int sig, void (*fn)(int))
+{
+	struct sigaction sa = { .sa_handler = fn };
+
+	/* no SA_RESTART: the loop thread's read or wait must return EINTR */
+	sigemptyset(&sa.sa_mask);
+	return sigaction(sig, &sa, NULL);
+}
+
 static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct shbfs *fs)
 {
 	struct fuse_loop_config loop = { .clone_fd = 0, .max_idle_threads = 10 };
 	struct fuse *fuse = fuse_new(args, shbfs_operations(), sizeof(struct fuse_operations), fs);
 	struct fuse_session *se;
-	int rc = 1;
+	pthread_t stopper;
+	int rc = 1, have_stopper = 0;
 
 	if (!fuse)
 		return 1;  /* fuse_new said why: e.g. an unknown option */
@@ -456,10 +548,38 @@ static int run(struct fuse_args *args, struct fuse_cmdline_opts *cl, struct shbf
 		goto out_unmount;
 	if (!cl->foreground)
 		shbfs_log_to_syslog();
+	/* after fuse_daemonize(): a thread would not survive its fork */
+	the_stopper.mountpoint = cl->mountpoint;
+	the_stopper.se = se;
+	the_stopper.loop_thread = pthread_self();
+	if (pipe2(the_stopper.pipe, O_CLOEXEC | O_NONBLOCK) < 0
+	    || fcntl(the_stopper.pipe[0], F_SETFL, 0) < 0
+	    || pthread_create(&stopper, NULL, stopper_main, &the_stopper)) {
+		shbfs_log(LOG_ERR, "cannot start the stopper thread");
+		goto out_unmount;
+	}
+	have_stopper = 1;
+	catch_signal(SIGUSR2, on_wake);
+	catch_signal(SIGTERM, on_stop);
+	catch_signal(SIGINT, on_stop);
 	rc = cl->singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, &loop);
 	/* libfuse reports the signal that ended the loop: SIGTERM is a clean stop. */
-	rc = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
+	rc = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP || rc == SIGUSR2 ? 0 : 1;
 out_unmount:
+	if (have_stopper) {
+		/* no handler may write to the pipe once its number can be reused */
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGINT, SIG_IGN);
+		atomic_store(&the_stopper.loop_done, 1);
+		close(the_stopper.pipe[1]);  /* wakes the stopper if no signal came */
+		pthread_join(stopper, NULL);
+		close(the_stopper.pipe[0]);
+	}
+	/*
+	 * Also after the stopper's lazy unmount: this frees libfuse's copy of
+	 * the mount point and closes the device (with a file still held open
+	 * in the detached tree, libfuse says it failed to unmount: it was).
+	 */
 	fuse_unmount(fuse);
 out_signals:
 	fuse_remove_signal_handlers(se);
