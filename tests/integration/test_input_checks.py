@@ -107,6 +107,20 @@ def test_an_unreadable_part_of_a_snapshot_dir_fails(world, tmp, what):
 
 # --- many apps -------------------------------------------------------------------------------
 
+def verify_archive_and_extraction(d, tmp):
+    """Gives d a minimal streamhub.db, backs it up, and yields verify --json
+    of the archive and then of its extraction (a snapshot dir)."""
+    con = sqlite3.connect(d / "streamhub.db")
+    con.execute("CREATE TABLE apps(x)")
+    con.close()
+    env = base_env(BACKUP_DATA_DIR=d)
+    shbackup("create", env=env, check=0)
+    [archive] = backups_in(d / "backups")
+    snap = extract(archive, tmp / "x")
+    for source in (archive, snap):
+        yield json.loads(shbackup("verify", "--from", source, "--json", env=env,
+                                  check=0).stdout)
+
 def test_verify_checks_every_one_of_1100_apps(tmp):
     """verify capped a directory at 1,022 apps (a fixed array): every app of a
     1,100-app backup is checked, in the archive and extracted."""
@@ -117,16 +131,7 @@ def test_verify_checks_every_one_of_1100_apps(tmp):
         con = sqlite3.connect(d / "apps" / f"a{i:04d}" / "app.db")
         con.execute("CREATE TABLE streams(x)")
         con.close()
-    con = sqlite3.connect(d / "streamhub.db")
-    con.execute("CREATE TABLE apps(x)")
-    con.close()
-    env = base_env(BACKUP_DATA_DIR=d)
-    shbackup("create", env=env, check=0)
-    [archive] = backups_in(d / "backups")
-    snap = extract(archive, tmp / "x")
-    for source in (archive, snap):
-        report = json.loads(shbackup("verify", "--from", source, "--json", env=env,
-                                     check=0).stdout)
+    for report in verify_archive_and_extraction(d, tmp):
         paths = [f["path"] for f in report["files"]]
         assert len(paths) == 1101 and report["ok"], len(paths)
         assert "apps/a1099/app.db" in paths
@@ -146,18 +151,10 @@ def test_json_output_is_valid_whatever_the_names(tmp):
     con.execute('INSERT INTO "a""b\\c" VALUES (1)')
     con.commit()
     con.close()
-    con = sqlite3.connect(d / "streamhub.db")
-    con.execute("CREATE TABLE apps(x)")
-    con.close()
-    env = base_env(BACKUP_DATA_DIR=d)
-    shbackup("create", env=env, check=0)
-    [archive] = backups_in(d / "backups")
-    snap = extract(archive, tmp / "x")
-    for source in (archive, snap):
-        report = json.loads(shbackup("verify", "--from", source, "--json", env=env,
-                                     check=0).stdout)
+    for report in verify_archive_and_extraction(d, tmp):
         [f] = [f for f in report["files"] if f["path"] == f"apps/{app}/app.db"]
         assert f["tables"] == {'a"b\\c': 1, "new\nline": 0, "tab\there": 0}
+    env = base_env(BACKUP_DATA_DIR=d)
     report = json.loads(shbackup("verify", "--all", "--json", env=env, check=0).stdout)
     assert report[0]["ok"]
     assert json.loads(shbackup("list", "--json", env=env, check=0).stdout)[0]["apps"] == 1
