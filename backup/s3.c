@@ -796,16 +796,27 @@ int shb_s3_endpoint_check(const char *ep, const char *what)
 	if (p == host)
 		goto bad;
 	if (p < end && *p == ':') {
+		unsigned long port = 0;
+
 		if (++p == end)
 			goto bad;
-		for (; p < end; p++)
+		for (; p < end && port <= 65535; p++) {
 			if (*p < '0' || *p > '9')
 				goto bad;
+			port = port * 10 + (unsigned long)(*p - '0');
+		}
+		if (port == 0 || port > 65535)
+			return shb_fail(SHB_EINVAL, "invalid %s '%s': port must be 1-65535", what, ep);
 	}
 	if (p != end)
 		return shb_fail(SHB_EINVAL, "invalid %s '%s': no path allowed", what, ep);
+	/*
+	 * Userinfo ("user@host") would be sent to the server as-is by curl and
+	 * is never how S3 credentials are given; '?' and '#' would end the
+	 * host part of every URL built on it.
+	 */
 	for (p = host; p < end; p++)
-		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '@' || *p == '?' || *p == '#')
 			goto bad;
 	return SHB_OK;
 bad:

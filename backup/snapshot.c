@@ -46,7 +46,7 @@ static int vacuum_into(sqlite3 *db, const char *dst)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 1, dst, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_extended_errcode(db);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -142,9 +142,10 @@ static int same_file(sqlite3 *db, int fd)
 static int snapshot(const char *src, int src_fd, const char *dst, int busy_ms)
 {
 	sqlite3 *db = NULL;
-	int rc, err;
+	int rc, err, flags = SQLITE_OPEN_READONLY;
 
-	rc = sqlite3_open_v2(src, &db, SQLITE_OPEN_READONLY, NULL);
+again:
+	rc = sqlite3_open_v2(src, &db, flags, NULL);
 	if (rc != SQLITE_OK) {
 		err = sql_fail(db, rc);
 		goto out;
@@ -153,12 +154,28 @@ static int snapshot(const char *src, int src_fd, const char *dst, int busy_ms)
 		err = shb_fail(SHB_EIO, "the file changed while being opened");
 		goto out;
 	}
+	sqlite3_extended_result_codes(db, 1);  /* to tell a hot journal from other refusals */
 	sqlite3_busy_timeout(db, busy_ms);
 	/* VACUUM INTO refuses an existing non-empty file; an empty one is fine. */
 	if ((err = create_private(dst)))
 		goto out;
 	/* SHB_TEST_FORCE_BACKUP_API lets the tests exercise the fallback path. */
 	rc = getenv("SHB_TEST_FORCE_BACKUP_API") ? SQLITE_ERROR : vacuum_into(db, dst);
+	/*
+	 * A hot rollback journal (a writer crashed mid-transaction) must be
+	 * rolled back before anything is read, and a read-only connection
+	 * cannot.  The committed state is what the rollback gives, so open the
+	 * db for writing once, as any SQLite client (and the old script's
+	 * sqlite3) would: it restores the pages and removes the journal, and
+	 * creates no file, since a db with a rollback journal is not in WAL mode.
+	 */
+	if (rc == SQLITE_READONLY_ROLLBACK && flags == SQLITE_OPEN_READONLY) {
+		sqlite3_close(db);
+		db = NULL;
+		unlink(dst);
+		flags = SQLITE_OPEN_READWRITE;
+		goto again;
+	}
 	/* A lock held past busy_timeout would hold the backup API up just the same. */
 	if (rc != SQLITE_OK && !is_damage(rc) && !is_busy(rc)) {
 		unlink(dst);

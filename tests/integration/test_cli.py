@@ -90,7 +90,9 @@ def test_numeric_variables_reject_wraps_and_garbage(one_backup, var, value):
 
 
 @pytest.mark.parametrize("endpoint", ["ftp://x", "not a url", "http://", "https://:9000",
-                                      "http://host:port", "http://host/path", "http://a b"])
+                                      "http://host:port", "http://host/path", "http://a b",
+                                      "http://host:99999", "http://host:0",
+                                      "http://user@host:9000", "http://host?x"])
 def test_invalid_endpoint_is_a_usage_error_for_every_command(one_backup, tmp, endpoint):
     """hardening, smaller items: a malformed BACKUP_S3_ENDPOINT was exit 2
     (preflight); it is a usage error, exit 1, one line naming the variable."""
