@@ -78,8 +78,9 @@ struct job {
 	char ts[SHB_TS_LEN];
 	time_t time;
 	char *top;          /* streamhub-backup-<ts> */
-	char *staging;
-	char *staging_name;     /* the same, relative to dir_fd */
+	char *staging;          /* full path, through trusted dirs only (SQLite writes by path) */
+	char *staging_name;     /* the same, relative to staging_parent_fd */
+	int staging_parent_fd;
 	char *tmp_path;
 	char *tmp_name;
 	char *final_path;
@@ -89,6 +90,8 @@ struct job {
 	int staging_fd;
 	struct stat out_st;     /* the temporary we created: what out_fd writes */
 	int tmp_ours;           /* tmp_name is still out_fd's file */
+	int tmp_anon;           /* out_fd is an O_TMPFILE: no name until published */
+	int dir_trusted;        /* no one else can change the backup dir or its parents */
 	struct stat staging_st;
 	struct shb_s3 *s3;      /* NULL: local only */
 	char *s3_key;
@@ -463,25 +466,86 @@ static int name_backup(struct job *job)
 	}
 	job->top = shb_aprintf(SHB_NAME_PREFIX "%s", job->ts);
 	job->final_path = shb_aprintf("%s/%s", dir, job->final_name);
-	job->staging_name = shb_aprintf(STAGING_PREFIX "%s", job->ts);
-	job->staging = shb_aprintf("%s/" STAGING_PREFIX "%s", dir, job->ts);
 	job->tmp_name = shb_aprintf(".%s" SHB_NAME_SUFFIX TMP_SUFFIX, job->top ? job->top : "");
 	job->tmp_path = shb_aprintf("%s/%s", dir, job->tmp_name ? job->tmp_name : "");
-	if (!job->top || !job->final_path || !job->staging || !job->staging_name || !job->tmp_name
-	    || !job->tmp_path)
+	if (!job->top || !job->final_path || !job->tmp_name || !job->tmp_path)
 		return SHB_ENOMEM;
 	return SHB_OK;
 }
 
 /*
- * The private staging dir: made here, then held open; that it is still the
- * dir at its name is checked before each snapshot is used.
+ * Whether no one but root (or us) can rename or replace anything along the
+ * absolute, symlink-free path: each dir on it is ours and not writable by
+ * others, or sticky.
+ */
+static int trusted_path(const char *path)
+{
+	char *p = strdup(path);
+	int ok = p != NULL;
+
+	for (char *slash = p; ok && slash; slash = strchr(slash + 1, '/')) {
+		struct stat st;
+		char c = slash[1];
+
+		slash[1] = '\0';  /* the prefix up to and including this '/' */
+		ok = lstat(p, &st) == 0 && S_ISDIR(st.st_mode)
+		     && (st.st_uid == 0 || st.st_uid == geteuid())
+		     && (!(st.st_mode & 022) || (st.st_mode & S_ISVTX));
+		slash[1] = c;
+	}
+	if (ok) {
+		struct stat st;
+
+		ok = lstat(p, &st) == 0 && S_ISDIR(st.st_mode)
+		     && (st.st_uid == 0 || st.st_uid == geteuid())
+		     && (!(st.st_mode & 022) || (st.st_mode & S_ISVTX));
+	}
+	free(p);
+	return ok;
+}
+
+/*
+ * The private staging dir, held open.  SQLite writes the snapshots there by
+ * path, so that path must pass only through dirs no one else can change:
+ * the backup dir when it and its parents are so (the usual root-owned
+ * layout), else a fresh dir in $TMPDIR (default /var/tmp).  A backup dir
+ * the service user can write to would let that user swap the staging dir
+ * for a symlink and have root write snapshots anywhere.
  */
 static int make_staging(struct job *job)
 {
-	if (mkdirat(job->dir_fd, job->staging_name, 0700) < 0)
-		return shb_fail_errno(SHB_EIO, "cannot create staging dir '%s'", job->staging);
-	job->staging_fd = openat(job->dir_fd, job->staging_name,
+	char *real = realpath(job->cfg.local_dir, NULL);
+	struct stat st, dir_st;
+
+	job->dir_trusted = real && trusted_path(real) && stat(real, &st) == 0
+			   && fstat(job->dir_fd, &dir_st) == 0 && st.st_dev == dir_st.st_dev
+			   && st.st_ino == dir_st.st_ino;
+	if (job->dir_trusted) {
+		job->staging_name = shb_aprintf(STAGING_PREFIX "%s", job->ts);
+		job->staging = shb_aprintf("%s/" STAGING_PREFIX "%s", real, job->ts);
+		job->staging_parent_fd = dup(job->dir_fd);
+		free(real);
+		if (!job->staging_name || !job->staging)
+			return shb_fail(SHB_ENOMEM, "out of memory");
+		if (job->staging_parent_fd < 0 || mkdirat(job->dir_fd, job->staging_name, 0700) < 0)
+			return shb_fail_errno(SHB_EIO, "cannot create staging dir '%s'", job->staging);
+	} else {
+		const char *tmpdir = getenv("TMPDIR");
+
+		free(real);
+		if (!tmpdir || !*tmpdir)
+			tmpdir = "/var/tmp";
+		job->staging = shb_aprintf("%s/shbackup-staging-%s-XXXXXX", tmpdir, job->ts);
+		if (!job->staging)
+			return shb_fail(SHB_ENOMEM, "out of memory");
+		if (!mkdtemp(job->staging))
+			return shb_fail_errno(SHB_EIO, "cannot create staging dir '%s'", job->staging);
+		job->staging_name = strdup(strrchr(job->staging, '/') + 1);
+		job->staging_parent_fd = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (!job->staging_name || job->staging_parent_fd < 0)
+			return shb_fail_errno(SHB_EIO, "cannot open '%s'", tmpdir);
+	}
+	job->staging_fd = openat(job->staging_parent_fd, job->staging_name,
 				 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (job->staging_fd < 0 || fstat(job->staging_fd, &job->staging_st) < 0)
 		return shb_fail_errno(SHB_EIO, "cannot open staging dir '%s'", job->staging);
@@ -501,15 +565,29 @@ static int same_at(int dirfd, const char *name, const struct stat *st)
 }
 
 /*
- * The temporary archive, created by this open (O_EXCL, O_NOFOLLOW) so it
+ * The temporary archive (read back by the upload), created by this open
+ * (O_EXCL, O_NOFOLLOW) so it
  * is ours: a name planted since clear_debris (we hold the lock, so no run
- * of ours made it) is removed, never opened.
+ * of ours made it) is removed, never opened.  In a backup dir others can
+ * write to, a name could still be swapped before the rename (publish would
+ * then fail): there the archive has no name at all until it is complete
+ * (O_TMPFILE, where the filesystem has it).
  */
 static int create_tmp(struct job *job)
 {
+	if (!job->dir_trusted) {
+		job->out_fd = openat(job->dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (job->out_fd >= 0) {
+			job->tmp_anon = 1;
+			if (fstat(job->out_fd, &job->out_st) < 0)
+				return shb_fail_errno(SHB_EIO, "cannot create a temporary in '%s'",
+						      job->cfg.local_dir);
+			return SHB_OK;
+		}
+	}
 	for (int tries = 0; tries < 16; tries++) {
 		job->out_fd = openat(job->dir_fd, job->tmp_name,
-				     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+				     O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (job->out_fd >= 0) {
 			if (fstat(job->out_fd, &job->out_st) < 0)
 				return shb_fail_errno(SHB_EIO, "cannot create '%s'", job->tmp_path);
@@ -616,7 +694,7 @@ static enum item_state snapshot_item(struct job *job, const struct item *it)
 	else if (!it->is_db)
 		res = copy_secrets(job, fd, &st, it);
 	else if (!(rc = shb_snapshot_db_fd(fd, it->staged, job->lock_ms))
-		 && !same_at(job->dir_fd, job->staging_name, &job->staging_st))
+		 && !same_at(job->staging_parent_fd, job->staging_name, &job->staging_st))
 		/* SQLite wrote by path: a staging dir swapped meanwhile got it, not ours. */
 		rc = shb_fail(SHB_EIO, "staging dir '%s' was replaced", job->staging);
 	if (fd >= 0)
@@ -787,6 +865,19 @@ static int publish(struct job *job)
 
 	if (fsync(job->out_fd) < 0)
 		return shb_fail_errno(SHB_EIO, "cannot fsync '%s'", job->tmp_path);
+	if (job->tmp_anon) {
+		/* A link never replaces a name; AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH. */
+		char proc[64];
+
+		r = linkat(job->out_fd, "", job->dir_fd, job->final_name, AT_EMPTY_PATH);
+		if (r < 0 && errno != EEXIST) {
+			snprintf(proc, sizeof(proc), "/proc/self/fd/%d", job->out_fd);
+			r = linkat(AT_FDCWD, proc, job->dir_fd, job->final_name, AT_SYMLINK_FOLLOW);
+		}
+		if (r < 0)
+			return shb_fail_errno(SHB_EIO, "cannot create '%s'", job->final_path);
+		goto check;
+	}
 	r = renameat2(job->dir_fd, job->tmp_name, job->dir_fd, job->final_name, RENAME_NOREPLACE);
 	if (r < 0 && (errno == EINVAL || errno == ENOSYS)) {
 		/* No RENAME_NOREPLACE here: a link never replaces either. */
@@ -798,6 +889,7 @@ static int publish(struct job *job)
 		return shb_fail_errno(SHB_EIO, "cannot rename '%s' to '%s'", job->tmp_path,
 				      job->final_name);
 	job->tmp_ours = 0;
+check:
 	if (!same_at(job->dir_fd, job->final_name, &job->out_st)) {
 		unlinkat(job->dir_fd, job->final_name, 0);
 		return shb_fail(SHB_EIO, "cannot publish '%s': '%s' was replaced while being written",
@@ -934,10 +1026,12 @@ static void job_free(struct job *job)
 		close(job->out_fd);
 	if (job->staging_fd >= 0) {
 		empty_dir(job->staging_fd);
-		if (same_at(job->dir_fd, job->staging_name, &job->staging_st))
-			unlinkat(job->dir_fd, job->staging_name, AT_REMOVEDIR);
+		if (same_at(job->staging_parent_fd, job->staging_name, &job->staging_st))
+			unlinkat(job->staging_parent_fd, job->staging_name, AT_REMOVEDIR);
 		close(job->staging_fd);
 	}
+	if (job->staging_parent_fd >= 0)
+		close(job->staging_parent_fd);
 	if (job->dir_fd >= 0)
 		close(job->dir_fd);
 	if (job->lock_fd >= 0)
@@ -1021,7 +1115,7 @@ static int setup_s3(struct job *job)
 int cmd_create(int argc, char **argv)
 {
 	struct job job = { .lock_fd = -1, .out_fd = -1, .data_fd = -1, .dir_fd = -1,
-			   .staging_fd = -1 };
+			   .staging_fd = -1, .staging_parent_fd = -1 };
 	double start = shb_now();
 	uint64_t size = 0;
 	int rc, code;
