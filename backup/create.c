@@ -153,7 +153,10 @@ static void print_help(void)
 	       "  BACKUP_LOCK_TIMEOUT    seconds to wait for a writer's lock on a db (default %d)\n\n"
 	       "Only paths that stay inside DATA_DIR are read (symlinks included).  An app\n"
 	       "dir whose name is not 1-255 bytes of valid UTF-8, starts with '.', or holds\n"
-	       "a control character, '/' or '\\' is skipped with a warning.\n\n"
+	       "a control character, '/' or '\\' is skipped with a warning; so is a\n"
+	       "secrets.json that is empty, not valid JSON, over 64 MiB or not a regular file.\n"
+	       "In a backup dir others can write to, snapshots are staged in $TMPDIR\n"
+	       "(default /var/tmp).\n\n"
 	       "exit codes: 0 ok, 1 usage, 2 preflight, 3 snapshot failed, 4 upload failed\n",
 	       usage, SHB_DEFAULT_DATA_DIR, SHB_DEFAULT_RETENTION_DAYS, SHB_DEFAULT_S3_PREFIX,
 	       SHB_DEFAULT_S3_REGION, DEFAULT_LOCK_TIMEOUT);
