@@ -476,10 +476,19 @@ static int name_backup(struct job *job)
 	return SHB_OK;
 }
 
+/* A dir (not a symlink) of root or us that others cannot write to, or sticky. */
+static int dir_safe(const char *p)
+{
+	struct stat st;
+
+	return lstat(p, &st) == 0 && S_ISDIR(st.st_mode)
+	       && (st.st_uid == 0 || st.st_uid == geteuid())
+	       && (!(st.st_mode & 022) || (st.st_mode & S_ISVTX));
+}
+
 /*
  * Whether no one but root (or us) can rename or replace anything along the
- * absolute, symlink-free path: each dir on it is ours and not writable by
- * others, or sticky.
+ * absolute, symlink-free path: every dir on it is dir_safe().
  */
 static int trusted_path(const char *path)
 {
@@ -487,22 +496,13 @@ static int trusted_path(const char *path)
 	int ok = p != NULL;
 
 	for (char *slash = p; ok && slash; slash = strchr(slash + 1, '/')) {
-		struct stat st;
 		char c = slash[1];
 
 		slash[1] = '\0';  /* the prefix up to and including this '/' */
-		ok = lstat(p, &st) == 0 && S_ISDIR(st.st_mode)
-		     && (st.st_uid == 0 || st.st_uid == geteuid())
-		     && (!(st.st_mode & 022) || (st.st_mode & S_ISVTX));
+		ok = dir_safe(p);
 		slash[1] = c;
 	}
-	if (ok) {
-		struct stat st;
-
-		ok = lstat(p, &st) == 0 && S_ISDIR(st.st_mode)
-		     && (st.st_uid == 0 || st.st_uid == geteuid())
-		     && (!(st.st_mode & 022) || (st.st_mode & S_ISVTX));
-	}
+	ok = ok && dir_safe(p);
 	free(p);
 	return ok;
 }
@@ -569,9 +569,8 @@ static int same_at(int dirfd, const char *name, const struct stat *st)
 
 /*
  * The temporary archive (read back by the upload), created by this open
- * (O_EXCL, O_NOFOLLOW) so it
- * is ours: a name planted since clear_debris (we hold the lock, so no run
- * of ours made it) is removed, never opened.  In a backup dir others can
+ * (O_EXCL, O_NOFOLLOW) so it is ours: a name planted since clear_debris (we
+ * hold the lock, so no run of ours made it) is removed, never opened.  In a backup dir others can
  * write to, a name could still be swapped before the rename (publish would
  * then fail): there the archive has no name at all until it is complete
  * (O_TMPFILE, where the filesystem has it).
