@@ -163,3 +163,33 @@ def test_planted_temporaries_are_never_uploaded(hostile, swift, bucket):
         assert not holds_marker(obj), obj
         local = bdir / obj.name
         assert local.is_file() and local.read_bytes() == obj.read_bytes(), obj
+
+
+def test_planted_lock_symlink_creates_nothing_elsewhere(tmp):
+    """h7 #1 family: the lock file was opened by path with O_CREAT, so a
+    symlink planted at .shbackup.lock made root create its target; now it
+    is refused (exit 2, one line) and nothing is created."""
+    data = tmp / "data"
+    make_datadir(data, apps=1, size_mb=1, seed=12)
+    bdir = tmp / "backups"
+    bdir.mkdir()
+    target = tmp / "root-only-new"
+    (bdir / ".shbackup.lock").symlink_to(target)
+    p = shbackup("create", env=base_env(BACKUP_DATA_DIR=data, BACKUP_LOCAL_DIR=bdir), check=2)
+    assert [line for line in p.stderr.splitlines() if line.startswith("error:")] \
+        == [p.stderr.strip()]
+    assert not target.exists() and backups_in(bdir) == []
+
+
+def test_symlinked_backup_dir_is_refused(tmp):
+    """h7 #1 family: the backup dir itself is opened O_NOFOLLOW: a symlink
+    there (e.g. DATA_DIR/backups replaced by its owner) is exit 2 naming it."""
+    data = tmp / "data"
+    make_datadir(data, apps=1, size_mb=1, seed=13)
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir()
+    (data / "backups").symlink_to(elsewhere)
+    p = shbackup("create", env=base_env(BACKUP_DATA_DIR=data), check=2)
+    assert p.stderr.strip() == (f"error: cannot use backup directory '{data}/backups': "
+                                "it is a symlink or not a directory")
+    assert list(elsewhere.iterdir()) == []
