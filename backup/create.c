@@ -7,10 +7,14 @@
  * that stay beneath DATA_DIR (shb_open_beneath), so a symlink planted there
  * by the service user cannot make root's backup copy a file from elsewhere;
  * app dirs whose names verify/restore would refuse are skipped with a
- * warning, so every backup create writes can be restored.  The archive is written under a
- * temporary name, made durable, then renamed into place; a lock file keeps
- * concurrent runs apart and lets each run clear the debris of killed ones.
- * With a bucket configured the archive is then uploaded and its size
+ * warning, so every backup create writes can be restored; so is a
+ * secrets.json that verify/restore would refuse.  The backup dir may belong
+ * to that user too, so everything create does there goes through one fd of
+ * it and never follows a symlink: the archive is written through the fd of
+ * a temporary it created (O_EXCL), made durable, renamed into place and
+ * checked to be that very file, and uploaded from that fd.  A lock file
+ * keeps concurrent runs apart and lets each run clear the debris of killed
+ * ones.  With a bucket configured the archive is then uploaded and its size
  * checked, and retention runs on both sides.
  */
 #include <dirent.h>
@@ -30,6 +34,7 @@
 #include "cli.h"
 #include "config.h"
 #include "error.h"
+#include "input.h"
 #include "layout.h"
 #include "metrics.h"
 #include "prune.h"
@@ -42,6 +47,7 @@ static const char usage[] = "shbackup create [--level N] [--threads N] [--no-pru
 #define STAGING_PREFIX ".shbackup-staging-"
 #define TMP_SUFFIX ".tmp"
 #define DEFAULT_LOCK_TIMEOUT 60
+#define LOCK_NAME ".shbackup.lock"
 
 enum item_state { ITEM_PENDING, ITEM_READY, ITEM_FAILED, ITEM_SKIPPED };
 
@@ -54,7 +60,8 @@ enum item_state { ITEM_PENDING, ITEM_READY, ITEM_FAILED, ITEM_SKIPPED };
 struct item {
 	char *rel;      /* path inside DATA_DIR and the backup, e.g. "apps/a/app.db" */
 	char *app;      /* "a" for an app db, else NULL */
-	char *staged;   /* snapshot or copy in the staging dir */
+	char *staged;   /* snapshot or copy in the staging dir, full path (for SQLite) */
+	char *staged_name;  /* the same, relative to job->staging_fd */
 	int is_db;
 	enum item_state state;   /* protected by job->mu */
 	char msg[512];           /* protected by job->mu */
@@ -71,10 +78,21 @@ struct job {
 	char ts[SHB_TS_LEN];
 	time_t time;
 	char *top;          /* streamhub-backup-<ts> */
-	char *staging;
+	char *staging;          /* full path, through trusted dirs only (SQLite writes by path) */
+	char *staging_name;     /* the same, relative to staging_parent_fd */
+	int staging_parent_fd;
 	char *tmp_path;
+	char *tmp_name;
 	char *final_path;
+	char *final_name;
 	int lock_fd, out_fd;
+	int dir_fd;             /* the backup dir: every name in it is used relative to this */
+	int staging_fd;
+	struct stat out_st;     /* the temporary we created: what out_fd writes */
+	int tmp_ours;           /* tmp_name is still out_fd's file */
+	int tmp_anon;           /* out_fd is an O_TMPFILE: no name until published */
+	int dir_trusted;        /* no one else can change the backup dir or its parents */
+	struct stat staging_st;
 	struct shb_s3 *s3;      /* NULL: local only */
 	char *s3_key;
 	int data_fd;            /* DATA_DIR, what every source is opened beneath */
@@ -84,6 +102,7 @@ struct job {
 	size_t nitems;
 
 	size_t napps, skipped;  /* main thread only */
+	int secrets_skipped;    /* main thread only: an invalid or odd secrets.json left out */
 	/*
 	 * Owned by whoever reports progress: the main thread while archiving,
 	 * then the upload's part workers, which call back under their own mutex.
@@ -134,7 +153,10 @@ static void print_help(void)
 	       "  BACKUP_LOCK_TIMEOUT    seconds to wait for a writer's lock on a db (default %d)\n\n"
 	       "Only paths that stay inside DATA_DIR are read (symlinks included).  An app\n"
 	       "dir whose name is not 1-255 bytes of valid UTF-8, starts with '.', or holds\n"
-	       "a control character, '/' or '\\' is skipped with a warning.\n\n"
+	       "a control character, '/' or '\\' is skipped with a warning; so is a\n"
+	       "secrets.json that is empty, not valid JSON, over 64 MiB or not a regular file.\n"
+	       "In a backup dir others can write to, snapshots are staged in $TMPDIR\n"
+	       "(default /var/tmp).\n\n"
 	       "exit codes: 0 ok, 1 usage, 2 preflight, 3 snapshot failed, 4 upload failed\n",
 	       usage, SHB_DEFAULT_DATA_DIR, SHB_DEFAULT_RETENTION_DAYS, SHB_DEFAULT_S3_PREFIX,
 	       SHB_DEFAULT_S3_REGION, DEFAULT_LOCK_TIMEOUT);
@@ -186,18 +208,20 @@ static int add_item(struct job *job, const char *rel, const char *app, int is_db
 	it->rel = strdup(rel);
 	it->app = app ? strdup(app) : NULL;
 	it->staged = shb_aprintf("%s/%zu", job->staging, job->nitems);
+	it->staged_name = shb_aprintf("%zu", job->nitems);
 	job->nitems++;
-	if (!it->rel || (app && !it->app) || !it->staged)
+	if (!it->rel || (app && !it->app) || !it->staged || !it->staged_name)
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	return SHB_OK;
 }
 
-enum probe { P_FILE, P_MISSING, P_OUTSIDE };
+enum probe { P_FILE, P_MISSING, P_OTHER, P_OUTSIDE };
 
 /*
  * Whether rel beneath DATA_DIR is a regular file create may read.  Missing
- * or not a regular file is P_MISSING; a path leading out of DATA_DIR
- * P_OUTSIDE; any other error is an error.
+ * is P_MISSING, not a regular file (a FIFO, a dir...) P_OTHER; a path
+ * leading out of DATA_DIR P_OUTSIDE; any other error is an error.  The open
+ * does not block on a FIFO.
  */
 static int probe(struct job *job, const char *rel, enum probe *out)
 {
@@ -213,7 +237,7 @@ static int probe(struct job *job, const char *rel, enum probe *out)
 			return shb_fail_errno(SHB_EIO, "cannot open '%s/%s'", job->cfg.data_dir, rel);
 		return SHB_OK;
 	}
-	*out = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? P_FILE : P_MISSING;
+	*out = fstat(fd, &st) < 0 ? P_MISSING : S_ISREG(st.st_mode) ? P_FILE : P_OTHER;
 	close(fd);
 	return SHB_OK;
 }
@@ -310,27 +334,46 @@ static int find_items(struct job *job)
 		return leaves(job, "secrets.json");
 	if (pr == P_FILE)
 		return add_item(job, "secrets.json", NULL, 0);
+	if (pr == P_OTHER) {
+		shb_warning("'secrets.json' in '%s' is not a regular file; backing up the databases only",
+			    job->cfg.data_dir);
+		job->secrets_skipped = 1;
+		return SHB_OK;
+	}
 	shb_warning("no secrets.json in '%s'; backing up the databases only", job->cfg.data_dir);
 	return SHB_OK;
 }
 
 /* --- the backup directory: lock, debris, names --------------------------- */
 
+/*
+ * The backup dir, held open for the whole run.  Its last component must not
+ * be a symlink: everything else in it is then reached relative to this fd,
+ * so renaming or replacing the dir later changes nothing we write.
+ */
+static int open_backup_dir(struct job *job)
+{
+	struct stat st;
+
+	job->dir_fd = open(job->cfg.local_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (job->dir_fd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		return shb_fail(SHB_EINVAL, "cannot use backup directory '%s': it is a symlink or not a directory",
+				job->cfg.local_dir);
+	if (job->dir_fd < 0 || fstat(job->dir_fd, &st) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot open backup directory '%s'", job->cfg.local_dir);
+	return SHB_OK;
+}
+
 static int lock_dir(struct job *job)
 {
-	char *path = shb_aprintf("%s/.shbackup.lock", job->cfg.local_dir);
-	int rc = SHB_OK;
-
-	if (!path)
-		return SHB_ENOMEM;
-	job->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	/* O_NOFOLLOW: a symlink planted at the name must not make root create a file elsewhere. */
+	job->lock_fd = openat(job->dir_fd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (job->lock_fd < 0)
-		rc = shb_fail_errno(SHB_EIO, "cannot write to backup directory '%s'", job->cfg.local_dir);
-	else if (flock(job->lock_fd, LOCK_EX | LOCK_NB) < 0)
-		rc = shb_fail(SHB_EBUSY, "another shbackup create is running in '%s'",
-			      job->cfg.local_dir);
-	free(path);
-	return rc;
+		return shb_fail_errno(SHB_EIO, "cannot write to backup directory '%s'", job->cfg.local_dir);
+	if (flock(job->lock_fd, LOCK_EX | LOCK_NB) < 0)
+		return shb_fail(SHB_EBUSY, "another shbackup create is running in '%s'",
+				job->cfg.local_dir);
+	return SHB_OK;
 }
 
 static int is_debris(const char *name)
@@ -343,47 +386,220 @@ static int is_debris(const char *name)
 	       && n > s && !strcmp(name + n - s, TMP_SUFFIX);
 }
 
-/* Removes temporaries of killed runs; safe because we hold the lock. */
-static void clear_debris(const char *dir)
+/*
+ * Removes the files directly in the dir open as fd (a staging dir holds
+ * nothing else).  Symlinks are removed, never followed.
+ */
+static void empty_dir(int fd)
 {
-	DIR *d = opendir(dir);
+	int dup_fd = dup(fd);
+	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
 	struct dirent *de;
 
-	if (!d)
+	if (!d) {
+		if (dup_fd >= 0)
+			close(dup_fd);
 		return;
-	while ((de = readdir(d))) {
-		char *p;
-
-		if (!is_debris(de->d_name) || !(p = shb_aprintf("%s/%s", dir, de->d_name)))
-			continue;
-		if (shb_remove_tree(p))
-			shb_warning("%s", shb_errmsg());
-		free(p);
 	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			unlinkat(fd, de->d_name, 0);
+	closedir(d);
+}
+
+/*
+ * Removes name in the backup dir without following it: a file or symlink is
+ * unlinked, a dir (a staging dir) emptied through an O_NOFOLLOW fd and
+ * removed.
+ */
+static void remove_debris(struct job *job, const char *name)
+{
+	struct stat st;
+	int fd;
+
+	if (fstatat(job->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		if (unlinkat(job->dir_fd, name, 0) < 0 && errno != ENOENT)
+			shb_warning("cannot remove '%s/%s': %s", job->cfg.local_dir, name, strerror(errno));
+		return;
+	}
+	fd = openat(job->dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0) {
+		empty_dir(fd);
+		close(fd);
+	}
+	if (unlinkat(job->dir_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		shb_warning("cannot remove '%s/%s': %s", job->cfg.local_dir, name, strerror(errno));
+}
+
+/* Removes temporaries of killed runs; safe because we hold the lock. */
+static void clear_debris(struct job *job)
+{
+	int fd = dup(job->dir_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (is_debris(de->d_name))
+			remove_debris(job, de->d_name);
 	closedir(d);
 }
 
 static int name_backup(struct job *job)
 {
 	const char *dir = job->cfg.local_dir;
+	struct stat st;
 
 	for (;;) {
 		job->time = time(NULL);
 		shb_ts_format(job->time, job->ts);
-		free(job->final_path);
-		job->final_path = shb_aprintf("%s/" SHB_NAME_PREFIX "%s" SHB_NAME_SUFFIX, dir, job->ts);
-		if (!job->final_path)
+		free(job->final_name);
+		job->final_name = shb_aprintf(SHB_NAME_PREFIX "%s" SHB_NAME_SUFFIX, job->ts);
+		if (!job->final_name)
 			return SHB_ENOMEM;
-		if (access(job->final_path, F_OK) < 0)
+		if (fstatat(job->dir_fd, job->final_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			break;
 		sleep(1);  /* one backup per second: never overwrite one */
 	}
 	job->top = shb_aprintf(SHB_NAME_PREFIX "%s", job->ts);
-	job->staging = shb_aprintf("%s/" STAGING_PREFIX "%s", dir, job->ts);
-	job->tmp_path = shb_aprintf("%s/.%s" SHB_NAME_SUFFIX TMP_SUFFIX, dir, job->top);
-	if (!job->top || !job->staging || !job->tmp_path)
+	job->final_path = shb_aprintf("%s/%s", dir, job->final_name);
+	job->tmp_name = shb_aprintf(".%s" SHB_NAME_SUFFIX TMP_SUFFIX, job->top ? job->top : "");
+	job->tmp_path = shb_aprintf("%s/%s", dir, job->tmp_name ? job->tmp_name : "");
+	if (!job->top || !job->final_path || !job->tmp_name || !job->tmp_path)
 		return SHB_ENOMEM;
 	return SHB_OK;
+}
+
+/* A dir (not a symlink) of root or us that others cannot write to, or sticky. */
+static int dir_safe(const char *p)
+{
+	struct stat st;
+
+	return lstat(p, &st) == 0 && S_ISDIR(st.st_mode)
+	       && (st.st_uid == 0 || st.st_uid == geteuid())
+	       && (!(st.st_mode & 022) || (st.st_mode & S_ISVTX));
+}
+
+/*
+ * Whether no one but root (or us) can rename or replace anything along the
+ * absolute, symlink-free path: every dir on it is dir_safe().
+ */
+static int trusted_path(const char *path)
+{
+	char *p = strdup(path);
+	int ok = p != NULL;
+
+	for (char *slash = p; ok && slash; slash = strchr(slash + 1, '/')) {
+		char c = slash[1];
+
+		slash[1] = '\0';  /* the prefix up to and including this '/' */
+		ok = dir_safe(p);
+		slash[1] = c;
+	}
+	ok = ok && dir_safe(p);
+	free(p);
+	return ok;
+}
+
+/*
+ * The private staging dir, held open.  SQLite writes the snapshots there by
+ * path, so that path must pass only through dirs no one else can change:
+ * the backup dir when it and its parents are so (the usual root-owned
+ * layout), else a fresh dir in $TMPDIR (default /var/tmp).  A backup dir
+ * the service user can write to would let that user swap the staging dir
+ * for a symlink and have root write snapshots anywhere.
+ */
+static int make_staging(struct job *job)
+{
+	char *real = realpath(job->cfg.local_dir, NULL);
+	struct stat st, dir_st;
+
+	job->dir_trusted = real && trusted_path(real) && stat(real, &st) == 0
+			   && fstat(job->dir_fd, &dir_st) == 0 && st.st_dev == dir_st.st_dev
+			   && st.st_ino == dir_st.st_ino;
+	if (job->dir_trusted) {
+		job->staging_name = shb_aprintf(STAGING_PREFIX "%s", job->ts);
+		job->staging = shb_aprintf("%s/" STAGING_PREFIX "%s", real, job->ts);
+		job->staging_parent_fd = dup(job->dir_fd);
+		free(real);
+		if (!job->staging_name || !job->staging)
+			return shb_fail(SHB_ENOMEM, "out of memory");
+		if (job->staging_parent_fd < 0 || mkdirat(job->dir_fd, job->staging_name, 0700) < 0)
+			return shb_fail_errno(SHB_EIO, "cannot create staging dir '%s'", job->staging);
+	} else {
+		const char *tmpdir = getenv("TMPDIR");
+
+		free(real);
+		if (!tmpdir || !*tmpdir)
+			tmpdir = "/var/tmp";
+		job->staging = shb_aprintf("%s/shbackup-staging-%s-XXXXXX", tmpdir, job->ts);
+		if (!job->staging)
+			return shb_fail(SHB_ENOMEM, "out of memory");
+		if (!mkdtemp(job->staging))
+			return shb_fail_errno(SHB_EIO, "cannot create staging dir '%s'", job->staging);
+		job->staging_name = strdup(strrchr(job->staging, '/') + 1);
+		job->staging_parent_fd = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (!job->staging_name || job->staging_parent_fd < 0)
+			return shb_fail_errno(SHB_EIO, "cannot open '%s'", tmpdir);
+	}
+	job->staging_fd = openat(job->staging_parent_fd, job->staging_name,
+				 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (job->staging_fd < 0 || fstat(job->staging_fd, &job->staging_st) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot open staging dir '%s'", job->staging);
+	if (job->staging_st.st_uid != geteuid() || (job->staging_st.st_mode & 077))
+		return shb_fail(SHB_EIO, "staging dir '%s' was replaced while being created",
+				job->staging);
+	return SHB_OK;
+}
+
+/* Whether name in the dir open as dirfd is the file st describes (never following it). */
+static int same_at(int dirfd, const char *name, const struct stat *st)
+{
+	struct stat cur;
+
+	return fstatat(dirfd, name, &cur, AT_SYMLINK_NOFOLLOW) == 0
+	       && cur.st_dev == st->st_dev && cur.st_ino == st->st_ino;
+}
+
+/*
+ * The temporary archive (read back by the upload), created by this open
+ * (O_EXCL, O_NOFOLLOW) so it is ours: a name planted since clear_debris (we
+ * hold the lock, so no run of ours made it) is removed, never opened.  In a backup dir others can
+ * write to, a name could still be swapped before the rename (publish would
+ * then fail): there the archive has no name at all until it is complete
+ * (O_TMPFILE, where the filesystem has it).
+ */
+static int create_tmp(struct job *job)
+{
+	if (!job->dir_trusted) {
+		job->out_fd = openat(job->dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (job->out_fd >= 0) {
+			job->tmp_anon = 1;
+			if (fstat(job->out_fd, &job->out_st) < 0)
+				return shb_fail_errno(SHB_EIO, "cannot create a temporary in '%s'",
+						      job->cfg.local_dir);
+			return SHB_OK;
+		}
+	}
+	for (int tries = 0; tries < 16; tries++) {
+		job->out_fd = openat(job->dir_fd, job->tmp_name,
+				     O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (job->out_fd >= 0) {
+			if (fstat(job->out_fd, &job->out_st) < 0)
+				return shb_fail_errno(SHB_EIO, "cannot create '%s'", job->tmp_path);
+			job->tmp_ours = 1;
+			return SHB_OK;
+		}
+		if (errno != EEXIST || unlinkat(job->dir_fd, job->tmp_name, 0) < 0)
+			break;
+	}
+	return shb_fail_errno(SHB_EIO, "cannot create '%s'", job->tmp_path);
 }
 
 static int preflight(struct job *job)
@@ -395,50 +611,74 @@ static int preflight(struct job *job)
 		return shb_fail(SHB_ENOTFOUND, "data directory '%s' does not exist", job->cfg.data_dir);
 	if ((rc = shb_mkdir_p(job->cfg.local_dir)))
 		return shb_fail(rc, "cannot use backup directory: %s", shb_errmsg());
-	if ((rc = lock_dir(job)))
+	if ((rc = open_backup_dir(job)) || (rc = lock_dir(job)))
 		return rc;
-	clear_debris(job->cfg.local_dir);
-	if ((rc = name_backup(job)))
+	clear_debris(job);
+	if ((rc = name_backup(job)) || (rc = make_staging(job)))
 		return rc;
-	if (mkdir(job->staging, 0700) < 0)
-		return shb_fail_errno(SHB_EIO, "cannot create staging dir '%s'", job->staging);
 	return find_items(job);
 }
 
 /* --- snapshot thread ----------------------------------------------------- */
 
-/* Copies the open file in to the new file dst (0600, fsync'd). */
-static int copy_fd(int in, const char *rel, const char *dst)
+/*
+ * Copies secrets.json from the open file in to name in the staging dir
+ * (0600, fsync'd) if shb_secrets_check(), the check verify and restore
+ * make, passes: else ITEM_SKIPPED with the reason set, as a backup that
+ * holds it could not be restored.  At most SHB_SECRETS_MAX + 1 bytes are
+ * read, and none of a file whose size already says it is too big.
+ */
+static enum item_state copy_secrets(struct job *job, int in, const struct stat *st,
+				    const struct item *it)
 {
+	struct shb_buf b = { 0 };
 	char buf[65536];
-	int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	int rc = SHB_OK;
-	ssize_t n;
+	ssize_t n = 0;
+	int out = -1, rc = SHB_OK;
+	enum item_state res = ITEM_FAILED;
 
-	if (out < 0)
-		return shb_fail_errno(SHB_EIO, "cannot create '%s'", dst);
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if ((rc = shb_write_all(out, buf, (size_t)n, dst)))
-			break;
+	if ((uint64_t)st->st_size > SHB_SECRETS_MAX) {
+		/* Judged by its size alone, in the check's own words. */
+		shb_secrets_check("", (size_t)SHB_SECRETS_MAX + 1, it->rel);
+		return ITEM_SKIPPED;
+	}
+	while (!rc && b.len <= SHB_SECRETS_MAX && (n = read(in, buf, sizeof(buf))) > 0)
+		rc = shb_buf_add(&b, buf, (size_t)n);
 	if (!rc && n < 0)
-		rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", rel);
-	if (!rc && fsync(out) < 0)
-		rc = shb_fail_errno(SHB_EIO, "cannot fsync '%s'", dst);
-	close(out);
-	return rc;
+		rc = shb_fail_errno(SHB_EIO, "cannot read it");
+	if (rc)
+		goto out;
+	if (shb_secrets_check(b.data, b.len, it->rel)) {
+		res = ITEM_SKIPPED;
+		goto out;
+	}
+	out = openat(job->staging_fd, it->staged_name,
+		     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (out < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot create '%s'", it->staged);
+	else if (!(rc = shb_write_all(out, b.data, b.len, it->staged)) && fsync(out) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot fsync '%s'", it->staged);
+	if (!rc)
+		res = ITEM_READY;
+out:
+	if (out >= 0)
+		close(out);
+	shb_buf_free(&b);
+	return res;
 }
 
 /*
  * Snapshots one item from what is beneath DATA_DIR now: the check made at
  * discovery is made again by the open whose fd is read, so a swap since
  * then cannot win.  An app found leading out of DATA_DIR now is skipped,
- * as at discovery.
+ * as at discovery; so is a secrets.json that is not a regular file now.
  */
 static enum item_state snapshot_item(struct job *job, const struct item *it)
 {
 	int fd = shb_open_beneath(job->data_fd, it->rel, O_RDONLY | O_NONBLOCK);
+	enum item_state res = ITEM_FAILED;
 	struct stat st;
-	int rc;
+	int rc = SHB_OK;
 
 	if (fd < 0 && it->app && shb_beneath_refused(errno)) {
 		shb_fail(SHB_EIO, "it leaves DATA_DIR");
@@ -448,14 +688,22 @@ static enum item_state snapshot_item(struct job *job, const struct item *it)
 		rc = shb_fail(SHB_EIO, "it leaves DATA_DIR '%s'", job->cfg.data_dir);
 	else if (fd < 0 || fstat(fd, &st) < 0)
 		rc = shb_fail_errno(SHB_EIO, "cannot open it");
-	else if (!S_ISREG(st.st_mode))
+	else if (!S_ISREG(st.st_mode) && !it->is_db) {
+		shb_fail(SHB_EIO, "'%s' is not a regular file", it->rel);
+		res = ITEM_SKIPPED;
+	} else if (!S_ISREG(st.st_mode))
 		rc = shb_fail(SHB_EIO, "not a regular file");
-	else
-		rc = it->is_db ? shb_snapshot_db_fd(fd, it->staged, job->lock_ms)
-			: copy_fd(fd, it->rel, it->staged);
+	else if (!it->is_db)
+		res = copy_secrets(job, fd, &st, it);
+	else if (!(rc = shb_snapshot_db_fd(fd, it->staged, job->lock_ms))
+		 && !same_at(job->staging_parent_fd, job->staging_name, &job->staging_st))
+		/* SQLite wrote by path: a staging dir swapped meanwhile got it, not ours. */
+		rc = shb_fail(SHB_EIO, "staging dir '%s' was replaced", job->staging);
 	if (fd >= 0)
 		close(fd);
-	return rc ? ITEM_FAILED : ITEM_READY;
+	if (rc)
+		return ITEM_FAILED;
+	return it->is_db ? ITEM_READY : res;
 }
 
 static void *snapshot_thread(void *arg)
@@ -508,10 +756,14 @@ static int wait_item(struct job *job, struct item *it, int *skipped)
 	while ((st = it->state) == ITEM_PENDING)
 		pthread_cond_wait(&job->cv, &job->mu);
 	*skipped = st == ITEM_SKIPPED;
-	if (st == ITEM_FAILED)
+	if (st == ITEM_FAILED) {
 		rc = shb_fail(SHB_ESQLITE, "%s", it->msg);
-	else if (*skipped)
+	} else if (*skipped && it->app) {
 		skip_app(job, it->app, it->msg);
+	} else if (*skipped) {
+		shb_warning("%s; backing up the databases only", it->msg);
+		job->secrets_skipped = 1;
+	}
 	pthread_mutex_unlock(&job->mu);
 	return rc;
 }
@@ -528,7 +780,7 @@ static int add_dir(struct shb_archive_writer *w, struct job *job, const char *re
 static int archive_item(struct shb_archive_writer *w, struct job *job, struct item *it)
 {
 	char *path = shb_aprintf("%s/%s", job->top, it->rel);
-	int fd = open(it->staged, O_RDONLY | O_CLOEXEC);
+	int fd = openat(job->staging_fd, it->staged_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	struct stat st;
 	int rc;
 
@@ -538,7 +790,7 @@ static int archive_item(struct shb_archive_writer *w, struct job *job, struct it
 		rc = shb_archive_add_file(w, path, fd, (uint64_t)st.st_size, 0600, job->time);
 	if (fd >= 0)
 		close(fd);
-	unlink(it->staged);  /* keep staging small: one snapshot at a time */
+	unlinkat(job->staging_fd, it->staged_name, 0);  /* keep staging small: one at a time */
 	free(path);
 	return rc;
 }
@@ -557,7 +809,7 @@ static int archive_items(struct shb_archive_writer *w, struct job *job)
 		if ((rc = wait_item(job, it, &skipped)))
 			break;
 		if (skipped) {
-			job->napps--;
+			job->napps -= it->app != NULL;
 			continue;
 		}
 		if (it->app) {
@@ -602,18 +854,52 @@ static int write_archive(struct job *job, uint64_t *size)
 	return rc;
 }
 
+/*
+ * Makes the archive durable and gives it its final name.  The rename is
+ * by name, and the backup dir's owner may have swapped the temporary's
+ * name for a symlink or file of theirs: so the final name must then be
+ * out_fd's file, or whatever we moved there is removed and the run fails.
+ * RENAME_NOREPLACE: nothing already at the final name is overwritten.
+ */
 static int publish(struct job *job)
 {
+	int r;
+
 	if (fsync(job->out_fd) < 0)
 		return shb_fail_errno(SHB_EIO, "cannot fsync '%s'", job->tmp_path);
-	if (close(job->out_fd) < 0) {
-		job->out_fd = -1;
-		return shb_fail_errno(SHB_EIO, "cannot write '%s'", job->tmp_path);
+	if (job->tmp_anon) {
+		/* A link never replaces a name; AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH. */
+		char proc[64];
+
+		r = linkat(job->out_fd, "", job->dir_fd, job->final_name, AT_EMPTY_PATH);
+		if (r < 0 && errno != EEXIST) {
+			snprintf(proc, sizeof(proc), "/proc/self/fd/%d", job->out_fd);
+			r = linkat(AT_FDCWD, proc, job->dir_fd, job->final_name, AT_SYMLINK_FOLLOW);
+		}
+		if (r < 0)
+			return shb_fail_errno(SHB_EIO, "cannot create '%s'", job->final_path);
+		goto check;
 	}
-	job->out_fd = -1;
-	if (rename(job->tmp_path, job->final_path) < 0)
-		return shb_fail_errno(SHB_EIO, "cannot rename '%s'", job->tmp_path);
-	return shb_fsync_dir(job->cfg.local_dir);
+	r = renameat2(job->dir_fd, job->tmp_name, job->dir_fd, job->final_name, RENAME_NOREPLACE);
+	if (r < 0 && (errno == EINVAL || errno == ENOSYS)) {
+		/* No RENAME_NOREPLACE here: a link never replaces either. */
+		r = linkat(job->dir_fd, job->tmp_name, job->dir_fd, job->final_name, 0);
+		if (r == 0)
+			unlinkat(job->dir_fd, job->tmp_name, 0);
+	}
+	if (r < 0)
+		return shb_fail_errno(SHB_EIO, "cannot rename '%s' to '%s'", job->tmp_path,
+				      job->final_name);
+	job->tmp_ours = 0;
+check:
+	if (!same_at(job->dir_fd, job->final_name, &job->out_st)) {
+		unlinkat(job->dir_fd, job->final_name, 0);
+		return shb_fail(SHB_EIO, "cannot publish '%s': '%s' was replaced while being written",
+				job->final_path, job->tmp_path);
+	}
+	if (fsync(job->dir_fd) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot fsync '%s'", job->cfg.local_dir);
+	return SHB_OK;
 }
 
 /* --- upload and retention ------------------------------------------------ */
@@ -661,7 +947,8 @@ static int upload(struct job *job, uint64_t size)
 			stale == 1 ? "" : "s");
 
 	/* A bad key or bucket fails both: the upload's error alone says it once. */
-	if ((rc = shb_s3_upload(job->s3, job->s3_key, job->final_path, on_upload_progress, job))
+	if ((rc = shb_s3_upload_fd(job->s3, job->s3_key, job->out_fd, job->final_path,
+				   on_upload_progress, job))
 	    || (rc = shb_s3_head(job->s3, job->s3_key, &remote)))
 		return rc;
 	if (stale_msg[0])
@@ -734,12 +1021,21 @@ static void prune(struct job *job, int with_s3)
 
 static void job_free(struct job *job)
 {
+	/* Our temporary only: a name swapped under us is the dir owner's. */
+	if (job->tmp_ours && same_at(job->dir_fd, job->tmp_name, &job->out_st))
+		unlinkat(job->dir_fd, job->tmp_name, 0);
 	if (job->out_fd >= 0)
 		close(job->out_fd);
-	if (job->tmp_path)
-		unlink(job->tmp_path);  /* gone already after a successful rename */
-	if (job->staging)
-		shb_remove_tree(job->staging);
+	if (job->staging_fd >= 0) {
+		empty_dir(job->staging_fd);
+		if (same_at(job->staging_parent_fd, job->staging_name, &job->staging_st))
+			unlinkat(job->staging_parent_fd, job->staging_name, AT_REMOVEDIR);
+		close(job->staging_fd);
+	}
+	if (job->staging_parent_fd >= 0)
+		close(job->staging_parent_fd);
+	if (job->dir_fd >= 0)
+		close(job->dir_fd);
 	if (job->lock_fd >= 0)
 		close(job->lock_fd);
 	if (job->data_fd >= 0)
@@ -748,12 +1044,16 @@ static void job_free(struct job *job)
 		free(job->items[i].rel);
 		free(job->items[i].app);
 		free(job->items[i].staged);
+		free(job->items[i].staged_name);
 	}
 	free(job->items);
 	free(job->top);
 	free(job->staging);
+	free(job->staging_name);
 	free(job->tmp_path);
+	free(job->tmp_name);
 	free(job->final_path);
+	free(job->final_name);
 	free(job->s3_key);
 	shb_s3_free(job->s3);
 	shb_config_free(&job->cfg);
@@ -773,6 +1073,8 @@ static void print_summary(struct job *job, uint64_t size, double secs)
 	       job->napps == 1 ? "" : "s");
 	if (job->skipped)
 		printf(", %zu skipped", job->skipped);
+	if (job->secrets_skipped)
+		printf(", secrets.json skipped");
 	printf(", %.1f s)%s%s\n", secs, job->s3 ? ", uploaded to " : "", url);
 	fflush(stdout);
 }
@@ -814,7 +1116,8 @@ static int setup_s3(struct job *job)
 
 int cmd_create(int argc, char **argv)
 {
-	struct job job = { .lock_fd = -1, .out_fd = -1, .data_fd = -1 };
+	struct job job = { .lock_fd = -1, .out_fd = -1, .data_fd = -1, .dir_fd = -1,
+			   .staging_fd = -1, .staging_parent_fd = -1 };
 	double start = shb_now();
 	uint64_t size = 0;
 	int rc, code;
@@ -831,11 +1134,8 @@ int cmd_create(int argc, char **argv)
 		code = job.fail_code ? job.fail_code : code;
 		goto fail;
 	}
-	job.out_fd = open(job.tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (job.out_fd < 0) {
-		shb_fail_errno(SHB_EIO, "cannot create '%s'", job.tmp_path);
+	if ((rc = create_tmp(&job)))
 		goto fail;
-	}
 	code = SHB_EXIT_SNAPSHOT;
 	if ((rc = write_archive(&job, &size)) || (rc = publish(&job)))
 		goto fail;

@@ -711,18 +711,17 @@ out:
 	return rc;
 }
 
-int shb_s3_upload(struct shb_s3 *s3, const char *key, const char *path,
-		  shb_s3_progress_fn progress, void *ctx)
+int shb_s3_upload_fd(struct shb_s3 *s3, const char *key, int fd, const char *name,
+		     shb_s3_progress_fn progress, void *ctx)
 {
-	struct upload u = { .s3 = s3, .key = key, .progress = progress, .ctx = ctx };
+	struct upload u = { .s3 = s3, .key = key, .progress = progress, .ctx = ctx, .fd = fd };
 	unsigned char *buf = NULL;
 	struct stat st;
 	int rc;
 
 	pthread_mutex_init(&u.mu, NULL);
-	u.fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (u.fd < 0 || fstat(u.fd, &st) < 0) {
-		rc = shb_fail_errno(SHB_EIO, "cannot open '%s'", path);
+	if (fstat(u.fd, &st) < 0) {
+		rc = shb_fail_errno(SHB_EIO, "cannot open '%s'", name);
 		goto out;
 	}
 	u.size = (uint64_t)st.st_size;
@@ -731,17 +730,27 @@ int shb_s3_upload(struct shb_s3 *s3, const char *key, const char *path,
 		goto out;
 	}
 	buf = malloc(u.size ? u.size : 1);
-	rc = buf ? shb_pread_all(u.fd, buf, u.size, 0, path) : shb_fail(SHB_ENOMEM, "out of memory");
+	rc = buf ? shb_pread_all(u.fd, buf, u.size, 0, name) : shb_fail(SHB_ENOMEM, "out of memory");
 	if (!rc)
 		rc = put_object(s3, key, buf, u.size, NULL, 0, NULL, 0);
 	if (!rc && progress)
 		progress(ctx, u.size, u.size);
 out:
 	free(buf);
-	if (u.fd >= 0)
-		close(u.fd);
 	pthread_mutex_destroy(&u.mu);
 	return context(s3, rc, "upload", key);
+}
+
+int shb_s3_upload(struct shb_s3 *s3, const char *key, const char *path,
+		  shb_s3_progress_fn progress, void *ctx)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return context(s3, shb_fail_errno(SHB_EIO, "cannot open '%s'", path), "upload", key);
+	rc = shb_s3_upload_fd(s3, key, fd, path, progress, ctx);
+	close(fd);
+	return rc;
 }
 
 long shb_s3_abort_stale_uploads(struct shb_s3 *s3, const char *prefix,

@@ -74,6 +74,13 @@ int shb_s3_delete(struct shb_s3 *s3, const char *key);
  */
 int shb_s3_upload(struct shb_s3 *s3, const char *key, const char *path,
 		  shb_s3_progress_fn progress, void *ctx);
+/*
+ * The same from the open file fd (read with pread, left open): what a caller
+ * that wrote the file uploads, so a name swapped since cannot change what
+ * is sent.  name is for messages.
+ */
+int shb_s3_upload_fd(struct shb_s3 *s3, const char *key, int fd, const char *name,
+		     shb_s3_progress_fn progress, void *ctx);
 
 /*
  * Aborts the unfinished multipart uploads under prefix whose keys pass keep

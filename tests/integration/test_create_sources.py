@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import backups_in, base_env, row_counts, shbackup
+from conftest import SHBACKUP, backups_in, base_env, row_counts, shbackup
 from make_datadir import make_datadir
 
 MARKER = "root-private-4b1d9c"
@@ -230,3 +230,62 @@ def test_bad_lock_timeout_is_a_usage_error(rollback_db, tmp):
     data, _ = rollback_db
     p = create(data, tmp / "backups", check=1, BACKUP_LOCK_TIMEOUT="soon")
     assert "BACKUP_LOCK_TIMEOUT" in p.stderr
+
+
+def make_secrets(path, kind):
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "bad":
+        path.write_bytes(b"{bad")
+    elif kind == "oversize":
+        with open(path, "wb") as f:  # sparse: 70 MiB of holes, no disk used
+            f.truncate(70 << 20)
+    else:
+        path.unlink()
+        os.mkfifo(path)
+
+
+@pytest.mark.parametrize("kind,why", [
+    ("empty", "'secrets.json' is empty"),
+    ("bad", "'secrets.json' is not valid JSON"),
+    ("oversize", "'secrets.json' is larger than 64 MiB"),
+    ("fifo", "'secrets.json' in '{data}' is not a regular file"),
+])
+def test_invalid_secrets_json_is_left_out_with_a_warning(tmp, kind, why):
+    """h7 #2: create archived an empty, '{bad' or 70 MiB secrets.json with no
+    warning (rc 0), then verify failed and a full restore refused the whole
+    backup; a FIFO was reported as 'no secrets.json'.  Now it is left out
+    with one warning naming why, and the backup verifies and restores."""
+    data = tmp / "data"
+    counts = make_datadir(data, apps=2, size_mb=1, seed=7)
+    make_secrets(data / "secrets.json", kind)
+    env = base_env(BACKUP_DATA_DIR=data, BACKUP_LOCAL_DIR=tmp / "backups")
+    p = subprocess.run([str(SHBACKUP), "create"], env=env, capture_output=True, text=True,
+                       timeout=120)  # a FIFO must not block it
+    assert p.returncode == 0, p.stderr
+    warnings = [w for w in p.stderr.splitlines() if "secrets.json" in w]
+    assert warnings == ["warning: " + why.format(data=data)
+                        + "; backing up the databases only"], p.stderr
+    assert "secrets.json skipped" in p.stdout
+    [archive] = backups_in(tmp / "backups")
+    with tarfile.open(archive, "r:gz") as t:
+        assert not [m for m in t.getnames() if m.endswith("secrets.json")]
+    shbackup("verify", "--from", archive, env=env, check=0)
+    target = tmp / "restored"
+    target.mkdir()
+    shbackup("restore", "--from", archive, "--target", target, "--yes", env=env, check=0)
+    assert row_counts(target / "streamhub.db") == counts["streamhub.db"]
+
+
+def test_valid_secrets_json_is_still_backed_up(tmp):
+    """h7 #2: the check leaves a valid secrets.json in, byte for byte."""
+    data = tmp / "data"
+    make_datadir(data, apps=1, size_mb=1, seed=8)
+    body = b'{"k": "v", "n": [1, 2, 3]}\n'
+    (data / "secrets.json").write_bytes(body)
+    p = create(data, tmp / "backups")
+    assert "secrets.json" not in p.stderr and "skipped" not in p.stdout
+    [archive] = backups_in(tmp / "backups")
+    with tarfile.open(archive, "r:gz") as t:
+        [m] = [m for m in t.getmembers() if m.name.endswith("/secrets.json")]
+        assert t.extractfile(m).read() == body and m.mode == 0o600
