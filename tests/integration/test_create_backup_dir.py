@@ -181,15 +181,28 @@ def test_planted_lock_symlink_creates_nothing_elsewhere(tmp):
     assert not target.exists() and backups_in(bdir) == []
 
 
-def test_symlinked_backup_dir_is_refused(tmp):
-    """h7 #1 family: the backup dir itself is opened O_NOFOLLOW: a symlink
-    there (e.g. DATA_DIR/backups replaced by its owner) is exit 2 naming it."""
+def test_symlinked_backup_dir_is_followed_only_if_root_made_it(tmp):
+    """h7 #1 family: the backup dir is held open for the whole run.  A
+    symlink at its name (backups on a disk mounted elsewhere) is followed if
+    root made it; one the owner of DATA_DIR planted (e.g. DATA_DIR/backups
+    replaced by a link) is exit 2 naming it, and nothing is written there."""
     data = tmp / "data"
     make_datadir(data, apps=1, size_mb=1, seed=13)
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
     (data / "backups").symlink_to(elsewhere)
-    p = shbackup("create", env=base_env(BACKUP_DATA_DIR=data), check=2)
+    env = base_env(BACKUP_DATA_DIR=data)
+    shbackup("create", env=env, check=0)
+    [archive] = backups_in(elsewhere)
+    shbackup("verify", "--from", archive, env=env, check=0)
+
+    planted = tmp / "planted"
+    planted.mkdir()
+    (data / "backups").unlink()
+    (data / "backups").symlink_to(planted)
+    os.lchown(data / "backups", 65534, 65534)
+    p = shbackup("create", env=env, check=2)
     assert p.stderr.strip() == (f"error: cannot use backup directory '{data}/backups': "
-                                "it is a symlink or not a directory")
-    assert list(elsewhere.iterdir()) == []
+                                "it is a symlink owned by uid 65534 (only root's or our own "
+                                "are followed)")
+    assert list(planted.iterdir()) == []
