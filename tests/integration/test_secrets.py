@@ -66,9 +66,30 @@ def paused_at(proc, cond, timeout=60):
     return None
 
 
-def test_every_stage_is_private(other_user, tmp):
+@pytest.fixture
+def passable(tmp):
+    """Makes tmp and every directory above it passable by other users (o+x)
+    for the test, so only the modes of what is made inside protect it:
+    pytest's own basetemp is 0700, behind which every can_read() would fail
+    whatever the modes were.  The old modes are put back afterwards."""
+    changed = []
+    for d in [tmp, *tmp.parents]:
+        mode = d.stat().st_mode & 0o7777
+        if not mode & 0o001:
+            d.chmod(mode | 0o001)
+            changed.append((d, mode))
+    yield tmp
+    for d, mode in changed:
+        d.chmod(mode)
+
+
+def test_every_stage_is_private(other_user, tmp, passable):
     # Parents other users can pass through, so only our own modes protect.
     tmp.chmod(0o755)
+    control = tmp / "control"
+    control.write_text("readable")
+    control.chmod(0o644)
+    assert can_read(other_user, control), "the other user cannot reach tmp: checks would be void"
     data = tmp / "data"
     make_datadir(data, apps=3, size_mb=60, seed=41)
     (data / "backups").mkdir(mode=0o755)
