@@ -96,9 +96,11 @@ static void print_help(void)
 	       "  -h, --help     show this help\n\n"
 	       "environment: as 'shbackup create' (BACKUP_LOCAL_DIR, BACKUP_S3_*, ...)\n\n"
 	       "exit codes: 0 ok, 1 usage, 2 preflight (target missing or in use, cannot\n"
-	       "write it, a symlink where restore writes, no room), 3 backup not found,\n"
-	       "4 verify failed (bad layout, sha256, integrity_check, secrets.json), 5 aborted\n"
-	       "by user\n", usage);
+	       "write it, a symlink or mount point where restore writes, no room), 3 backup\n"
+	       "not found, 4 verify failed (bad layout, sha256, integrity_check,\n"
+	       "secrets.json), 5 aborted by user\n\n"
+	       "New files take the target's owner: restore into a dir you made (mktemp -d),\n"
+	       "not one another user can write.\n", usage);
 }
 
 static int parse_args(struct restore *r, int argc, char **argv)
