@@ -448,7 +448,8 @@ static int choose(struct restore *r)
 static int db_is_wal(const char *path)
 {
 	unsigned char h[20];
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a fifo swapped in by the target's owner must not hang us. */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	ssize_t n = fd < 0 ? -1 : pread(fd, h, sizeof(h), 0);
 
 	if (fd >= 0)
@@ -512,7 +513,7 @@ static int plan_journal(struct restore *r)
 static int locked_by_other(const char *path)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	int busy;
 
 	if (fd < 0)

@@ -211,11 +211,16 @@ int shb_mkdir_p(const char *dir)
 int shb_copy_file(const char *src, const char *dst)
 {
 	char buf[65536];
-	int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	int out = in < 0 ? -1 : open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* O_NONBLOCK and the S_ISREG check: a fifo or device put at src must not hang us. */
+	int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK), out = -1;
+	struct stat st;
 	int rc = SHB_OK;
 	ssize_t n;
 
+	if (in >= 0 && fstat(in, &st) == 0 && !S_ISREG(st.st_mode))
+		errno = EINVAL;
+	else if (in >= 0)
+		out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (in < 0 || out < 0) {
 		rc = shb_fail_errno(SHB_EIO, "cannot copy '%s'", src);
 		goto out;
