@@ -49,7 +49,8 @@ struct restore {
 	size_t napps;
 
 	int target_fd;          /* locked for the whole run */
-	dev_t dev;              /* its filesystem: every file must be renamed within it */
+	dev_t dev;              /* its filesystem and mount: every file must be renamed */
+	uint64_t mnt_id;        /* within them (mnt_id 0: unknown, before Linux 5.8) */
 	/*
 	 * The target may belong to a user who renames its entries or puts
 	 * links in their place while we run: everything restore does in it
@@ -206,6 +207,25 @@ static int clear_debris(struct restore *r)
 	return rc;
 }
 
+/* The mount id of name under dirfd (of dirfd itself if name is ""), 0 if unknown. */
+static uint64_t mount_id(int dirfd, const char *name)
+{
+	struct statx stx;
+
+	if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW | (*name ? 0 : AT_EMPTY_PATH), STATX_MNT_ID,
+		  &stx) < 0 || !(stx.stx_mask & STATX_MNT_ID))
+		return 0;
+	return stx.stx_mnt_id;
+}
+
+/* A bind mount of the target's own filesystem has its st_dev but refuses renames too. */
+static int same_mount(struct restore *r, int dirfd, const char *name)
+{
+	uint64_t id = r->mnt_id ? mount_id(dirfd, name) : 0;
+
+	return !id || id == r->mnt_id;
+}
+
 /*
  * Fails unless name under dirfd is absent or a real directory (dir) or
  * regular file (!dir): a symlink anywhere on the path of a file restore
@@ -229,7 +249,7 @@ static int no_link_at(struct restore *r, int dirfd, const char *name, const char
 	 * on another filesystem (a mount point) would fail that rename after
 	 * other files were already replaced, so it is refused before any.
 	 */
-	if (dir && st.st_dev != r->dev)
+	if (dir && (st.st_dev != r->dev || !same_mount(r, dirfd, name)))
 		return shb_fail(SHB_EINVAL, "refusing to restore into '%s': '%s' is on another "
 				"filesystem than the target (a mount point?), files cannot be moved "
 				"into it", r->target, rel);
@@ -348,6 +368,7 @@ static int prepare_target(struct restore *r)
 	if (r->target_fd < 0 || fstat(r->target_fd, &st) < 0)
 		return shb_fail_errno(SHB_EIO, "cannot open target '%s'", r->target);
 	r->dev = st.st_dev;
+	r->mnt_id = mount_id(r->target_fd, "");
 	if (!(r->tp = shb_aprintf("/proc/self/fd/%d", r->target_fd)))
 		return SHB_ENOMEM;
 	/* flock on the directory itself: a lock file would change the target. */

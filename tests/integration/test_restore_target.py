@@ -318,18 +318,25 @@ def test_a_target_owned_by_another_user_gets_a_warning(world, tmp):
 
 # --- placement across filesystems and midway failures (restore-by-fd #3) ----------------------
 
-def test_an_app_dir_on_another_filesystem_is_refused_before_anything_changes(world):
-    """restore-by-fd #3: apps/app-002 is a tmpfs mount point: the rename into
-    it would fail after streamhub.db and secrets.json were replaced, so
-    preflight refuses it, exit 2, one line naming it, target unchanged and
-    no rollback dir made."""
+@pytest.mark.parametrize("kind", ["tmpfs", "bind"])
+def test_an_app_dir_on_another_filesystem_is_refused_before_anything_changes(world, tmp, kind):
+    """restore-by-fd #3: apps/app-002 is a mount point (a tmpfs, or a bind
+    mount of the target's own filesystem: same st_dev, but rename() still
+    says EXDEV): the rename into it would fail after streamhub.db and
+    secrets.json were replaced, so preflight refuses it, exit 2, one line
+    naming it, target unchanged and no rollback dir made."""
     src, target, env, _, _ = world
     app = target / "apps/app-002"
     old = (app / "app.db").read_bytes()
     import shutil
     shutil.rmtree(app)
     app.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(app)], check=True)
+    if kind == "tmpfs":
+        cmd = ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(app)]
+    else:
+        (tmp / "bound").mkdir()
+        cmd = ["mount", "--bind", str(tmp / "bound"), str(app)]
+    subprocess.run(cmd, check=True)
     try:
         (app / "app.db").write_bytes(old)
         before = tree(target)
