@@ -6,7 +6,9 @@
  * <target>/pre-restore-<UTC>/, then move each file into place atomically.
  * Until the first rename the target is untouched; after it, every file is
  * wholly old or wholly new, and the rollback copy is complete before any
- * file is replaced.
+ * file is replaced.  The target may belong to a user racing us, so the
+ * staging and rollback dirs are used only through fds held from their
+ * creation, never by path.
  */
 #include <dirent.h>
 #include <errno.h>
