@@ -38,7 +38,7 @@ struct shb_input {
 	struct shb_layout layout;
 
 	/* extraction */
-	const char *dir;
+	int dirfd;
 	const unsigned char *want;
 	pthread_mutex_t mu;
 	uint64_t done, total;
@@ -373,28 +373,45 @@ static void advance(struct shb_input *in, uint64_t n)
 	pthread_mutex_unlock(&in->mu);
 }
 
-/* dir/<rel> as a new string, its parent directories created. */
-static int out_path(const char *dir, const char *rel, char **path)
+/*
+ * Creates the parent directories of rel (0700) under dirfd, one mkdirat at
+ * a time: dirfd is a directory only we can write, so nothing on the way
+ * can be swapped for a link.
+ */
+static int make_parents_at(int dirfd, const char *rel)
 {
-	char *parent;
-	int rc;
+	char *copy = strdup(rel);
+	int rc = copy ? SHB_OK : shb_fail(SHB_ENOMEM, "out of memory");
 
-	if (!(*path = shb_aprintf("%s/%s", dir, rel)) || !(parent = strdup(*path)))
-		return shb_fail(SHB_ENOMEM, "out of memory");
-	rc = shb_mkdir_p(dirname(parent));
-	free(parent);
+	for (char *p = copy ? strchr(copy, '/') : NULL; !rc && p; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (mkdirat(dirfd, copy, 0700) < 0 && errno != EEXIST)
+			rc = shb_fail_errno(SHB_EIO, "cannot create directory '%s'", copy);
+		*p = '/';
+	}
+	free(copy);
 	return rc;
 }
 
-/* Creates dir/<rel> (and its parents) for writing, mode 0600. */
-static int create_out(const char *dir, const char *rel, char **path, int *fd)
+/*
+ * The path SQLite and other by-name code use for rel under the directory
+ * open at dirfd: through /proc/self/fd, so a rename of that directory, or
+ * a link put in its place, cannot redirect it (see shb_sqlite_fd_paths()).
+ */
+static char *fd_path(int dirfd, const char *rel)
 {
-	int rc = out_path(dir, rel, path);
+	return shb_aprintf("/proc/self/fd/%d/%s", dirfd, rel);
+}
+
+/* Creates <rel> (and its parents) under the extraction dir for writing, mode 0600. */
+static int create_out(struct shb_input *in, const char *rel, int *fd)
+{
+	int rc = make_parents_at(in->dirfd, rel);
 
 	if (rc)
 		return rc;
-	*fd = open(*path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	return *fd < 0 ? shb_fail_errno(SHB_EIO, "cannot create '%s'", *path) : SHB_OK;
+	*fd = openat(in->dirfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	return *fd < 0 ? shb_fail_errno(SHB_EIO, "cannot create '%s'", rel) : SHB_OK;
 }
 
 static int close_out(int fd, const char *path, int rc)
@@ -412,17 +429,17 @@ static uint32_t be32(const unsigned char *p)
 }
 
 /*
- * Whether f may be written where fd (or, if fd < 0, dir) is: a secrets.json
- * within SHB_SECRETS_MAX, and every file within the filesystem's free space.
+ * Whether f may be written where fd is: a secrets.json within
+ * SHB_SECRETS_MAX, and every file within the filesystem's free space.
  */
-static int fits(const struct shb_layout_file *f, int fd, const char *dir)
+static int fits(const struct shb_layout_file *f, int fd)
 {
 	struct statvfs v;
 
 	if (f->kind == SHB_FILE_SECRETS && f->size > SHB_SECRETS_MAX)
 		return shb_fail(SHB_EFORMAT, "refusing backup: '%s' is larger than %u MiB", f->rel,
 				SHB_SECRETS_MAX >> 20);
-	if ((fd >= 0 ? fstatvfs(fd, &v) : statvfs(dir, &v)) == 0
+	if (fstatvfs(fd, &v) == 0
 	    && (uint64_t)v.f_bavail * v.f_frsize < f->size)
 		return shb_fail(SHB_EIO, "no room for '%s' (%llu bytes) in the staging dir: %llu bytes "
 				"free", f->rel, (unsigned long long)f->size,
@@ -456,7 +473,7 @@ static int first_chunk_ok(const struct shb_layout_file *f, int fd, const unsigne
 					"but its header says %llu", f->rel, (unsigned long long)f->size,
 					(unsigned long long)pages * page);
 	}
-	return fits(f, fd, NULL);
+	return fits(f, fd);
 }
 
 /* One file of an indexed archive, streamed through the reader and hashed. */
@@ -465,14 +482,14 @@ static int extract_indexed(struct shb_input *in, const struct shb_layout_file *f
 	const struct shb_entry *e = &shb_reader_index(in->reader)->entries[f->raw];
 	unsigned char *buf = malloc(CHUNK), sum[32];
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	char *path = NULL;
+	const char *path = f->rel;
 	int fd = -1, rc;
 
 	if (!buf || !md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
 		rc = shb_fail(SHB_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = create_out(in->dir, f->rel, &path, &fd)))
+	if ((rc = create_out(in, f->rel, &fd)))
 		goto out;
 	for (uint64_t off = 0; off < e->size && !rc; off += CHUNK) {
 		size_t got;
@@ -494,19 +511,18 @@ out:
 		close(fd);
 	EVP_MD_CTX_free(md);
 	free(buf);
-	free(path);
 	return rc;
 }
 
 /* One file of a snapshot dir: dbs through SQLite, secrets byte for byte. */
 static int extract_dir(struct shb_input *in, const struct shb_layout_file *f)
 {
-	char *src = shb_aprintf("%s/%s", in->path, f->rel), *dst = NULL;
-	int rc = src ? out_path(in->dir, f->rel, &dst) : SHB_ENOMEM;
+	char *src = shb_aprintf("%s/%s", in->path, f->rel), *dst = fd_path(in->dirfd, f->rel);
+	int rc = src && dst ? make_parents_at(in->dirfd, f->rel) : SHB_ENOMEM;
 
 	/* The bounds of first_chunk_ok(); SQLite checks the db itself as it copies. */
 	if (!rc)
-		rc = fits(f, -1, in->dir);
+		rc = fits(f, in->dirfd);
 	if (!rc && f->kind == SHB_FILE_SECRETS)
 		rc = shb_copy_file(src, dst);
 	else if (!rc && (rc = shb_snapshot_db(src, dst)))
@@ -545,8 +561,8 @@ static const struct shb_layout_file *wanted_from_raw(struct shb_input *in, size_
 static int tar_data(struct shb_input *in, struct archive *a, const struct shb_layout_file *f)
 {
 	unsigned char *buf = malloc(CHUNK);
-	char *path = NULL;
-	int fd = -1, rc = buf ? create_out(in->dir, f->rel, &path, &fd) : SHB_ENOMEM;
+	const char *path = f->rel;
+	int fd = -1, rc = buf ? create_out(in, f->rel, &fd) : SHB_ENOMEM;
 	la_ssize_t n = 0;
 	uint64_t got = 0;
 
@@ -565,7 +581,6 @@ static int tar_data(struct shb_input *in, struct archive *a, const struct shb_la
 	if (fd >= 0)
 		rc = close_out(fd, path, rc);
 	free(buf);
-	free(path);
 	return rc;
 }
 
@@ -602,10 +617,10 @@ static int extract_tar(struct shb_input *in)
 	return rc;
 }
 
-void shb_input_begin(struct shb_input *in, const char *dir, const unsigned char *want,
+void shb_input_begin(struct shb_input *in, int dirfd, const unsigned char *want,
 		     shb_input_progress_fn progress, void *ctx)
 {
-	in->dir = dir;
+	in->dirfd = dirfd;
 	in->want = want;
 	in->progress = progress;
 	in->ctx = ctx;
@@ -619,6 +634,56 @@ int shb_input_extract(struct shb_input *in, int threads)
 	if (in->kind == SHB_INPUT_TAR)
 		return extract_tar(in);
 	return shb_parallel(in->layout.n, threads, extract_one, in);
+}
+
+/* --- SQLite by fd path --------------------------------------------------------- */
+
+/*
+ * SQLite's unix VFS turns a name into a full path by resolving every
+ * symlink in it, /proc/self/fd/<N> included, and then opens that path (and
+ * the db's -journal, -wal, -shm beside it) by name: a directory swapped
+ * for a link in between would redirect it.  This VFS is the unix one
+ * except that a /proc/self/fd/ name is taken as it is, so the kernel
+ * resolves it to the held directory at each open.
+ */
+static sqlite3_vfs fd_vfs;
+static int (*unix_full_pathname)(sqlite3_vfs *, const char *, int, char *);
+
+static int fd_full_pathname(sqlite3_vfs *vfs, const char *name, int n, char *out)
+{
+	size_t len = strlen(name);
+
+	if (strncmp(name, "/proc/self/fd/", 14))
+		return unix_full_pathname(vfs, name, n, out);
+	if (len >= (size_t)n)
+		return SQLITE_CANTOPEN;
+	memcpy(out, name, len + 1);
+	return SQLITE_OK;
+}
+
+static int fd_vfs_rc = SQLITE_ERROR;
+
+static void fd_vfs_init(void)
+{
+	sqlite3_vfs *unix_vfs = sqlite3_vfs_find(NULL);
+
+	if (!unix_vfs)
+		return;
+	fd_vfs = *unix_vfs;
+	fd_vfs.zName = "shb-fd";
+	fd_vfs.pNext = NULL;
+	unix_full_pathname = unix_vfs->xFullPathname;
+	fd_vfs.xFullPathname = fd_full_pathname;
+	fd_vfs_rc = sqlite3_vfs_register(&fd_vfs, 1);
+}
+
+int shb_sqlite_fd_paths(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, fd_vfs_init);
+	return fd_vfs_rc == SQLITE_OK ? SHB_OK
+		: shb_fail(SHB_ESQLITE, "cannot register the SQLite VFS for fd paths");
 }
 
 /* --- secrets.json ------------------------------------------------------------ */

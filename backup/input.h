@@ -40,8 +40,12 @@ int shb_input_kind(const struct shb_input *in);
 const char *shb_input_name(const struct shb_input *in);
 
 /*
- * Extraction writes layout files to dir/<rel> (mode 0600, fsync'd;
- * directories 0700).  Files from an indexed archive are checked against
+ * Extraction writes layout files to <rel> under the directory open at
+ * dirfd (mode 0600, fsync'd; directories 0700), relative to that fd only:
+ * every file is created with O_EXCL | O_NOFOLLOW, and SQLite is handed
+ * "/proc/self/fd/<dirfd>/<rel>" (call shb_sqlite_fd_paths() first), so a
+ * rename of the directory, or a link put at its name, cannot redirect a
+ * write.  Files from an indexed archive are checked against
  * their sha256 (SHB_ECORRUPT); dbs from a directory are copied through
  * SQLite, so a -wal beside them counts.
  *
@@ -51,12 +55,22 @@ const char *shb_input_name(const struct shb_input *in);
  * SHB_INPUT_TAR (those allow one sequential pass only), the caller runs
  * shb_input_extract_file() per file from its own threads.
  */
-void shb_input_begin(struct shb_input *in, const char *dir, const unsigned char *want,
+void shb_input_begin(struct shb_input *in, int dirfd, const unsigned char *want,
 		     shb_input_progress_fn progress, void *ctx);
 int shb_input_extract(struct shb_input *in, int threads);
 int shb_input_extract_file(struct shb_input *in, size_t i);
 
 void shb_input_close(struct shb_input *in);
+
+/*
+ * Makes SQLite, in this process, open a "/proc/self/fd/<N>/..." name as
+ * it is (the kernel resolves the held directory) instead of resolving it
+ * to the directory's current path first, as its unix VFS does; the db's
+ * -journal, -wal and -shm are then named from the fd path too.  Other
+ * names are resolved as before.  Not for a process that relies on SQLite
+ * finding a -wal beside a file opened by /proc/self/fd/<file fd> (create).
+ */
+int shb_sqlite_fd_paths(void);
 
 /*
  * The one check of a backup's secrets.json, for restore and verify alike:

@@ -6,7 +6,9 @@
  * <target>/pre-restore-<UTC>/, then move each file into place atomically.
  * Until the first rename the target is untouched; after it, every file is
  * wholly old or wholly new, and the rollback copy is complete before any
- * file is replaced.
+ * file is replaced.  The target may belong to a user racing us, so the
+ * staging and rollback dirs are used only through fds held from their
+ * creation, never by path.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -49,9 +51,20 @@ struct restore {
 	size_t napps;
 
 	int target_fd;          /* locked for the whole run */
-	char *staging;          /* inside target; NULL in a dry run */
+	dev_t dev;              /* its filesystem and mount: every file must be renamed */
+	uint64_t mnt_id;        /* within them (mnt_id 0: unknown, before Linux 5.8) */
+	/*
+	 * The target may belong to a user who renames its entries or puts
+	 * links in their place while we run: everything restore does in it
+	 * goes through held directory fds, and code that takes a name (SQLite,
+	 * file copies) is given "/proc/self/fd/<fd>/..." (shb_sqlite_fd_paths()).
+	 */
+	char *tp;               /* "/proc/self/fd/<target_fd>" */
+	int staging_fd;         /* the staging dir, held from its creation; -1 if none */
+	char *staging_name;     /* its name in the target */
+	char *staging;          /* "/proc/self/fd/<staging_fd>"; NULL in a dry run */
 	char *scratch;          /* where S3 archives may be downloaded */
-	char *rollback;         /* final rollback dir, once made */
+	char *rollback;         /* final rollback dir, once made (for messages) */
 	struct shb_s3 *s3;
 	struct shb_input *in;
 	char *backup_name;
@@ -86,9 +99,11 @@ static void print_help(void)
 	       "  -h, --help     show this help\n\n"
 	       "environment: as 'shbackup create' (BACKUP_LOCAL_DIR, BACKUP_S3_*, ...)\n\n"
 	       "exit codes: 0 ok, 1 usage, 2 preflight (target missing or in use, cannot\n"
-	       "write it, a symlink where restore writes, no room), 3 backup not found,\n"
-	       "4 verify failed (bad layout, sha256, integrity_check, secrets.json), 5 aborted\n"
-	       "by user\n", usage);
+	       "write it, a symlink or mount point where restore writes, no room), 3 backup\n"
+	       "not found, 4 verify failed (bad layout, sha256, integrity_check,\n"
+	       "secrets.json), 5 aborted by user\n\n"
+	       "New files take the target's owner: restore into a dir you made (mktemp -d),\n"
+	       "not one another user can write.\n", usage);
 }
 
 static int parse_args(struct restore *r, int argc, char **argv)
@@ -176,7 +191,6 @@ static int clear_debris(struct restore *r)
 	}
 	while (!rc && (errno = 0, de = readdir(d))) {
 		struct stat st;
-		char *p;
 
 		if (!is_debris(de->d_name))
 			continue;
@@ -185,18 +199,33 @@ static int clear_debris(struct restore *r)
 		if (!S_ISDIR(st.st_mode)) {
 			rc = shb_fail(SHB_EINVAL, "refusing to restore into '%s': '%s' is not a directory "
 				      "(a symlink?)", r->target, de->d_name);
-		} else if (!(p = shb_aprintf("%s/%s", r->target, de->d_name))) {
-			rc = SHB_ENOMEM;
-		} else {
-			if (shb_remove_tree(p))
-				shb_warning("%s", shb_errmsg());
-			free(p);
+		} else if (shb_remove_tree_at(r->target_fd, de->d_name)) {
+			shb_warning("%s", shb_errmsg());
 		}
 	}
 	if (!rc && errno)
 		rc = shb_fail_errno(SHB_EIO, "cannot read target '%s'", r->target);
 	closedir(d);
 	return rc;
+}
+
+/* The mount id of name under dirfd (of dirfd itself if name is ""), 0 if unknown. */
+static uint64_t mount_id(int dirfd, const char *name)
+{
+	struct statx stx;
+
+	if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW | (*name ? 0 : AT_EMPTY_PATH), STATX_MNT_ID,
+		  &stx) < 0 || !(stx.stx_mask & STATX_MNT_ID))
+		return 0;
+	return stx.stx_mnt_id;
+}
+
+/* A bind mount of the target's own filesystem has its st_dev but refuses renames too. */
+static int same_mount(struct restore *r, int dirfd, const char *name)
+{
+	uint64_t id = r->mnt_id ? mount_id(dirfd, name) : 0;
+
+	return !id || id == r->mnt_id;
 }
 
 /*
@@ -217,6 +246,15 @@ static int no_link_at(struct restore *r, int dirfd, const char *name, const char
 	if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
 		return shb_fail(SHB_EINVAL, "refusing to restore into '%s': '%s' is not a %s",
 				r->target, rel, dir ? "directory" : "regular file");
+	/*
+	 * Files are staged in the target and renamed into place: a directory
+	 * on another filesystem (a mount point) would fail that rename after
+	 * other files were already replaced, so it is refused before any.
+	 */
+	if (dir && (st.st_dev != r->dev || !same_mount(r, dirfd, name)))
+		return shb_fail(SHB_EINVAL, "refusing to restore into '%s': '%s' is on another "
+				"filesystem than the target (a mount point?), files cannot be moved "
+				"into it", r->target, rel);
 	return SHB_OK;
 }
 
@@ -287,6 +325,40 @@ static int check_target_apps(struct restore *r)
 	return rc;
 }
 
+/*
+ * Opens the directory restore just made as name in the target, without
+ * following a link, and checks it is still ours (a directory owned by us
+ * that no one else can enter): the target's owner may have renamed it and
+ * put something else there in between.  Returns the fd, or -1 with the
+ * error set.
+ */
+static int open_own_dir(struct restore *r, const char *name)
+{
+	int fd = openat(r->target_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 077)) {
+		shb_fail(SHB_EINVAL, "refusing to restore into '%s': '%s' was replaced while "
+			 "being made", r->target, name);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Removes the dir name (ours, open at fd) from the target, unless it was replaced. */
+static void remove_own_dir(struct restore *r, const char *name, int fd)
+{
+	struct stat a, b;
+
+	if (shb_clear_dir(fd))
+		shb_warning("%s", shb_errmsg());
+	if (fstat(fd, &a) == 0 && fstatat(r->target_fd, name, &b, AT_SYMLINK_NOFOLLOW) == 0
+	    && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		unlinkat(r->target_fd, name, AT_REMOVEDIR);
+}
+
 static int prepare_target(struct restore *r)
 {
 	struct stat st;
@@ -295,11 +367,20 @@ static int prepare_target(struct restore *r)
 	if (stat(r->target, &st) < 0 || !S_ISDIR(st.st_mode))
 		return shb_fail(SHB_ENOTFOUND, "target directory '%s' does not exist", r->target);
 	r->target_fd = open(r->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (r->target_fd < 0)
+	if (r->target_fd < 0 || fstat(r->target_fd, &st) < 0)
 		return shb_fail_errno(SHB_EIO, "cannot open target '%s'", r->target);
+	r->dev = st.st_dev;
+	r->mnt_id = mount_id(r->target_fd, "");
+	if (!(r->tp = shb_aprintf("/proc/self/fd/%d", r->target_fd)))
+		return SHB_ENOMEM;
 	/* flock on the directory itself: a lock file would change the target. */
 	if (flock(r->target_fd, LOCK_EX | LOCK_NB) < 0)
 		return shb_fail(SHB_EBUSY, "another shbackup restore is running into '%s'", r->target);
+	/* New files take the target's owner (the core runs as it): say who gets the secrets. */
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		shb_warning("target '%s' is owned by uid %u, not by the user running restore: the "
+			    "restored files, secrets.json included, will belong to uid %u", r->target,
+			    (unsigned)st.st_uid, (unsigned)st.st_uid);
 	if ((rc = check_target_top(r)))
 		return rc;
 	if (r->dry_run) {
@@ -311,11 +392,15 @@ static int prepare_target(struct restore *r)
 	}
 	if ((rc = clear_debris(r)))
 		return rc;
-	r->staging = shb_aprintf("%s/" STAGING_PREFIX "%d", r->target, (int)getpid());
+	if (!(r->staging_name = shb_aprintf(STAGING_PREFIX "%d", (int)getpid())))
+		return SHB_ENOMEM;
+	if (mkdirat(r->target_fd, r->staging_name, 0700) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot write to target '%s'", r->target);
+	if ((r->staging_fd = open_own_dir(r, r->staging_name)) < 0)
+		return SHB_EINVAL;
+	r->staging = shb_aprintf("/proc/self/fd/%d", r->staging_fd);
 	if (!r->staging || !(r->scratch = strdup(r->staging)))
 		return SHB_ENOMEM;
-	if (mkdir(r->staging, 0700) < 0)
-		return shb_fail_errno(SHB_EIO, "cannot write to target '%s'", r->target);
 	return SHB_OK;
 }
 
@@ -348,6 +433,9 @@ static int open_input(struct restore *r, int *code)
 	*code = EXIT_VERIFY;
 	rc = b->local_path ? shb_input_open_path(b->local_path, &r->in)
 		: shb_input_open_s3(r->s3, b->s3_key, b->s3_size, r->scratch, &r->in);
+	/* A plain archive downloaded into the target: no room there is preflight, as locally. */
+	if (rc == SHB_EIO && !b->local_path)
+		*code = SHB_EXIT_PREFLIGHT;
 out:
 	shb_catalog_free(&cat);
 	return rc;
@@ -383,7 +471,8 @@ static int choose(struct restore *r)
 static int db_is_wal(const char *path)
 {
 	unsigned char h[20];
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a fifo swapped in by the target's owner must not hang us. */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	ssize_t n = fd < 0 ? -1 : pread(fd, h, sizeof(h), 0);
 
 	if (fd >= 0)
@@ -410,10 +499,10 @@ static int plan_journal(struct restore *r)
 
 	if (!(r->wal = calloc(l->n + 1, 1)))
 		return shb_fail(SHB_ENOMEM, "out of memory");
-	if ((rc = target_apps(r->target, &apps, &napps)))
+	if ((rc = target_apps(r->tp, &apps, &napps)))
 		return rc;
 	for (size_t i = 0; i <= napps; i++) {
-		char *p = shb_aprintf("%s/%s", r->target, i ? apps[i - 1] : "streamhub.db");
+		char *p = shb_aprintf("%s/%s", r->tp, i ? apps[i - 1] : "streamhub.db");
 		int wal = p ? db_is_wal(p) : -1;
 
 		free(p);
@@ -429,7 +518,7 @@ static int plan_journal(struct restore *r)
 
 		if (!r->want[i] || l->files[i].kind == SHB_FILE_SECRETS)
 			continue;
-		if (!(p = shb_aprintf("%s/%s", r->target, l->files[i].rel)))
+		if (!(p = shb_aprintf("%s/%s", r->tp, l->files[i].rel)))
 			return shb_fail(SHB_ENOMEM, "out of memory");
 		wal = db_is_wal(p);
 		r->wal[i] = wal < 0 ? (unsigned char)r->default_wal : (unsigned char)wal;
@@ -447,7 +536,7 @@ static int plan_journal(struct restore *r)
 static int locked_by_other(const char *path)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	int busy;
 
 	if (fd < 0)
@@ -469,7 +558,7 @@ static int guard(struct restore *r)
 
 		if (!r->want[i] || l->files[i].kind == SHB_FILE_SECRETS)
 			continue;
-		db = shb_aprintf("%s/%s", r->target, l->files[i].rel);
+		db = shb_aprintf("%s/%s", r->tp, l->files[i].rel);
 		shm = db ? shb_aprintf("%s-shm", db) : NULL;
 		busy = db && shm && (locked_by_other(db) || locked_by_other(shm));
 		free(db);
@@ -550,10 +639,10 @@ static void print_plan(struct restore *r, FILE *f)
 	size_t napps;
 	char **apps;
 
-	target_apps(r->target, &apps, &napps);  /* only to name what is kept */
+	target_apps(r->tp, &apps, &napps);  /* only to name what is kept */
 	fprintf(f, "restore %s into %s:\n", r->backup_name, r->target);
 	for (size_t i = 0; i < l->n; i++) {
-		char *dest = shb_aprintf("%s/%s", r->target, l->files[i].rel), a[32], b[32];
+		char *dest = shb_aprintf("%s/%s", r->tp, l->files[i].rel), a[32], b[32];
 		struct stat st;
 		int exists = dest && stat(dest, &st) == 0;
 
@@ -674,7 +763,7 @@ static int extract_and_verify(struct restore *r)
 	size_t n = shb_input_layout(r->in)->n;
 	int rc;
 
-	shb_input_begin(r->in, r->staging, r->want, on_extract, r);
+	shb_input_begin(r->in, r->staging_fd, r->want, on_extract, r);
 	if (shb_input_kind(r->in) == SHB_INPUT_TAR) {
 		rc = shb_input_extract(r->in, r->threads);
 		shb_progress_line("verifying %s", r->backup_name);
@@ -752,7 +841,8 @@ static int fold_journal(const char *path)
 
 struct saved {
 	struct restore *r;
-	char *dir;      /* the temporary rollback dir being filled */
+	int fd;         /* the temporary rollback dir being filled, held from its mkdirat */
+	char *dir;      /* "/proc/self/fd/<fd>" */
 	char **rels;    /* what the target has now */
 	size_t n;
 };
@@ -787,13 +877,50 @@ static int replaced(const struct restore *r, const char *rel)
 	return f && r->want[f - l->files];
 }
 
+/*
+ * The directory of the target file rel ("streamhub.db" or
+ * "apps/<app>/app.db"), opened from the held target fd without following
+ * a link, and the file's name in it.  Returns the fd (the caller closes
+ * it), or -1 with the error set.
+ */
+static int open_parent(struct restore *r, const char *rel, const char **name)
+{
+	const char *slash = strrchr(rel, '/');
+	char *dir;
+	int fd;
+
+	*name = slash ? slash + 1 : rel;
+	if (!slash)
+		return fcntl(r->target_fd, F_DUPFD_CLOEXEC, 0);
+	if (!(dir = strndup(rel, (size_t)(slash - rel)))) {
+		shb_fail(SHB_ENOMEM, "out of memory");
+		return -1;
+	}
+	/* One component at a time, following no link (restore never writes through one). */
+	fd = fcntl(r->target_fd, F_DUPFD_CLOEXEC, 0);
+	for (char *c = dir, *next; fd >= 0 && c; c = next) {
+		int sub;
+
+		if ((next = strchr(c, '/')))
+			*next++ = '\0';
+		sub = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		fd = sub;
+	}
+	if (fd < 0)
+		shb_fail_errno(SHB_EIO, "cannot open the directory of '%s' in '%s'", rel, r->target);
+	free(dir);
+	return fd;
+}
+
 static int save_one(void *ctx, size_t i)
 {
 	struct saved *sv = ctx;
-	const char *rel = sv->rels[i];
-	char *src = shb_aprintf("%s/%s", sv->r->target, rel);
+	const char *rel = sv->rels[i], *name;
+	int sdir = open_parent(sv->r, rel, &name);
+	char *src = sdir < 0 ? NULL : shb_aprintf("/proc/self/fd/%d/%s", sdir, name);
 	char *dst = shb_aprintf("%s/%s", sv->dir, rel), *parent = dst ? strdup(dst) : NULL;
-	int rc = src && dst && parent ? shb_mkdir_p(dirname(parent)) : SHB_ENOMEM;
+	int rc = sdir < 0 ? SHB_EIO : src && dst && parent ? shb_mkdir_p(dirname(parent)) : SHB_ENOMEM;
 
 	if (!rc && !strcmp(rel, "secrets.json")) {
 		rc = shb_copy_file(src, dst);
@@ -809,7 +936,7 @@ static int save_one(void *ctx, size_t i)
 		 * leaves its journal mode alone.
 		 */
 		int linked = !sv->r->force && replaced(sv->r, rel) && !fold_journal(src)
-			     && link(src, dst) == 0;
+			     && linkat(sdir, name, AT_FDCWD, dst, 0) == 0;
 
 		if (!linked && shb_snapshot_db(src, dst))
 			rc = save_raw(src, dst, rel);
@@ -822,6 +949,8 @@ static int save_one(void *ctx, size_t i)
 		parent = strdup(dst);
 		rc = parent ? shb_fsync_dir(dirname(parent)) : SHB_ENOMEM;
 	}
+	if (sdir >= 0)
+		close(sdir);
 	free(src);
 	free(dst);
 	free(parent);
@@ -829,60 +958,75 @@ static int save_one(void *ctx, size_t i)
 }
 
 /* Everything of the target that a restore may replace, in *v; all or an error. */
-static int current_files(const char *target, char ***v, size_t *n)
+static int current_files(struct restore *r, char ***v, size_t *n)
 {
 	static const char *const top[] = { "streamhub.db", "secrets.json" };
-	int rc = target_apps(target, v, n);
+	int rc = target_apps(r->tp, v, n);
 
 	for (size_t i = 0; !rc && i < 2; i++) {
-		char *p = shb_aprintf("%s/%s", target, top[i]);
 		struct stat st;
 
-		if (!p)
-			rc = shb_fail(SHB_ENOMEM, "out of memory");
-		else if (lstat(p, &st) == 0 && S_ISREG(st.st_mode))
+		if (fstatat(r->target_fd, top[i], &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
 			rc = push(v, n, strdup(top[i]));
-		free(p);
 	}
 	return rc;
 }
 
+/*
+ * Saves the current state into .pre-restore-<ts>.tmp, made and filled
+ * through its held fd, then renames it to pre-restore-<ts> (never over
+ * anything) and checks the name now leads to the dir we filled: the
+ * target's owner may have swapped either name in between.
+ */
 static int make_rollback(struct restore *r)
 {
-	struct saved sv = { .r = r };
-	char ts[SHB_TS_LEN];
-	struct stat st;
+	struct saved sv = { .r = r, .fd = -1 };
+	char ts[SHB_TS_LEN], *tmp = NULL, *name = NULL;
+	struct stat a, b;
 	int rc;
 
-	if ((rc = current_files(r->target, &sv.rels, &sv.n)) || !sv.n) {
+	if ((rc = current_files(r, &sv.rels, &sv.n)) || !sv.n) {
 		free_list(sv.rels, sv.n);
 		return rc;      /* an error, or nothing to save */
 	}
 	for (;;) {
 		shb_ts_format(time(NULL), ts);
-		free(r->rollback);
-		r->rollback = shb_aprintf("%s/" ROLLBACK_PREFIX "%s", r->target, ts);
+		free(name);
 		/* Anything with the name, a dangling link included, is skipped. */
-		if (!r->rollback || (fstatat(r->target_fd, r->rollback + strlen(r->target) + 1, &st,
-					     AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT))
+		if (!(name = shb_aprintf(ROLLBACK_PREFIX "%s", ts))
+		    || (fstatat(r->target_fd, name, &a, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT))
 			break;
 		sleep(1);  /* never reuse a rollback dir */
 	}
-	sv.dir = shb_aprintf("%s/." ROLLBACK_PREFIX "%s.tmp", r->target, ts);
-	if (!r->rollback || !sv.dir)
+	tmp = shb_aprintf("." ROLLBACK_PREFIX "%s.tmp", ts);
+	if (!name || !tmp)
 		rc = SHB_ENOMEM;
-	else if (mkdir(sv.dir, 0700) < 0)
-		rc = shb_fail_errno(SHB_EIO, "cannot create '%s'", sv.dir);
+	else if (mkdirat(r->target_fd, tmp, 0700) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot create '%s' in '%s'", tmp, r->target);
+	else if ((sv.fd = open_own_dir(r, tmp)) < 0)
+		rc = SHB_EINVAL;
+	else if (!(sv.dir = shb_aprintf("/proc/self/fd/%d", sv.fd)))
+		rc = SHB_ENOMEM;
 	else if (!(rc = shb_parallel(sv.n, r->threads, save_one, &sv))
-		 && rename(sv.dir, r->rollback) < 0)
-		rc = shb_fail_errno(SHB_EIO, "cannot rename '%s'", sv.dir);
-	if (!rc)
-		rc = shb_fsync_dir(r->target);
+		 && renameat2(r->target_fd, tmp, r->target_fd, name, RENAME_NOREPLACE) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot rename '%s' in '%s'", tmp, r->target);
+	else if (!rc && (fstat(sv.fd, &a) < 0 || fstatat(r->target_fd, name, &b, AT_SYMLINK_NOFOLLOW) < 0
+			 || a.st_dev != b.st_dev || a.st_ino != b.st_ino))
+		rc = shb_fail(SHB_EINVAL, "refusing to restore into '%s': the rollback dir '%s' was "
+			      "replaced while being made", r->target, tmp);
+	if (!rc && fsync(r->target_fd) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot fsync directory '%s'", r->target);
+	if (!rc && !(r->rollback = shb_aprintf("%s/%s", r->target, name)))
+		rc = SHB_ENOMEM;
 	if (!rc)
 		fprintf(stderr, "saved the current state to %s\n", r->rollback);
-	else
-		shb_remove_tree(sv.dir);
+	else if (sv.fd >= 0)
+		remove_own_dir(r, tmp, sv.fd);
+	if (sv.fd >= 0)
+		close(sv.fd);
 	free(sv.dir);
+	free(tmp);
+	free(name);
 	free_list(sv.rels, sv.n);
 	return rc;
 }
@@ -929,11 +1073,12 @@ static int open_dir_at(struct restore *r, int parent, const char *name, const ch
 }
 
 /*
- * Gives staged the owner and mode of the file name in dirfd it replaces, or,
- * for a new file, the owner of dirfd and 0600; secrets.json is 0600 always.
+ * Gives the staged file rel the owner and mode of the file name in dirfd it
+ * replaces, or, for a new file, the owner of dirfd and 0600; secrets.json
+ * is 0600 always.
  */
-static int adopt_owner(struct restore *r, const char *staged, int dirfd, const char *name,
-		       const char *rel, int secrets)
+static int adopt_owner(struct restore *r, int dirfd, const char *name, const char *rel,
+		       int secrets)
 {
 	struct stat st;
 	mode_t mode = 0600;
@@ -946,29 +1091,34 @@ static int adopt_owner(struct restore *r, const char *staged, int dirfd, const c
 	} else if (errno != ENOENT || fstat(dirfd, &st) < 0) {
 		return shb_fail_errno(SHB_EIO, "cannot stat '%s' in '%s'", rel, r->target);
 	}
-	if (chown(staged, st.st_uid, st.st_gid) < 0 || chmod(staged, mode) < 0)
-		return shb_fail_errno(SHB_EIO, "cannot set the owner of '%s'", staged);
+	if (fchownat(r->staging_fd, rel, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0
+	    || fchmodat(r->staging_fd, rel, mode, 0) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot set the owner of the staged '%s'", rel);
 	return SHB_OK;
 }
 
 /*
- * Folds the old db's -wal (or hot journal) into it and leaves it a single
- * file, so nothing of it can be replayed onto the new db: through SQLite
- * when it can, else by moving the side files into the staging dir.
+ * Folds the old db name in dirfd's -wal (or hot journal) into it and
+ * leaves it a single file, so nothing of it can be replayed onto the new
+ * db: through SQLite when it can, else by moving the side files into the
+ * staging dir.  All by fd: dirfd is in a directory another user may own.
  */
-static void settle_old(struct restore *r, const char *dest, size_t i)
+static void settle_old(struct restore *r, int dirfd, const char *name, size_t i)
 {
 	static const char *const sfx[] = { "-wal", "-journal", "-shm" };
+	char *dest;
 
-	if (access(dest, F_OK) < 0)
+	if (faccessat(dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
 		return;
-	if (fold_journal(dest))
+	if ((dest = shb_aprintf("/proc/self/fd/%d/%s", dirfd, name)) && fold_journal(dest))
 		shb_warning("%s", shb_errmsg());
+	free(dest);
 	for (size_t k = 0; k < 3; k++) {
-		char *side = shb_aprintf("%s%s", dest, sfx[k]);
-		char *aside = shb_aprintf("%s/old-%zu%s", r->staging, i, sfx[k]);
+		char *side = shb_aprintf("%s%s", name, sfx[k]);
+		char *aside = shb_aprintf("old-%zu%s", i, sfx[k]);
 
-		if (side && aside && access(side, F_OK) == 0 && rename(side, aside) < 0)
+		if (side && aside && faccessat(dirfd, side, F_OK, AT_SYMLINK_NOFOLLOW) == 0
+		    && renameat(dirfd, side, r->staging_fd, aside) < 0)
 			shb_warning("cannot move '%s' aside: %s", side, strerror(errno));
 		free(side);
 		free(aside);
@@ -978,18 +1128,16 @@ static void settle_old(struct restore *r, const char *dest, size_t i)
 /*
  * Moves one staged file into place.  Every directory on the way is opened
  * from the held target fd without following links, and the rename is made
- * relative to the last one, so nothing lands outside the target even if a
- * link appeared after the checks.
+ * from the held staging fd to the last one, so nothing lands outside the
+ * target even if a link appeared after the checks.
  */
 static int place(struct restore *r, size_t i)
 {
 	const struct shb_layout_file *f = &shb_input_layout(r->in)->files[i];
 	const char *name = f->app ? "app.db" : f->rel;
-	char *staged = shb_aprintf("%s/%s", r->staging, f->rel);
-	char *dest = shb_aprintf("%s/%s", r->target, f->rel);
 	char *apprel = f->app ? shb_aprintf("apps/%s", f->app) : NULL;
 	int apps = -1, dir = r->target_fd;
-	int rc = staged && dest && (apprel || !f->app) ? SHB_OK : shb_fail(SHB_ENOMEM, "out of memory");
+	int rc = apprel || !f->app ? SHB_OK : shb_fail(SHB_ENOMEM, "out of memory");
 
 	if (!rc && f->app) {
 		if ((apps = open_dir_at(r, r->target_fd, "apps", "apps")) < 0
@@ -997,10 +1145,10 @@ static int place(struct restore *r, size_t i)
 			rc = SHB_EIO;
 	}
 	if (!rc)
-		rc = adopt_owner(r, staged, dir, name, f->rel, f->kind == SHB_FILE_SECRETS);
+		rc = adopt_owner(r, dir, name, f->rel, f->kind == SHB_FILE_SECRETS);
 	if (!rc && f->kind != SHB_FILE_SECRETS)
-		settle_old(r, dest, i);
-	if (!rc && renameat(AT_FDCWD, staged, dir, name) < 0)
+		settle_old(r, dir, name, i);
+	if (!rc && renameat(r->staging_fd, f->rel, dir, name) < 0)
 		rc = shb_fail_errno(SHB_EIO, "cannot move '%s' into place", f->rel);
 	if (!rc && fsync(dir) < 0)
 		rc = shb_fail_errno(SHB_EIO, "cannot fsync the directory of '%s'", f->rel);
@@ -1008,8 +1156,6 @@ static int place(struct restore *r, size_t i)
 		close(dir);
 	if (apps >= 0)
 		close(apps);
-	free(staged);
-	free(dest);
 	free(apprel);
 	return rc;
 }
@@ -1033,7 +1179,7 @@ static void report(struct restore *r)
 	size_t napps, files = 0;
 	char **apps;
 
-	target_apps(r->target, &apps, &napps);  /* only to name what was kept */
+	target_apps(r->tp, &apps, &napps);  /* only to name what was kept */
 
 	for (size_t i = 0; i < napps; i++)
 		if (!shb_layout_find(l, apps[i]))
@@ -1063,8 +1209,10 @@ static int exit_code_for(int rc)
 static void cleanup(struct restore *r)
 {
 	shb_progress_done();
-	if (r->staging)
-		shb_remove_tree(r->staging);
+	if (r->staging_fd >= 0) {
+		remove_own_dir(r, r->staging_name, r->staging_fd);
+		close(r->staging_fd);
+	}
 	if (r->dry_run && r->scratch)
 		shb_remove_tree(r->scratch);
 	if (r->target_fd >= 0)
@@ -1073,6 +1221,8 @@ static void cleanup(struct restore *r)
 	shb_s3_free(r->s3);
 	shb_config_free(&r->cfg);
 	free(r->staging);
+	free(r->staging_name);
+	free(r->tp);
 	free(r->scratch);
 	free(r->rollback);
 	free(r->backup_name);
@@ -1083,7 +1233,7 @@ static void cleanup(struct restore *r)
 
 int cmd_restore(int argc, char **argv)
 {
-	struct restore r = { .target_fd = -1 };
+	struct restore r = { .target_fd = -1, .staging_fd = -1 };
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int code, rc;
 
@@ -1094,7 +1244,7 @@ int cmd_restore(int argc, char **argv)
 	if ((rc = shb_config_load(&r.cfg)))
 		goto fail;
 	code = SHB_EXIT_PREFLIGHT;
-	if ((rc = prepare_target(&r)) || (rc = open_input(&r, &code)))
+	if ((rc = shb_sqlite_fd_paths()) || (rc = prepare_target(&r)) || (rc = open_input(&r, &code)))
 		goto fail;
 	if ((rc = choose(&r))) {
 		code = exit_code_for(rc);
@@ -1121,10 +1271,13 @@ int cmd_restore(int argc, char **argv)
 	    || (rc = make_rollback(&r)))
 		goto fail;
 	if ((rc = replace_all(&r))) {
-		shb_error("%s", shb_errmsg());
+		/* One line: what failed, that the target is mixed, and where its old state is. */
 		if (r.rollback)
-			fprintf(stderr, "the restore is incomplete; the previous state is in %s\n",
-				r.rollback);
+			shb_error("%s; the target is partly restored, its previous state is in %s",
+				  shb_errmsg(), r.rollback);
+		else
+			shb_error("%s; the target is partly restored (it held no previous data)",
+				  shb_errmsg());
 		goto out;
 	}
 	report(&r);

@@ -4,7 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -211,11 +211,16 @@ int shb_mkdir_p(const char *dir)
 int shb_copy_file(const char *src, const char *dst)
 {
 	char buf[65536];
-	int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	int out = in < 0 ? -1 : open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* O_NONBLOCK and the S_ISREG check: a fifo or device put at src must not hang us. */
+	int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK), out = -1;
+	struct stat st;
 	int rc = SHB_OK;
 	ssize_t n;
 
+	if (in >= 0 && fstat(in, &st) == 0 && !S_ISREG(st.st_mode))
+		errno = EINVAL;
+	else if (in >= 0)
+		out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (in < 0 || out < 0) {
 		rc = shb_fail_errno(SHB_EIO, "cannot copy '%s'", src);
 		goto out;
@@ -235,22 +240,78 @@ out:
 	return rc;
 }
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/*
+ * Empties the directory open at fd, descending by fd only (O_NOFOLLOW at
+ * each step): a link is removed, never followed, and a directory renamed
+ * or swapped for a link halfway cannot redirect a removal elsewhere, as a
+ * walk by path (nftw) could in a directory another user can write.
+ */
+static int clear_dir(int fd, int depth)
 {
-	(void)st; (void)flag; (void)ftw;
-	if (remove(path) < 0 && errno != ENOENT)
-		return shb_fail_errno(SHB_EIO, "cannot remove '%s'", path);
-	return 0;
+	int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+	struct dirent *de;
+	int rc = SHB_OK;
+
+	if (!d) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return shb_fail_errno(SHB_EIO, "cannot read a directory to remove");
+	}
+	while (!rc && (errno = 0, de = readdir(d))) {
+		int sub;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (unlinkat(fd, de->d_name, 0) == 0 || errno == ENOENT)
+			continue;
+		if (errno != EISDIR || depth > 64) {
+			rc = shb_fail_errno(SHB_EIO, "cannot remove '%s'", de->d_name);
+			break;
+		}
+		sub = openat(fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0) {
+			if (errno != ENOENT)
+				rc = shb_fail_errno(SHB_EIO, "cannot open '%s'", de->d_name);
+			continue;
+		}
+		rc = clear_dir(sub, depth + 1);
+		close(sub);
+		if (!rc && unlinkat(fd, de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+			rc = shb_fail_errno(SHB_EIO, "cannot remove '%s'", de->d_name);
+	}
+	if (!rc && errno)
+		rc = shb_fail_errno(SHB_EIO, "cannot read a directory to remove");
+	closedir(d);
+	return rc;
+}
+
+int shb_clear_dir(int fd)
+{
+	return clear_dir(fd, 0);
+}
+
+int shb_remove_tree_at(int dirfd, const char *name)
+{
+	int fd, rc;
+
+	if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+		return SHB_OK;
+	if (errno != EISDIR)
+		return shb_fail_errno(SHB_EIO, "cannot remove '%s'", name);
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? SHB_OK : shb_fail_errno(SHB_EIO, "cannot open '%s'", name);
+	rc = clear_dir(fd, 0);
+	close(fd);
+	if (!rc && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		rc = shb_fail_errno(SHB_EIO, "cannot remove '%s'", name);
+	return rc;
 }
 
 int shb_remove_tree(const char *path)
 {
-	struct stat st;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? SHB_OK
-			: shb_fail_errno(SHB_EIO, "cannot stat '%s'", path);
-	return nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) ? SHB_EIO : SHB_OK;
+	return shb_remove_tree_at(AT_FDCWD, path);
 }
 
 void shb_ts_format(time_t t, char out[SHB_TS_LEN])

@@ -52,8 +52,15 @@ int shb_mkdir_p(const char *dir);
  * link at src is refused.
  */
 int shb_copy_file(const char *src, const char *dst);
-/* Removes a file or a whole tree; a missing path is fine. */
+/*
+ * Removes a file or a whole tree; a missing path is fine.  The walk goes
+ * by directory fd with O_NOFOLLOW (a link is removed, never followed), so
+ * a directory another user can write cannot redirect it.  _at removes
+ * name under dirfd; shb_clear_dir() empties the directory open at fd.
+ */
 int shb_remove_tree(const char *path);
+int shb_remove_tree_at(int dirfd, const char *name);
+int shb_clear_dir(int fd);
 
 /* Formats t (UTC) as YYYYMMDDTHHMMSSZ into out[SHB_TS_LEN]. */
 void shb_ts_format(time_t t, char out[SHB_TS_LEN]);

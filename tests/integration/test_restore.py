@@ -180,6 +180,28 @@ def test_from_a_plain_archive_in_s3(world, swift, bucket, tmp):
     assert_restored(src, target)
 
 
+def test_no_room_to_download_a_plain_archive_from_s3_is_exit_2(world, swift, bucket, tmp):
+    """restore-by-fd #4: a plain archive in S3 is downloaded into the target
+    first; no room there is a preflight failure, exit 2 as for a local
+    archive (it was 4), with one line, and the target is left as it was."""
+    src, _, env, archive, _ = world
+    x = extract(archive, tmp / "x")
+    plain = tmp / archive.name
+    subprocess.run(["tar", "czf", plain, "-C", x.parent, x.name], check=True)
+    swift.aws("s3", "cp", str(plain), f"s3://{bucket}/streamhub-backups/{plain.name}")
+    s3env = swift.env(bucket, BACKUP_DATA_DIR=src, BACKUP_LOCAL_DIR=tmp / "none")
+    small = tmp / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        p = restore("--from", "latest", "--target", small, "--yes", env=s3env, check=2)
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: no room to download"), p.stderr
+        assert os.listdir(small) == []
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=True)
+
+
 def test_app_selection_and_dry_run(world):
     src, target, env, _, _ = world
     before, old = tree(target), dumps(target)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import backups_in, base_env, shbackup
+from conftest import backups_in, base_env, integrity, shbackup
 from make_datadir import make_datadir
 from test_restore import restore, tree, world  # noqa: F401  (world is a fixture)
 
@@ -199,3 +199,172 @@ def test_an_interrupted_restore_leaves_unreplaced_dbs_in_their_mode(world):
     restore("--from", "latest", "--target", target, "--yes", env=env, check=0)
     for db in [target / "streamhub.db", *target.glob("apps/*/app.db")]:
         assert journal_mode(db) == "wal", db
+
+
+# --- a hostile target owner (restore-by-fd #1, #2) --------------------------------------------
+
+RACER = r'''
+import os, sys, time
+target, victim, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+end, n = time.monotonic() + seconds, 0
+while time.monotonic() < end:
+    try:
+        names = os.listdir(target)
+    except OSError:
+        continue
+    for name in names:
+        if not (name.startswith(".shbackup-restore-")
+                or (name.startswith(".pre-restore-") and name.endswith(".tmp"))):
+            continue
+        p = os.path.join(target, name)
+        if os.path.islink(p):
+            continue
+        try:
+            n += 1
+            os.rename(p, os.path.join(target, f"moved-{n}"))
+            os.symlink(victim, p)
+        except OSError:
+            pass
+'''
+
+
+@pytest.fixture
+def shared(tmp):
+    """A dir every user can enter (pytest's tmp is root-only), removed afterwards."""
+    import shutil
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="shb-shared-"))
+    os.chmod(d, 0o755)
+    try:
+        yield d
+    finally:
+        subprocess.run(["chattr", "-R", "-i", str(d)], capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def all_entries(root):
+    """Every path under root (dirs included) with mode and content hash."""
+    out = tree(root)
+    for dirpath, dirs, _ in os.walk(root):
+        for d in dirs:
+            out[str((Path(dirpath) / d).relative_to(root)) + "/"] = "dir"
+    return out
+
+
+def test_a_target_owner_swapping_staging_and_rollback_dirs_for_links_gains_nothing(world, shared):
+    """restore-by-fd #1: the target's owner (uid 65534) keeps renaming the
+    staging and rollback dirs away and putting links to a root-only dir in
+    their place, for ten whole restores: that dir stays byte-identical and
+    nothing is created in it; each restore either succeeds or fails with
+    exit 2 or 4 and one error line."""
+    src, _, env, _, _ = world
+    victim = shared / "victim"
+    victim.mkdir(mode=0o700)
+    (victim / "streamhub.db").write_bytes(b"PRECIOUS")
+    (victim / "secrets.json").write_bytes(b'{"precious": true}')
+    before = all_entries(victim)
+    target = shared / "target"
+    target.mkdir()
+    (target / "apps/one").mkdir(parents=True)
+    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(target)], check=True)
+    racer = subprocess.Popen(["/usr/bin/python3", "-c", RACER, str(target), str(victim), "600"],
+                             user=NOBODY, group=NOBODY)
+    try:
+        results = []
+        for _ in range(10):
+            # The links the racer left refuse the next run (hardening #7):
+            # clear them, so that each run is raced afresh.
+            for link in target.iterdir():
+                if link.is_symlink() and link.name.startswith((".shbackup-", ".pre-restore-")):
+                    link.unlink()
+            p = restore("--from", "latest", "--target", target, "--yes", env=env)
+            results.append(p.returncode)
+            assert all_entries(victim) == before, p.stderr
+            if p.returncode == 0:
+                assert integrity(target / "streamhub.db") == "ok"
+                assert (target / "secrets.json").read_bytes() == (src / "secrets.json").read_bytes()
+            else:
+                assert p.returncode in (2, 4), (p.returncode, p.stderr)
+                errors = [l for l in p.stderr.splitlines() if l.startswith("error: ")]
+                assert len(errors) == 1, p.stderr
+        assert racer.poll() is None, "the racer stopped early"
+    finally:
+        racer.kill()
+        racer.wait()
+    assert all_entries(victim) == before
+    assert 0 in results, results
+    # The race was run: the racer did move our dirs away (what it moved is ours, and empty).
+    moved = list(target.glob("moved-*"))
+    assert len(moved) >= 3, (results, moved)
+    for m in moved:
+        assert m.is_symlink() or not any(m.iterdir()), m
+
+
+def test_a_target_owned_by_another_user_gets_a_warning(world, tmp):
+    """restore-by-fd #2: new files take the target's owner, secrets.json
+    included: restore says so when that owner is not root nor the caller
+    (still exit 0); a root-owned target gets no warning."""
+    src, target, env, _, _ = world
+    p = restore("--from", "latest", "--target", target, "--yes", env=env, check=0)
+    assert "is owned by" not in p.stderr, p.stderr
+    other = tmp / "other"
+    other.mkdir()
+    os.chown(other, NOBODY, NOBODY)
+    p = restore("--from", "latest", "--target", other, "--yes", env=env, check=0)
+    [w] = [l for l in p.stderr.splitlines() if l.startswith("warning: ")]
+    assert f"'{other}' is owned by uid {NOBODY}" in w and "secrets.json" in w, w
+    assert (other / "secrets.json").stat().st_uid == NOBODY
+
+
+# --- placement across filesystems and midway failures (restore-by-fd #3) ----------------------
+
+@pytest.mark.parametrize("kind", ["tmpfs", "bind"])
+def test_an_app_dir_on_another_filesystem_is_refused_before_anything_changes(world, tmp, kind):
+    """restore-by-fd #3: apps/app-002 is a mount point (a tmpfs, or a bind
+    mount of the target's own filesystem: same st_dev, but rename() still
+    says EXDEV): the rename into it would fail after streamhub.db and
+    secrets.json were replaced, so preflight refuses it, exit 2, one line
+    naming it, target unchanged and no rollback dir made."""
+    src, target, env, _, _ = world
+    app = target / "apps/app-002"
+    old = (app / "app.db").read_bytes()
+    import shutil
+    shutil.rmtree(app)
+    app.mkdir()
+    if kind == "tmpfs":
+        cmd = ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(app)]
+    else:
+        (tmp / "bound").mkdir()
+        cmd = ["mount", "--bind", str(tmp / "bound"), str(app)]
+    subprocess.run(cmd, check=True)
+    try:
+        (app / "app.db").write_bytes(old)
+        before = tree(target)
+        p = restore("--from", "latest", "--target", target, "--yes", env=env, check=2)
+        err = one_line_error(p)
+        assert "'apps/app-002'" in err and "another filesystem" in err, err
+        assert tree(target) == before
+        assert not list(target.glob("pre-restore-*"))
+        assert not [n for n in os.listdir(target) if n.startswith(".")]
+    finally:
+        subprocess.run(["umount", "-l", str(app)], check=True)
+
+
+def test_a_placement_failing_midway_names_this_runs_rollback_in_one_line(world):
+    """restore-by-fd #3: when a rename into place fails after others were
+    done, the one error line says the target is partly restored and names
+    the rollback dir this run made, which holds the previous state."""
+    src, target, env, _, _ = world
+    from test_restore import dumps
+    old = dumps(target)
+    stuck = target / "apps/app-003/app.db"
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)
+    try:
+        p = restore("--from", "latest", "--target", target, "--yes", env=env, check=2)
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    [rb] = list(target.glob("pre-restore-*"))
+    [err] = [l for l in p.stderr.splitlines() if l.startswith("error: ")]
+    assert "cannot move 'apps/app-003/app.db'" in err and "partly restored" in err, err
+    assert err.endswith(f"its previous state is in {rb}"), err
+    assert dumps(rb) == old
