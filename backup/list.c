@@ -28,7 +28,7 @@ static long count_apps(const struct shb_backup *b, struct shb_s3 *s3)
 	long n;
 
 	if (b->local_path)
-		shb_source_open_file(b->local_path, &src);
+		shb_source_open_backup_file(b->local_path, &src);
 	else if (s3)
 		shb_source_open_s3(s3, b->s3_key, b->s3_size, &src);
 	if (!src || shb_reader_open(src, &r))

@@ -1,0 +1,90 @@
+"""What counts as a backup in the backup dir and in S3.
+
+The backup dir may be writable by the service user (it owns DATA_DIR), who
+must not be able to make root's commands or the mount read anything else
+under a backup's name (a symlink to an archive they may not read), nor make
+prune delete the good backups by planting junk newer than them.
+"""
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from conftest import backups_in, base_env, shbackup
+from make_datadir import make_datadir
+
+
+def name(ts):
+    return f"streamhub-backup-{ts}.tar.gz"
+
+
+def stamp(days_ago):
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - days_ago * 86400))
+
+
+@pytest.fixture
+def private_and_public(tmp):
+    """A root-only backup dir holding one real backup, and a public backup
+    dir holding an older real backup plus a symlink, under a newer backup
+    name, to the private one: (env of the public dir, private archive,
+    public archive, symlink)."""
+    data = tmp / "data"
+    make_datadir(data, apps=1, size_mb=1, seed=8)
+    private = tmp / "private"
+    shbackup("create", env=base_env(BACKUP_DATA_DIR=data, BACKUP_LOCAL_DIR=private), check=0)
+    os.chmod(private, 0o700)
+    [secret] = backups_in(private)
+    public = tmp / "public"
+    public.mkdir()
+    real = public / name(stamp(3))
+    shutil.copy(secret, real)
+    link = public / name(stamp(1))
+    link.symlink_to(secret)
+    return base_env(BACKUP_DATA_DIR=data, BACKUP_LOCAL_DIR=public), secret, real, link
+
+
+def test_symlink_with_a_backup_name_is_not_listed(private_and_public):
+    """backup dir #1: list showed a symlink's target (and its size) as a backup."""
+    env, _, real, link = private_and_public
+    p = shbackup("list", env=env, check=0)
+    assert link.name not in p.stdout and real.name in p.stdout, p.stdout
+    assert p.stderr.count("warning:") == 1 and f"ignoring '{link.name}'" in p.stderr, p.stderr
+    p = shbackup("list", "--json", env=env, check=0)
+    assert [b["name"] for b in json.loads(p.stdout)] == [real.name]
+    assert f"ignoring '{link.name}'" in p.stderr
+
+
+def test_latest_never_picks_a_symlink(private_and_public, tmp):
+    """backup dir #1: verify and restore --from latest followed a symlink
+    planted under a newer backup name."""
+    env, _, real, link = private_and_public
+    p = shbackup("verify", "--from", "latest", env=env, check=0)
+    assert real.name in p.stdout and link.name not in p.stdout, p.stdout
+    assert f"ignoring '{link.name}'" in p.stderr
+    target = tmp / "target"
+    target.mkdir()
+    p = shbackup("restore", "--from", "latest", "--target", target, "--dry-run", env=env)
+    assert real.name in p.stdout + p.stderr and link.name not in p.stdout, p.stdout
+    # Named explicitly as a catalog backup, it is still not there.
+    ts = link.name[len("streamhub-backup-"):-len(".tar.gz")]
+    p = shbackup("verify", "--from", ts, env=env, check=3)
+    assert "no backup matches" in p.stderr
+    # An operator's explicit path may be a symlink: their choice.
+    p = shbackup("verify", "--from", str(link), env=env, check=0)
+
+
+def test_symlink_with_a_backup_name_is_not_mounted(private_and_public, mount):
+    """backup dir #1: the mount served root's private backup through a symlink
+    planted in the backup dir (readable by the group given by gid=)."""
+    env, _, real, link = private_and_public
+    m = mount(env)
+    entries = set(os.listdir(m.path))
+    ts = lambda p: p.name[len("streamhub-backup-"):-len(".tar.gz")]  # noqa: E731
+    assert ts(real) in entries and ts(link) not in entries, entries
+    assert not (m.path / ts(link)).exists()
+    assert (m.path / "latest").resolve().name == ts(real) or \
+        os.readlink(m.path / "latest") == ts(real)
+    os.listdir(m.path)  # a second listing: logged once only
+    assert m.log().count(link.name) == 1, m.log()
