@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import backups_in, base_env, shbackup
+from conftest import backups_in, base_env, plain_targz, shbackup
 from make_datadir import make_datadir
 
 
@@ -88,3 +88,87 @@ def test_symlink_with_a_backup_name_is_not_mounted(private_and_public, mount):
         os.readlink(m.path / "latest") == ts(real)
     os.listdir(m.path)  # a second listing: logged once only
     assert m.log().count(link.name) == 1, m.log()
+
+
+# --- prune keeps the newest readable backup -------------------------------------
+
+@pytest.fixture
+def good_archive(tmp):
+    """One real backup's bytes (ours, with its index)."""
+    data = tmp / "gooddata"
+    make_datadir(data, apps=1, size_mb=1, seed=9)
+    shbackup("create", env=base_env(BACKUP_DATA_DIR=data, BACKUP_LOCAL_DIR=tmp / "made"),
+             check=0)
+    [archive] = backups_in(tmp / "made")
+    return archive.read_bytes()
+
+
+@pytest.mark.parametrize("junk_age", [None, 1])
+def test_prune_never_keeps_junk_as_the_newest_local(tmp, good_archive, junk_age):
+    """backup dir #2: a 2-byte junk file with a newer backup name was kept as
+    the newest copy and both good (expired) backups were deleted, rc=0.
+    junk_age None: the junk is expired too (20200105); 1: it is recent."""
+    local = tmp / "backups"
+    local.mkdir()
+    good = [local / name(ts) for ts in ("20200101T000000Z", "20200102T000000Z")]
+    for g in good:
+        g.write_bytes(good_archive)
+    junk = local / name("20200105T000000Z" if junk_age is None else stamp(junk_age))
+    junk.write_bytes(b"\x1f\x8b")
+    env = base_env(BACKUP_DATA_DIR=tmp, BACKUP_LOCAL_DIR=local)
+    p = shbackup("prune", env=env, check=0)
+    assert f"warning: {junk.name} (local) is not a readable backup" in p.stderr, p.stderr
+    left = set(backups_in(local))
+    # The newest good one stays; the junk goes only by the days rule.
+    assert good[1] in left and good[0] not in left, (p.stdout, p.stderr)
+    assert (junk in left) == (junk_age is not None)
+
+
+def test_prune_gives_up_after_five_unreadable_newest(tmp, good_archive):
+    """backup dir #2: the walk past unreadable candidates is bounded; after
+    five, nothing is deleted in that place (exit 2, a warning)."""
+    local = tmp / "backups"
+    local.mkdir()
+    good = [local / name(ts) for ts in ("20200101T000000Z", "20200102T000000Z")]
+    for g in good:
+        g.write_bytes(good_archive)
+    for day in range(3, 8):
+        (local / name(f"202001{day:02d}T000000Z")).write_bytes(b"junk")
+    p = shbackup("prune", env=base_env(BACKUP_DATA_DIR=tmp, BACKUP_LOCAL_DIR=local), check=2)
+    assert "local retention skipped: the newest 5 backups there are not readable" in p.stderr
+    assert len(backups_in(local)) == 7 and "deleted" not in p.stdout
+
+
+def test_prune_accepts_a_plain_targz_as_the_newest(tmp, good_archive):
+    """backup dir #2: a plain tar.gz (old script's) is a readable backup."""
+    local = tmp / "backups"
+    local.mkdir()
+    (local / name("20200101T000000Z")).write_bytes(good_archive)
+    plain = local / name("20200102T000000Z")
+    plain.write_bytes(plain_targz())
+    p = shbackup("prune", env=base_env(BACKUP_DATA_DIR=tmp, BACKUP_LOCAL_DIR=local), check=0)
+    assert backups_in(local) == [plain] and "warning" not in p.stderr
+
+
+@pytest.mark.parametrize("junk_age", [None, 1])
+def test_prune_never_keeps_junk_as_the_newest_in_s3(swift, bucket, tmp, good_archive, junk_age):
+    """backup dir #2 (S3): a 5-byte junk object with a newer backup name was
+    kept as the newest and both good expired objects deleted."""
+    prefix = "streamhub-backups"
+    body = tmp / "good.tar.gz"
+    body.write_bytes(good_archive)
+    junk_body = tmp / "junk"
+    junk_body.write_bytes(b"junk\n")
+    good = [f"{prefix}/{name(ts)}" for ts in ("20200101T000000Z", "20200102T000000Z")]
+    junk = f"{prefix}/{name('20200105T000000Z' if junk_age is None else stamp(junk_age))}"
+    for k in good:
+        swift.aws("s3api", "put-object", "--bucket", bucket, "--key", k, "--body", body)
+    swift.aws("s3api", "put-object", "--bucket", bucket, "--key", junk, "--body", junk_body)
+    (tmp / "none").mkdir()
+    env = swift.env(bucket, BACKUP_DATA_DIR=tmp, BACKUP_LOCAL_DIR=tmp / "none")
+    p = shbackup("prune", env=env, check=0)
+    assert "(s3) is not a readable backup" in p.stderr, p.stderr
+    out = swift.aws("s3api", "list-objects-v2", "--bucket", bucket, "--output", "json").stdout
+    left = {o["Key"] for o in json.loads(out).get("Contents", [])}
+    assert good[1] in left and good[0] not in left, (p.stdout, p.stderr)
+    assert (junk in left) == (junk_age is not None)
