@@ -257,7 +257,8 @@ def test_options_help_version_and_unknown(tmp):
     assert out.returncode == 0 and out.stdout.startswith("shbackupfs ")
     (tmp / "m").mkdir()
     (tmp / "bk").mkdir()  # not /tmp: a mount point inside its source is refused first
-    out = subprocess.run([str(SHBACKUPFS), str(tmp / "m"), "-f", "-o", f"local={tmp / 'bk'},bogus=1"],
+    out = subprocess.run([str(SHBACKUPFS), str(tmp / "m"), "-f", "-o",
+                          f"local={tmp / 'bk'},bogus=1"],
                          capture_output=True, text=True, timeout=20)
     assert out.returncode != 0 and "bogus" in out.stderr
     assert not os.path.ismount(tmp / "m")
