@@ -3,6 +3,8 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -55,7 +57,13 @@ static struct shb_backup *item_for(struct shb_catalog *cat, const char *name, co
 	return b;
 }
 
-static int add_local(struct shb_catalog *cat, const char *dir, const char *name)
+/*
+ * The backup dir may be writable by the service user, who must not make us
+ * read something else under a backup's name: only a regular file counts (a
+ * symlink is not followed, whatever it points to).  Anything else with a
+ * backup's name is counted in cat->ignored for the caller to warn about.
+ */
+static int add_local(struct shb_catalog *cat, const char *dir, int dfd, const char *name)
 {
 	char ts[SHB_TS_LEN];
 	struct shb_backup *b;
@@ -65,12 +73,15 @@ static int add_local(struct shb_catalog *cat, const char *dir, const char *name)
 
 	if (shb_backup_name_parse(name, ts, &t))
 		return SHB_OK;
-	if (!(path = shb_aprintf("%s/%s", dir, name)))
-		return SHB_ENOMEM;
-	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
-		free(path);
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return SHB_OK;  /* gone since readdir */
+	if (!S_ISREG(st.st_mode)) {
+		if (!cat->ignored++)
+			memcpy(cat->ignored_name, name, strlen(name) + 1);  /* parsed: 40 bytes */
 		return SHB_OK;
 	}
+	if (!(path = shb_aprintf("%s/%s", dir, name)))
+		return SHB_ENOMEM;
 	if (!(b = item_for(cat, name, ts, t))) {
 		free(path);
 		return shb_fail(SHB_ENOMEM, "out of memory");
@@ -97,7 +108,7 @@ int shb_catalog_add_local(struct shb_catalog *cat, const char *dir)
 		return errno == ENOENT ? SHB_OK
 			: shb_fail_errno(SHB_EIO, "cannot read backup directory '%s'", dir);
 	while (!rc && (de = readdir(d)))
-		rc = add_local(cat, dir, de->d_name);
+		rc = add_local(cat, dir, dirfd(d), de->d_name);
 	closedir(d);
 	sort(cat);
 	return rc;
@@ -195,6 +206,7 @@ void shb_catalog_free(struct shb_catalog *cat)
 	free(cat->items);
 	cat->items = NULL;
 	cat->n = 0;
+	cat->ignored = 0;
 }
 
 size_t shb_index_count_apps(const struct shb_index *idx)

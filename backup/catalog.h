@@ -32,6 +32,13 @@ struct shb_backup {
 struct shb_catalog {
 	struct shb_backup *items;  /* newest first */
 	size_t n;
+	/*
+	 * Local entries with a backup's name that are not regular files (a
+	 * symlink, a dir, a fifo): never listed, opened or deleted.  How many,
+	 * and the first one's name, for one warning per listing.
+	 */
+	size_t ignored;
+	char ignored_name[64];
 };
 
 /*
@@ -42,7 +49,11 @@ int shb_backup_name_parse(const char *name, char ts[SHB_TS_LEN], time_t *t);
 
 struct shb_s3;
 
-/* Adds the backups in dir (a missing dir adds none). */
+/*
+ * Adds the backups in dir (a missing dir adds none): regular files only,
+ * judged without following symlinks (see ignored above).  Open them with
+ * shb_source_open_backup_file() (store.h), which does not follow one either.
+ */
 int shb_catalog_add_local(struct shb_catalog *cat, const char *dir);
 /*
  * Adds the backups stored as exactly "<prefix>/<name>" (or "<name>" for an

@@ -146,9 +146,22 @@ int shb_check_from(const char *usage, const char *from)
 	return SHB_EXIT_OK;
 }
 
+void shb_warn_ignored(const struct shb_catalog *cat)
+{
+	if (cat->ignored == 1)
+		shb_warning("ignoring '%s' in the backup dir: not a regular file (a symlink is "
+			    "never followed there)", cat->ignored_name);
+	else if (cat->ignored)
+		shb_warning("ignoring %zu entries in the backup dir that are not regular files, "
+			    "'%s' first (a symlink is never followed there)", cat->ignored,
+			    cat->ignored_name);
+}
+
 void shb_warn_future(const struct shb_catalog *cat)
 {
 	time_t now = time(NULL);
+
+	shb_warn_ignored(cat);
 
 	for (size_t i = 0; i < cat->n; i++)
 		if (shb_backup_time_in_future(cat->items[i].time, now))
@@ -170,6 +183,8 @@ const struct shb_backup *shb_pick_backup(const struct shb_catalog *cat, const ch
 
 	if (!strcmp(from, "latest"))
 		shb_warn_future(cat);
+	else
+		shb_warn_ignored(cat);
 	if (n == 1)
 		return hit;
 	if (n == 0) {

@@ -42,8 +42,13 @@ int shb_check_from(const char *usage, const char *from);
  */
 const struct shb_backup *shb_pick_backup(const struct shb_catalog *cat, const char *from,
 					 int *code);
-/* One warning line per backup of cat dated in the future (catalog.h). */
+/*
+ * One warning line per backup of cat dated in the future (catalog.h), after
+ * shb_warn_ignored()'s: every command's warnings about its listing.
+ */
 void shb_warn_future(const struct shb_catalog *cat);
+/* One warning line if the backup dir held entries that are not regular files. */
+void shb_warn_ignored(const struct shb_catalog *cat);
 
 /*
  * The exit code for getopt_long's answer c to an option it could not take

@@ -246,7 +246,8 @@ static struct shb_input *new_input(const char *name, const char *path)
 	return in;
 }
 
-int shb_input_open_path(const char *path, struct shb_input **out)
+/* backup: a catalog backup's file, never reached through a symlink (store.h). */
+static int open_path(const char *path, int backup, struct shb_input **out)
 {
 	struct shb_input *in = new_input(path, path);
 	struct shb_source *src;
@@ -255,16 +256,16 @@ int shb_input_open_path(const char *path, struct shb_input **out)
 
 	if (!in)
 		return shb_fail(SHB_ENOMEM, "out of memory");
-	if (stat(path, &st) < 0) {
+	if ((backup ? lstat(path, &st) : stat(path, &st)) < 0) {
 		rc = shb_fail_errno(errno == ENOENT ? SHB_ENOTFOUND : SHB_EIO, "cannot open '%s'", path);
 		shb_input_close(in);
 		return rc;
 	}
-	if (S_ISDIR(st.st_mode)) {
+	if (S_ISDIR(st.st_mode) && !backup) {
 		in->kind = SHB_INPUT_DIR;
 		return finish_open(in, out);
 	}
-	if ((rc = shb_source_open_file(path, &src))) {
+	if ((rc = (backup ? shb_source_open_backup_file : shb_source_open_file)(path, &src))) {
 		shb_input_close(in);
 		return rc;
 	}
@@ -275,6 +276,16 @@ int shb_input_open_path(const char *path, struct shb_input **out)
 	}
 	in->kind = rc ? SHB_INPUT_TAR : SHB_INPUT_INDEXED;
 	return finish_open(in, out);
+}
+
+int shb_input_open_path(const char *path, struct shb_input **out)
+{
+	return open_path(path, 0, out);
+}
+
+int shb_input_open_backup_file(const char *path, struct shb_input **out)
+{
+	return open_path(path, 1, out);
 }
 
 static int download(struct shb_s3 *s3, const char *key, uint64_t size, const char *path)

@@ -27,6 +27,8 @@ typedef void (*shb_input_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 /* Opens a local archive file or snapshot directory. */
 int shb_input_open_path(const char *path, struct shb_input **out);
+/* Opens a catalog backup's local file: a symlink there is refused (store.h). */
+int shb_input_open_backup_file(const char *path, struct shb_input **out);
 /*
  * Opens an archive stored in S3.  Ours is read in place with ranged GETs;
  * a plain tar.gz is first downloaded whole into scratch_dir.  The client is

@@ -28,7 +28,7 @@ static long count_apps(const struct shb_backup *b, struct shb_s3 *s3)
 	long n;
 
 	if (b->local_path)
-		shb_source_open_file(b->local_path, &src);
+		shb_source_open_backup_file(b->local_path, &src);
 	else if (s3)
 		shb_source_open_s3(s3, b->s3_key, b->s3_size, &src);
 	if (!src || shb_reader_open(src, &r))
@@ -162,11 +162,11 @@ out:
 	return code;
 }
 
-static void report(void *ctx, const struct shb_backup *b, const char *where, int failed)
+static void report(void *ctx, const struct shb_backup *b, const char *where, int event)
 {
 	int dry_run = *(int *)ctx;
 
-	if (failed)
+	if (event != SHB_PRUNE_DELETED)
 		shb_warning("%s", shb_errmsg());
 	else
 		printf("%s %s (%s)\n", dry_run ? "would delete" : "deleted", b->name, where);
@@ -196,12 +196,13 @@ int cmd_prune(int argc, char **argv)
 		} else if (c == 'h') {
 			printf("usage: %s\n\nDelete backups older than BACKUP_RETENTION_DAYS "
 			       "(or --days N), locally and\nin S3 when BACKUP_S3_BUCKET is set, judged "
-			       "by the timestamp in their names.\nThe newest backup in each place is "
-			       "always kept; 0 days keeps everything.\nBackups dated more than 10 "
+			       "by the timestamp in their names.\nThe newest readable backup in each place "
+			       "is always kept;\n0 days keeps everything.\nBackups dated more than 10 "
 			       "minutes in the future are never deleted (a warning\nnames them).\n\n"
 			       "  -n, --dry-run  print what would be deleted, delete nothing\n"
 			       "  --days N       retention period in days\n\n"
-			       "exit codes: 0 ok, 1 usage, 2 a backup could not be deleted\n",
+			       "exit codes: 0 ok, 1 usage, 2 a backup could not be deleted, or a place\n"
+			       "was skipped (no readable backup there, or S3 unreachable)\n",
 			       prune_usage);
 			return SHB_EXIT_OK;
 		} else {

@@ -5,7 +5,9 @@
 
 #include "error.h"
 #include "prune.h"
+#include "reader.h"
 #include "s3.h"
+#include "store.h"
 
 static int delete_local(const struct shb_backup *b, struct shb_s3 *s3)
 {
@@ -30,34 +32,141 @@ static int has_s3(const struct shb_backup *b)
 	return b->s3_key != NULL;
 }
 
+static int open_local(const struct shb_backup *b, struct shb_s3 *s3, struct shb_source **src)
+{
+	(void)s3;
+	return shb_source_open_backup_file(b->local_path, src);
+}
+
+static int open_s3(const struct shb_backup *b, struct shb_s3 *s3, struct shb_source **src)
+{
+	return shb_source_open_s3_etag(s3, b->s3_key, b->s3_size, b->s3_etag, src);
+}
+
 struct place {
 	const char *name;
 	int (*has)(const struct shb_backup *b);
 	int (*delete)(const struct shb_backup *b, struct shb_s3 *s3);
+	int (*open)(const struct shb_backup *b, struct shb_s3 *s3, struct shb_source **src);
 };
+
+/* A plain tar.gz, as far as its first and last bytes tell (prune.h). */
+static int plain_ok(struct shb_source *src)
+{
+	unsigned char head[3], tail[4];
+	uint32_t isize;
+	int rc;
+
+	if (src->size < 18)  /* a gzip header and trailer */
+		return shb_fail(SHB_EFORMAT, "%llu bytes, too small for a tar.gz",
+				(unsigned long long)src->size);
+	if ((rc = shb_source_read(src, head, sizeof(head), 0))
+	    || (rc = shb_source_read(src, tail, sizeof(tail), src->size - sizeof(tail))))
+		return rc;
+	isize = tail[0] | tail[1] << 8 | tail[2] << 16 | (uint32_t)tail[3] << 24;
+	if (head[0] != 0x1f || head[1] != 0x8b || head[2] != 8)
+		return shb_fail(SHB_EFORMAT, "no gzip header");
+	/* A tar is whole 512-byte blocks; ISIZE is its size mod 2^32. */
+	if (!isize || isize % 512)
+		return shb_fail(SHB_EFORMAT, "not a gzip-compressed tar");
+	return SHB_OK;
+}
+
+/*
+ * Whether b's copy in this place is an archive that can be read: ours with
+ * an index that parses, or a plain tar.gz (plain_ok).  SHB_OK if so;
+ * SHB_ENET or SHB_ENOMEM when that could not be told; another code if not.
+ */
+static int readable(const struct place *pl, const struct shb_backup *b, struct shb_s3 *s3)
+{
+	struct shb_source *src;
+	struct shb_reader *r;
+	int rc;
+
+	if ((rc = pl->open(b, s3, &src)))
+		return rc;
+	if (!(rc = shb_reader_open(src, &r))) {
+		shb_reader_close(r);
+		return SHB_OK;
+	}
+	if (rc != SHB_EFORMAT || (rc = pl->open(b, s3, &src)))
+		return rc;
+	rc = plain_ok(src);
+	shb_source_close(src);
+	return rc;
+}
+
+/*
+ * The copy in this place that counts as the newest, walking newest first
+ * past those dated in the future and those that cannot be read (each one
+ * reported); NULL, with an error, when there is none to trust: nothing is
+ * deleted in this place then.
+ */
+static const struct shb_backup *newest_readable(const struct place *pl,
+						const struct shb_catalog *cat, time_t now,
+						struct shb_s3 *s3, shb_prune_fn report, void *ctx,
+						int *rc)
+{
+	size_t bad = 0;
+
+	for (size_t i = 0; i < cat->n; i++) {
+		const struct shb_backup *b = &cat->items[i];
+		int err;
+
+		if (!pl->has(b) || shb_backup_time_in_future(b->time, now))
+			continue;
+		if (!(err = readable(pl, b, s3)))
+			return b;
+		if (err == SHB_ENET || err == SHB_ENOMEM) {
+			*rc = shb_fail(err, "%s retention skipped: cannot tell whether %s can be "
+				       "read: %s", pl->name, b->name, shb_errmsg());
+			return NULL;
+		}
+		shb_fail(err, "%s (%s) is not a readable backup, so not kept as the newest: %s",
+			 b->name, pl->name, shb_errmsg());
+		if (report)
+			report(ctx, b, pl->name, SHB_PRUNE_UNREADABLE);
+		if (++bad == SHB_PRUNE_MAX_UNREADABLE) {
+			*rc = shb_fail(SHB_ECORRUPT, "%s retention skipped: the newest %zu backups "
+				       "there are not readable", pl->name, bad);
+			return NULL;
+		}
+	}
+	*rc = bad ? shb_fail(SHB_ECORRUPT, "%s retention skipped: no backup there is readable",
+			     pl->name) : SHB_OK;
+	return NULL;
+}
 
 static int prune_place(const struct place *pl, const struct shb_catalog *cat, time_t now,
 		       time_t cutoff, int dry_run, struct shb_s3 *s3, shb_prune_fn report,
 		       void *ctx)
 {
-	int rc = SHB_OK, newest_seen = 0;
+	const struct shb_backup *keep;
+	int rc = SHB_OK;
 
 	/*
-	 * Items are newest first: the first copy found here always survives.
-	 * One dated in the future is neither deleted nor that newest copy: it
-	 * says nothing about how recent the real backups are (cli warns).
+	 * The newest copy here always survives; one dated in the future is
+	 * neither deleted nor that newest copy (it says nothing about how
+	 * recent the real backups are: cli warns), and neither is one that
+	 * cannot be read (junk under a backup's name), which the days rule
+	 * still deletes like any other.
 	 */
+	if (!(keep = newest_readable(pl, cat, now, s3, report, ctx, &rc))) {
+		if (rc && report)
+			report(ctx, NULL, pl->name, SHB_PRUNE_SKIPPED);
+		return rc;
+	}
 	for (size_t i = 0; i < cat->n; i++) {
 		const struct shb_backup *b = &cat->items[i];
 		int err = SHB_OK;
 
-		if (!pl->has(b) || shb_backup_time_in_future(b->time, now) || !newest_seen++
+		if (!pl->has(b) || shb_backup_time_in_future(b->time, now) || b == keep
 		    || b->time >= cutoff)
 			continue;
 		if (!dry_run && (err = pl->delete(b, s3)))
 			rc = err;
 		if (report)
-			report(ctx, b, pl->name, err != SHB_OK);
+			report(ctx, b, pl->name, err != SHB_OK ? SHB_PRUNE_FAILED : SHB_PRUNE_DELETED);
 	}
 	return rc;
 }
@@ -65,8 +174,8 @@ static int prune_place(const struct place *pl, const struct shb_catalog *cat, ti
 int shb_prune(const struct shb_catalog *cat, int days, time_t now, int dry_run,
 	      struct shb_s3 *s3, shb_prune_fn report, void *ctx)
 {
-	static const struct place local = { "local", has_local, delete_local };
-	static const struct place remote = { "s3", has_s3, delete_s3 };
+	static const struct place local = { "local", has_local, delete_local, open_local };
+	static const struct place remote = { "s3", has_s3, delete_s3, open_s3 };
 	time_t cutoff = now - (time_t)days * 86400;
 	int rc, rc2 = SHB_OK;
 

@@ -1,10 +1,10 @@
 /*
  * Retention: deleting backups older than the retention period, locally and
  * in S3.  The age of a backup is judged by the timestamp in its name, never
- * by file times.  In each place the newest copy is never deleted, and
- * neither is anything that is not in the catalog (whose names match the
- * backup pattern exactly), nor a backup dated in the future (catalog.h),
- * which does not count as the newest either.
+ * by file times.  In each place the newest readable copy is never
+ * deleted, and neither is anything that is not in the catalog (whose names
+ * match the backup pattern exactly), nor a backup dated in the future
+ * (catalog.h), which does not count as the newest either.
  */
 #ifndef SHB_PRUNE_H
 #define SHB_PRUNE_H
@@ -15,15 +15,36 @@
 
 struct shb_s3;
 
-/* Told about each copy that is (or, with dry_run, would be) deleted. */
+/*
+ * What the callback is told, in where ("local" or "s3").  Anything but
+ * SHB_PRUNE_DELETED comes with a message in shb_errmsg() for a warning.
+ */
+enum shb_prune_event {
+	SHB_PRUNE_DELETED = 0,   /* b is (with dry_run: would be) deleted */
+	SHB_PRUNE_FAILED,        /* deleting b failed */
+	SHB_PRUNE_UNREADABLE,    /* b cannot be read, so is not kept as the newest */
+	SHB_PRUNE_SKIPPED,       /* b is NULL: nothing is deleted in where */
+};
+
 typedef void (*shb_prune_fn)(void *ctx, const struct shb_backup *b, const char *where,
-			     int failed);
+			     int event);
+
+/*
+ * The newest copy kept in a place must be one that can be read: ours with
+ * an index that parses (one tail read: a ranged GET in S3), or a plain
+ * tar.gz whose first bytes are a gzip header and whose trailer gives a
+ * size that is whole tar blocks (two more small reads).  Walking newest
+ * first, after this many copies that are not, nothing is deleted there.
+ */
+#define SHB_PRUNE_MAX_UNREADABLE 5
 
 /*
  * Deletes the copies in cat older than days (age > days * 24 h at now):
  * local files, and S3 objects when s3 is not NULL.  days == 0 disables
- * pruning.  Returns SHB_OK, or the error of the last deletion that failed
- * (the others are still attempted).
+ * pruning.  In a place where no copy can be read (see above), or where
+ * that could not be told (S3 unreachable), nothing is deleted.  Returns
+ * SHB_OK, or the error of the last deletion or place that failed (the
+ * others are still attempted).
  */
 int shb_prune(const struct shb_catalog *cat, int days, time_t now, int dry_run,
 	      struct shb_s3 *s3, shb_prune_fn report, void *ctx);

@@ -431,7 +431,7 @@ static int open_input(struct restore *r, int *code)
 	}
 	r->backup_name = strdup(b->name);
 	*code = EXIT_VERIFY;
-	rc = b->local_path ? shb_input_open_path(b->local_path, &r->in)
+	rc = b->local_path ? shb_input_open_backup_file(b->local_path, &r->in)
 		: shb_input_open_s3(r->s3, b->s3_key, b->s3_size, r->scratch, &r->in);
 	/* A plain archive downloaded into the target: no room there is preflight, as locally. */
 	if (rc == SHB_EIO && !b->local_path)

@@ -52,18 +52,33 @@ static int file_version(struct shb_source *src, char *buf, size_t len)
 
 static const struct shb_source_ops file_ops = { file_read, file_close, file_version };
 
+static int open_file(const char *path, int flags, struct shb_source **out);
+
 int shb_source_open_file(const char *path, struct shb_source **out)
+{
+	return open_file(path, 0, out);
+}
+
+int shb_source_open_backup_file(const char *path, struct shb_source **out)
+{
+	/* O_NONBLOCK: a fifo swapped in after the listing must not hang the open. */
+	return open_file(path, O_NOFOLLOW | O_NONBLOCK, out);
+}
+
+static int open_file(const char *path, int flags, struct shb_source **out)
 {
 	struct file_source *fs = calloc(1, sizeof(*fs));
 	struct stat st;
 
 	if (!fs)
 		return shb_fail(SHB_ENOMEM, "out of memory");
-	fs->fd = open(path, O_RDONLY | O_CLOEXEC);
+	fs->fd = open(path, O_RDONLY | O_CLOEXEC | flags);
 	if (fs->fd < 0) {
 		int rc = errno == ENOENT ? SHB_ENOTFOUND : SHB_EIO;
 
 		free(fs);
+		if (errno == ELOOP && (flags & O_NOFOLLOW))
+			return shb_fail(rc, "cannot open archive '%s': it is a symlink", path);
 		return shb_fail_errno(rc, "cannot open archive '%s'", path);
 	}
 	if (fstat(fs->fd, &st) < 0 || !S_ISREG(st.st_mode)) {

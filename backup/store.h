@@ -31,8 +31,18 @@ struct shb_source {
 
 struct shb_s3;
 
-/* Opens a local file read-only as a source.  SHB_ENOTFOUND if missing. */
+/*
+ * Opens a local file read-only as a source.  SHB_ENOTFOUND if missing;
+ * anything but a regular file (after following symlinks) is SHB_EIO.  For
+ * a path the operator named.
+ */
 int shb_source_open_file(const char *path, struct shb_source **out);
+/*
+ * The same for a backup found in the backup dir (catalog.h): a symlink in
+ * its last component is refused, not followed, since whoever can write the
+ * backup dir could point it at an archive they may not read.
+ */
+int shb_source_open_backup_file(const char *path, struct shb_source **out);
 
 /*
  * An S3 object of known size as a source: each read is one ranged GET.

@@ -264,6 +264,7 @@ static void check_archive_file(struct check *c, struct shb_reader *r,
 /* Where an archive is, so it can be opened again as a plain tar.gz. */
 struct place {
 	const char *path;           /* local file, or NULL */
+	int backup;                 /* path is a catalog backup's: no symlink (store.h) */
 	struct shb_s3 *s3;
 	const char *key;
 	uint64_t size;
@@ -271,7 +272,7 @@ struct place {
 
 static int open_source(const struct place *p, struct shb_source **src)
 {
-	return p->path ? shb_source_open_file(p->path, src)
+	return p->path ? (p->backup ? shb_source_open_backup_file : shb_source_open_file)(p->path, src)
 		: shb_source_open_s3(p->s3, p->key, p->size, src);
 }
 
@@ -432,7 +433,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 static int check_backup(const struct opts *o, const struct shb_backup *b, struct shb_s3 *s3)
 {
 	struct check c = { o, b->name, b->local_path ? "local" : "s3", 1, 0 };
-	struct place where = { b->local_path, s3, b->s3_key, b->s3_size };
+	struct place where = { b->local_path, 1, s3, b->s3_key, b->s3_size };
 
 	begin(&c);
 	check_archive(&c, &where);
@@ -443,7 +444,7 @@ static int check_backup(const struct opts *o, const struct shb_backup *b, struct
 static int check_path(const struct opts *o, const char *path, int *code)
 {
 	struct check c = { o, path, "path", 1, 0 };
-	struct place where = { path, NULL, NULL, 0 };
+	struct place where = { path, 0, NULL, NULL, 0 };
 	struct stat st;
 
 	if (stat(path, &st) < 0) {

@@ -127,6 +127,13 @@ static void relist(struct shbfs *fs)
 			snprintf(why, sizeof(why), "%s", shb_errmsg());
 	}
 	pthread_mutex_lock(&fs->mu);
+	/* Logged when it first shows, not at every listing. */
+	if (!lrc && local.ignored && (fs->local.ignored != local.ignored
+				      || strcmp(fs->local.ignored_name, local.ignored_name)))
+		shbfs_log(LOG_WARNING, "ignoring %zu entr%s in the backup dir that %s not a regular "
+			  "file, '%s' first (a symlink is never followed there)", local.ignored,
+			  local.ignored == 1 ? "y" : "ies", local.ignored == 1 ? "is" : "are",
+			  local.ignored_name);
 	if (!lrc) {
 		shb_catalog_free(&fs->local);
 		fs->local = local;
@@ -330,7 +337,7 @@ static int reopen_source(struct shbfs *fs, struct shbfs_backup *b, struct shb_so
 {
 	if (b->remote)
 		return shb_source_open_s3_etag(fs->cfg.s3, b->s3_key, b->s3_size, b->s3_etag, src);
-	return shb_source_open_file(b->local_path, src);
+	return shb_source_open_backup_file(b->local_path, src);
 }
 
 /*
@@ -410,7 +417,7 @@ static int do_open(struct shbfs *fs, struct shbfs_backup *b)
 	struct shb_source *src = NULL;
 	int rc;
 
-	if (b->local_path && shb_source_open_file(b->local_path, &src) == SHB_OK) {
+	if (b->local_path && shb_source_open_backup_file(b->local_path, &src) == SHB_OK) {
 		b->remote = 0;
 	} else if (b->s3_key && fs->cfg.s3) {
 		b->remote = 1;

@@ -87,7 +87,8 @@ static void usage(void)
 	       "directory or s3://bucket/prefix.  Unset sources come from shbackup's\n"
 	       "environment: BACKUP_LOCAL_DIR (default <BACKUP_DATA_DIR>/backups),\n"
 	       "BACKUP_S3_BUCKET, BACKUP_S3_PREFIX, BACKUP_S3_ENDPOINT, BACKUP_S3_REGION,\n"
-	       "BACKUP_S3_ACCESS_KEY_ID, BACKUP_S3_SECRET_ACCESS_KEY.\n\n"
+	       "BACKUP_S3_ACCESS_KEY_ID, BACKUP_S3_SECRET_ACCESS_KEY.  MOUNTPOINT may not\n"
+	       "be the backup directory or cache_dir, nor inside or above either.\n\n"
 	       "shbackupfs options:\n"
 	       "    -o local=DIR           local backup directory\n"
 	       "    -o s3=s3://BUCKET/PREFIX  S3 backups\n"
@@ -284,6 +285,82 @@ static char *default_cache_dir(void)
 	if (xdg && *xdg)
 		return shb_aprintf("%s/shbackupfs", xdg);
 	return shb_aprintf("%s/.cache/shbackupfs", home ? home : "/tmp");
+}
+
+/*
+ * path with symlinks resolved as far as it exists; the missing rest (a
+ * cache dir not made yet) appended as written.  NULL if out of memory.
+ */
+static char *resolve(const char *path)
+{
+	char *head = strdup(path), *real, *out, *slash;
+	size_t cut;
+
+	if (!head)
+		return NULL;
+	while (!(real = realpath(head, NULL))) {
+		if (!(slash = strrchr(head, '/')) || slash == head) {
+			real = strdup("/");
+			break;
+		}
+		*slash = '\0';
+	}
+	cut = strlen(head);
+	out = real ? shb_aprintf("%s%s", strcmp(real, "/") ? real : "", path + cut) : NULL;
+	if (out && !*out) {
+		free(out);
+		out = strdup("/");
+	}
+	free(real);
+	free(head);
+	return out;
+}
+
+/*
+ * Whether dir a is dir b or inside it: each ancestor of a's real path is
+ * compared with b by device and inode, so a bind mount of b or a symlink
+ * to it is seen too.
+ */
+static int within(const char *a, const char *b)
+{
+	struct stat sb, st;
+	char *p, *slash;
+	int hit = 0;
+
+	if (stat(b, &sb) < 0 || !(p = resolve(a)))
+		return 0;
+	for (;;) {
+		if (stat(p, &st) == 0 && st.st_dev == sb.st_dev && st.st_ino == sb.st_ino) {
+			hit = 1;
+			break;
+		}
+		if (!strcmp(p, "/") || !(slash = strrchr(p, '/')))
+			break;
+		slash[slash == p] = '\0';  /* "/x" becomes "/" */
+	}
+	free(p);
+	return hit;
+}
+
+/*
+ * A mount point that is the backup dir, or inside it, or above it, or
+ * above the cache dir, would have the daemon read through its own mount:
+ * the first lookup waits on itself forever (a hang in D state that no
+ * signal ends and no unmount clears).  Refused before mounting.
+ */
+static int check_overlap(const char *mnt, const char *local, const char *cache)
+{
+	const char *what = NULL, *dir = NULL;
+
+	if (local && (within(mnt, local) || within(local, mnt)))
+		what = "backup directory", dir = local;
+	else if (cache && (within(mnt, cache) || within(cache, mnt)))
+		what = "cache_dir", dir = cache;
+	if (!what)
+		return 0;
+	fprintf(stderr, "shbackupfs: mount point '%s' overlaps the %s '%s' (one is inside the "
+		"other): it would deadlock reading itself\n", mnt, what, dir);
+	return -1;
 }
 
 /* Fills the shbfs config (and the S3 client) from options and environment. */
@@ -635,6 +712,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	c.cache_dir = cache_dir;
+	if (check_overlap(cl.mountpoint, c.local_dir, cache_dir))
+		goto out;
 	if (shbfs_new(&c, &the_fs)) {
 		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
 		goto out;

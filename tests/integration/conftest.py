@@ -119,6 +119,19 @@ def integrity(db):
         con.close()
 
 
+def plain_targz():
+    """The bytes of a small plain tar.gz (as `tar czf` makes): what prune
+    accepts as a readable backup where a test needs one but no real data."""
+    import io
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        data = b"SQLite format 3\0" + bytes(496)
+        info = tarfile.TarInfo("backup/streamhub.db")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def extract(archive, dest):
     """Extracts with GNU tar, as a user would; returns the top folder."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 
-from conftest import (SHBACKUP, backups_in, base_env, extract, index_of, integrity,
+from conftest import (SHBACKUP, backups_in, base_env, extract, index_of, integrity, plain_targz,
                       read_range, row_counts, sha256_file, shbackup, tar_members)
 
 BLOCK = 256 * 1024
@@ -275,7 +275,7 @@ def test_retention_keeps_newest_even_if_old(tmp):
     local.mkdir()
     old = [local / f"streamhub-backup-{stamp(d)}.tar.gz" for d in (45, 60, 90)]
     for f in old:
-        f.write_bytes(b"x")
+        f.write_bytes(plain_targz())  # the newest kept must be readable
     env = base_env(BACKUP_DATA_DIR=tmp, BACKUP_LOCAL_DIR=local)
     p = shbackup("prune", "--dry-run", env=env, check=0)
     assert p.stdout.count("would delete") == 2 and all(f.exists() for f in old)

@@ -256,7 +256,9 @@ def test_options_help_version_and_unknown(tmp):
     out = subprocess.run([str(SHBACKUPFS), "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("shbackupfs ")
     (tmp / "m").mkdir()
-    out = subprocess.run([str(SHBACKUPFS), str(tmp / "m"), "-f", "-o", "local=/tmp,bogus=1"],
+    (tmp / "bk").mkdir()  # not /tmp: a mount point inside its source is refused first
+    out = subprocess.run([str(SHBACKUPFS), str(tmp / "m"), "-f", "-o",
+                          f"local={tmp / 'bk'},bogus=1"],
                          capture_output=True, text=True, timeout=20)
     assert out.returncode != 0 and "bogus" in out.stderr
     assert not os.path.ismount(tmp / "m")
@@ -815,3 +817,61 @@ def test_unwritable_cache_dir_only_warns_for_a_local_mount(two_local, swift, buc
     p = run_fs(tmp / "m2", "-f", "-o", f"cache_dir={bad}", mnt=tmp / "m2",
                env=swift.env(bucket, BACKUP_LOCAL_DIR=data / "backups"))
     assert p.returncode == 1 and str(bad) in p.stderr
+
+
+@pytest.mark.parametrize("case", ["same", "mount-inside-source", "source-inside-mount",
+                                  "cache-inside-mount", "symlink-to-source"])
+def test_mount_point_overlapping_its_source_is_refused(tmp, case):
+    """backup dir #3: `shbackupfs /x/bk /x/bk` mounted (rc=0), then `ls /x/bk`
+    hung in D state, SIGTERM did not stop the daemon and fusermount3 -u
+    failed with EBUSY.  Now exit 1 with one line, nothing mounted."""
+    bk, m = tmp / "bk", tmp / "m"
+    source, mnt, opts = {
+        "same": (bk, bk, []),
+        "mount-inside-source": (bk, bk / "sub", []),
+        "source-inside-mount": (m / "bk", m, []),
+        "cache-inside-mount": (bk, m, ["-o", f"cache_dir={m / 'cache'}"]),
+        "symlink-to-source": (tmp / "link", bk, []),
+    }[case]
+    for d in (bk, m, mnt, source):
+        if d != tmp / "link":
+            d.mkdir(parents=True, exist_ok=True)
+    (tmp / "link").symlink_to(bk)
+    proc = subprocess.Popen([str(SHBACKUPFS), str(source), str(mnt), "-f", *opts],
+                            env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"shbackupfs mounted {mnt} over its own source")
+        assert proc.returncode == 1, err
+        assert len(err.splitlines()) == 1 and "would deadlock" in err, err
+    finally:
+        abort_own_mount(proc, mnt)
+
+
+def abort_own_mount(proc, mnt):
+    """Undoes a mount whose daemon waits on itself: a lookup would hang, and
+    the daemon's stuck thread keeps it from dying, so the connection is
+    aborted through fusectl (mounted for this if it was not), the mount
+    detached, and the daemon killed."""
+    conns = Path("/sys/fs/fuse/connections")
+    dev = [line.split()[2] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+           if line.split()[4] == str(mnt)]
+    if dev:
+        mounted_ctl = not any(conns.iterdir())
+        if mounted_ctl:
+            subprocess.run(["mount", "-t", "fusectl", "none", str(conns)], capture_output=True)
+        try:
+            for d in dev:
+                abort = conns / d.split(":")[1] / "abort"
+                if abort.exists():
+                    abort.write_text("1")
+        finally:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=10)
+            if mounted_ctl:
+                subprocess.run(["umount", str(conns)], capture_output=True)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)

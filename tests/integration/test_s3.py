@@ -9,7 +9,8 @@ import time
 import pytest
 
 from conftest import (FAULT_PROXY, OUTPUTS, S3_SECRET, SHBACKUP, SHBACKUPFS, backups_in,
-                      base_env, free_port_block, shb_s3, shbackup, umount, wait_for_mount)
+                      base_env, free_port_block, plain_targz, shb_s3, shbackup, umount,
+                      wait_for_mount)
 from make_datadir import make_datadir
 
 PREFIX = "streamhub-backups"
@@ -130,8 +131,10 @@ def test_remote_retention_deletes_exactly_the_expired(swift, bucket, small_data)
 
 def test_prune_keeps_the_newest_remote_copy(swift, bucket, tmp):
     old = [f"{PREFIX}/{name(stamp(d))}" for d in (50, 60)]
+    body = tmp / "plain.tar.gz"
+    body.write_bytes(plain_targz())  # the newest kept must be readable
     for k in old:
-        swift.aws("s3api", "put-object", "--bucket", bucket, "--key", k, "--body", "/etc/hostname")
+        swift.aws("s3api", "put-object", "--bucket", bucket, "--key", k, "--body", body)
     env = swift.env(bucket, BACKUP_DATA_DIR=tmp, BACKUP_LOCAL_DIR=tmp / "none")
     out = shbackup("prune", env=env, check=0).stdout
     assert out.count("deleted") == 1 and "(s3)" in out

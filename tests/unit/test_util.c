@@ -50,6 +50,8 @@ static void make_catalog(const char *dir, const int *ages, size_t n, time_t now,
 		shb_ts_format(now - (time_t)ages[i] * 86400, ts);
 		snprintf(path, sizeof(path), "%s/streamhub-backup-%s.tar.gz", dir, ts);
 		f = fopen(path, "w");
+		/* As prune sees a plain tar.gz: gzip magic, ISIZE of one tar block. */
+		fwrite("\x1f\x8b\x08\0\0\0\0\0\0\0\0\0\0\0\0\0\x00\x02\0\0", 1, 20, f);
 		fclose(f);
 	}
 	CHECK_OK(shb_catalog_add_local(cat, dir));
