@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "catalog.h"
 #include "error.h"
@@ -100,13 +101,16 @@ static void sort(struct shb_catalog *cat)
 
 int shb_catalog_add_local(struct shb_catalog *cat, const char *dir)
 {
-	DIR *d = opendir(dir);
 	struct dirent *de;
-	int rc = SHB_OK;
+	int rc, fd;
+	DIR *d;
 
-	if (!d)
-		return errno == ENOENT ? SHB_OK
-			: shb_fail_errno(SHB_EIO, "cannot read backup directory '%s'", dir);
+	if ((rc = shb_open_backup_dir(dir, &fd)))
+		return rc == SHB_ENOTFOUND ? SHB_OK : rc;
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return shb_fail_errno(SHB_EIO, "cannot read backup directory '%s'", dir);
+	}
 	while (!rc && (de = readdir(d)))
 		rc = add_local(cat, dir, dirfd(d), de->d_name);
 	closedir(d);

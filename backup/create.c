@@ -350,61 +350,16 @@ static int find_items(struct job *job)
 /*
  * The backup dir, held open for the whole run: everything else in it is
  * reached relative to this fd, so renaming or replacing the dir later
- * changes nothing we write.  Its last component may be a symlink (backups on
- * a disk mounted elsewhere) only if root or we made it: the owner of
- * DATA_DIR, where the default backup dir lives, could otherwise point our
- * writes and retention's deletes anywhere.  The link is read through an fd
- * of its own inode, so the one judged is the one followed.
+ * changes nothing we write (shb_open_backup_dir() says which links it follows).
  */
 static int open_backup_dir(struct job *job)
 {
-	const char *dir = job->cfg.local_dir;
-	char target[PATH_MAX], *parent = NULL;
-	struct stat st;
-	ssize_t n;
-	int link, at = AT_FDCWD;
+	int rc = shb_open_backup_dir(job->cfg.local_dir, &job->dir_fd);
 
-	link = open(dir, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (link < 0 || fstat(link, &st) < 0) {
-		if (link >= 0)
-			close(link);
-		return shb_fail_errno(SHB_EIO, "cannot open backup directory '%s'", dir);
-	}
-	if (!S_ISLNK(st.st_mode)) {
-		close(link);
-		job->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		goto opened;
-	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		close(link);
-		return shb_fail(SHB_EINVAL, "cannot use backup directory '%s': it is a symlink "
-				"owned by uid %u (only root's or our own are followed)",
-				dir, (unsigned)st.st_uid);
-	}
-	n = readlinkat(link, "", target, sizeof(target));
-	close(link);
-	if (n < 0 || (size_t)n >= sizeof(target))
-		return shb_fail_errno(SHB_EIO, "cannot read the symlink '%s'", dir);
-	target[n] = '\0';
-	/* A relative target is relative to the link's own directory. */
-	if (target[0] != '/' && strchr(dir, '/')) {
-		if (!(parent = strdup(dir)))
-			return shb_fail(SHB_ENOMEM, "out of memory");
-		*strrchr(parent, '/') = '\0';
-		at = open(*parent ? parent : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-		free(parent);
-		if (at < 0)
-			return shb_fail_errno(SHB_EIO, "cannot open backup directory '%s'", dir);
-	}
-	job->dir_fd = openat(at, target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (at != AT_FDCWD)
-		close(at);
-opened:
-	if (job->dir_fd < 0 && errno == ENOTDIR)
-		return shb_fail(SHB_EINVAL, "cannot use backup directory '%s': not a directory", dir);
-	if (job->dir_fd < 0 || fstat(job->dir_fd, &st) < 0)
-		return shb_fail_errno(SHB_EIO, "cannot open backup directory '%s'", dir);
-	return SHB_OK;
+	return rc == SHB_ENOTFOUND
+		? shb_fail(SHB_EIO, "cannot open backup directory '%s': %s", job->cfg.local_dir,
+			   shb_errmsg())
+		: rc;
 }
 
 static int lock_dir(struct job *job)

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -415,4 +416,65 @@ double shb_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * The symlink check is on an fd of the link's own inode (O_PATH), and the
+ * target it names is read from that same inode, so the link judged is the
+ * link followed.
+ */
+int shb_open_backup_dir(const char *dir, int *out)
+{
+	char target[PATH_MAX], *parent;
+	struct stat st;
+	ssize_t n;
+	int link, at = AT_FDCWD, fd;
+
+	*out = -1;
+	link = open(dir, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (link < 0 && errno == ENOENT)
+		return shb_fail(SHB_ENOTFOUND, "no such directory");
+	if (link < 0 || fstat(link, &st) < 0) {
+		if (link >= 0)
+			close(link);
+		return shb_fail_errno(SHB_EIO, "cannot open backup directory '%s'", dir);
+	}
+	if (!S_ISLNK(st.st_mode)) {
+		close(link);
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		goto opened;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		close(link);
+		return shb_fail(SHB_EINVAL, "cannot use backup directory '%s': it is a symlink "
+				"owned by uid %u (only root's or our own are followed)",
+				dir, (unsigned)st.st_uid);
+	}
+	n = readlinkat(link, "", target, sizeof(target));
+	close(link);
+	if (n < 0 || (size_t)n >= sizeof(target))
+		return shb_fail_errno(SHB_EIO, "cannot read the symlink '%s'", dir);
+	target[n] = '\0';
+	/* A relative target is relative to the link's own directory. */
+	if (target[0] != '/' && strchr(dir, '/')) {
+		if (!(parent = strdup(dir)))
+			return shb_fail(SHB_ENOMEM, "out of memory");
+		*strrchr(parent, '/') = '\0';
+		at = open(*parent ? parent : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		free(parent);
+		if (at < 0)
+			return shb_fail_errno(SHB_EIO, "cannot open backup directory '%s'", dir);
+	}
+	fd = openat(at, target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (at != AT_FDCWD)
+		close(at);
+opened:
+	if (fd < 0 && errno == ENOENT)
+		return shb_fail(SHB_ENOTFOUND, "no such directory");
+	if (fd < 0 && errno == ENOTDIR)
+		return shb_fail(SHB_EINVAL, "cannot use backup directory '%s': not a directory", dir);
+	if (fd < 0)
+		return shb_fail_errno(SHB_EIO, "cannot open backup directory '%s'", dir);
+	*out = fd;
+	return SHB_OK;
 }

@@ -59,6 +59,15 @@ int shb_copy_file(const char *src, const char *dst);
  * name under dirfd; shb_clear_dir() empties the directory open at fd.
  */
 int shb_remove_tree(const char *path);
+/*
+ * Opens a backup directory for reading (*out, O_DIRECTORY).  Its last
+ * component may be a symlink (backups on a disk mounted elsewhere) only if
+ * root or the calling user made the link: the owner of DATA_DIR, where the
+ * default backup dir lives, could otherwise point writes, deletes and
+ * listings anywhere (SHB_EINVAL naming the link's owner).  SHB_ENOTFOUND
+ * when there is no such directory, SHB_EIO on other errors.
+ */
+int shb_open_backup_dir(const char *dir, int *out);
 int shb_remove_tree_at(int dirfd, const char *name);
 int shb_clear_dir(int fd);
 

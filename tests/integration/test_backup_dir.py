@@ -172,3 +172,26 @@ def test_prune_never_keeps_junk_as_the_newest_in_s3(swift, bucket, tmp, good_arc
     left = {o["Key"] for o in json.loads(out).get("Contents", [])}
     assert good[1] in left and good[0] not in left, (p.stdout, p.stderr)
     assert (junk in left) == (junk_age is not None)
+
+
+def test_a_backup_dir_linked_by_another_user_is_not_read(tmp):
+    """Outside pass, h8's note: the owner of DATA_DIR could replace
+    DATA_DIR/backups by a link to root's private backups and have list, the
+    mount or restore read them.  A link at the backup dir is followed only
+    if root (or the caller) made it, by every command alike."""
+    data, priv = tmp / "data", tmp / "priv"
+    make_datadir(data, apps=1, size_mb=1, seed=5)
+    priv.mkdir(mode=0o700)
+    env = base_env(BACKUP_DATA_DIR=data)
+    shbackup("create", env=dict(env, BACKUP_LOCAL_DIR=priv), check=0)
+    (data / "backups").symlink_to(priv)
+    os.lchown(data / "backups", 65534, 65534)
+    line = (f"error: cannot use backup directory '{data}/backups': it is a symlink owned by "
+            "uid 65534 (only root's or our own are followed)")
+    for cmd in (["list"], ["verify"], ["restore", "--from", "latest", "--target", tmp,
+                                       "--dry-run"]):
+        p = shbackup(*cmd, env=env, check=2)
+        assert p.stderr.strip() == line, (cmd, p.stderr)
+    os.lchown(data / "backups", 0, 0)        # the operator's own link: followed
+    [item] = json.loads(shbackup("list", "--json", env=env, check=0).stdout)
+    assert item["source"] == "local"
