@@ -55,16 +55,24 @@ ROWS = [
      "mount's secrets.json with allow_other; no credential in any output, log or argv",
      [r"test_every_stage_is_private", r"test_secrets_only_for_the_owner",
       r"test_zz_no_secret_in_any_output", r"test_large_archive_goes_multipart"]),
-    ("Hostile local user", "the service user plants symlinks in DATA_DIR (app.db, apps/<app>, "
-     "streamhub.db, secrets.json, both with openat2 and the O_NOFOLLOW fallback) and in a "
-     "restore target (apps/, apps/<app>/, each file); a target owned by another uid; a "
-     "second uid reading the mount through allow_other", "22",
-     "create reads nothing outside DATA_DIR; restore writes nothing outside the target and "
-     "new files take the target's owner; other users read only what uid=/gid=/umask= grant",
+    ("Hostile local user", "the service user (uid 65534 in the tests) plants symlinks in "
+     "DATA_DIR (app.db, apps/<app>, streamhub.db, secrets.json; openat2 and the O_NOFOLLOW "
+     "fallback), in a restore target and in the backup dir (temporary names, lock, staging "
+     "dir, backup names, the dir itself); races 10 restores swapping staging and rollback "
+     "dirs for links, and 5 creates planting temporaries, locally and in S3; plants junk "
+     "under a backup's name; reads the mount through allow_other", "see result",
+     "create reads nothing outside DATA_DIR and never publishes or uploads a planted file; "
+     "restore writes nothing outside the target, new files take its owner; no link in the "
+     "backup dir is read; junk never shields the newest backup from prune; other users read "
+     "only what uid=/gid=/umask= grant",
      [r"test_symlinked_app", r"leaving_data_dir", r"test_symlinks_that_stay_inside",
       r"test_a_symlink_on_the_way_of_a_write", r"test_a_symlinked_app_not_in_the_backup",
       r"take_the_owner_of_the_target", r"keep_their_owner", r"test_allow_other_lets_in_only",
-      r"test_mount_unit_lets_other_users_in"]),
+      r"test_mount_unit_lets_other_users_in", r"test_a_target_owner_swapping",
+      r"test_planted_", r"test_symlinked_backup_dir", r"test_symlink_with_a_backup_name",
+      r"test_latest_never_picks_a_symlink", r"linked_by_another_user",
+      r"test_prune_never_keeps_junk", r"test_prune_gives_up_after",
+      r"owned_by_another_user_gets_a_warning"]),
     ("Odd names", "app dirs named in Unicode (accents, emoji, 255 bytes), with control "
      "characters, backslashes, invalid UTF-8; under LANG=C, C.UTF-8 and unset; pax and GNU "
      "tar archives of them", "16",
