@@ -59,8 +59,11 @@ static void print_json(const struct shb_catalog *cat, struct shb_s3 *s3)
 		b->local_path ? shb_json_string(b->local_path) : (void)printf("null");
 		printf(", \"s3_key\": ");
 		b->s3_key ? shb_json_string(b->s3_key) : (void)printf("null");
+		/* every field in every object: null where there is no S3 copy */
 		if (b->s3_key)
 			printf(", \"s3_size\": %llu", (unsigned long long)b->s3_size);
+		else
+			printf(", \"s3_size\": null");
 		if (apps < 0)
 			printf(", \"apps\": null}");
 		else

@@ -163,6 +163,10 @@ def test_list_newest_first_with_apps_and_json(datadir):
     assert items[0]["timestamp"] > items[1]["timestamp"]
     assert items[0]["size"] == Path(items[0]["local_path"]).stat().st_size
     assert all(i["source"] == "local" for i in items)
+    # one schema for every object: s3_key and s3_size are null for local-only copies
+    assert all(set(i) == {"timestamp", "time", "name", "source", "size", "local_path",
+                          "s3_key", "s3_size", "apps"} for i in items), items
+    assert all(i["s3_key"] is None and i["s3_size"] is None for i in items)
 
 
 def test_list_empty(tmp):
