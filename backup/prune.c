@@ -1,6 +1,9 @@
 /*
  * Retention (prune.h), applied to each place a backup can live.
  */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -9,12 +12,30 @@
 #include "s3.h"
 #include "store.h"
 
+/*
+ * Deletes b's local copy by its name inside the backup dir, opened under
+ * the rule every command uses (shb_open_backup_dir): were the dir replaced
+ * by someone else's link since it was listed, nothing is deleted.
+ */
 static int delete_local(const struct shb_backup *b, struct shb_s3 *s3)
 {
+	size_t n = strlen(b->local_path), m = strlen(b->name);
+	char *dir;
+	int fd, rc;
+
 	(void)s3;
-	if (unlink(b->local_path) < 0)
-		return shb_fail_errno(SHB_EIO, "cannot delete '%s'", b->local_path);
-	return SHB_OK;
+	if (n <= m || b->local_path[n - m - 1] != '/' || strcmp(b->local_path + n - m, b->name))
+		return shb_fail(SHB_EINVAL, "cannot delete '%s': not in a backup dir", b->local_path);
+	if (!(dir = strndup(b->local_path, n - m - 1)))
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	rc = shb_open_backup_dir(*dir ? dir : "/", &fd);
+	free(dir);
+	if (rc)
+		return shb_fail(rc, "cannot delete '%s': %s", b->local_path, shb_errmsg());
+	if (unlinkat(fd, b->name, 0) < 0)
+		rc = shb_fail_errno(SHB_EIO, "cannot delete '%s'", b->local_path);
+	close(fd);
+	return rc;
 }
 
 static int delete_s3(const struct shb_backup *b, struct shb_s3 *s3)

@@ -188,10 +188,11 @@ def test_a_backup_dir_linked_by_another_user_is_not_read(tmp):
     os.lchown(data / "backups", 65534, 65534)
     line = (f"error: cannot use backup directory '{data}/backups': it is a symlink owned by "
             "uid 65534 (only root's or our own are followed)")
-    for cmd in (["list"], ["verify"], ["restore", "--from", "latest", "--target", tmp,
-                                       "--dry-run"]):
+    for cmd in (["list"], ["verify"], ["prune", "--days", "1"],
+                ["restore", "--from", "latest", "--target", tmp, "--dry-run"]):
         p = shbackup(*cmd, env=env, check=2)
         assert p.stderr.strip() == line, (cmd, p.stderr)
+    assert len(backups_in(priv)) == 1       # prune deleted nothing through the link
     os.lchown(data / "backups", 0, 0)        # the operator's own link: followed
     [item] = json.loads(shbackup("list", "--json", env=env, check=0).stdout)
     assert item["source"] == "local"
