@@ -243,6 +243,32 @@ static int probe(struct job *job, const char *rel, enum probe *out)
 	return SHB_OK;
 }
 
+/*
+ * The first of a db's side files (-wal, -shm, -journal) that exists and is
+ * not a regular file, or NULL.  SQLite refuses a db whose side file is a
+ * symlink ("unable to open database file"), so such a db cannot be
+ * snapshotted; it is judged here so that it costs only its own app.
+ */
+static const char *odd_side_file(struct job *job, const char *rel)
+{
+	static const char *const sfx[] = { "-wal", "-shm", "-journal" };
+
+	for (size_t k = 0; k < sizeof(sfx) / sizeof(*sfx); k++) {
+		char *side = shb_aprintf("%s%s", rel, sfx[k]);
+		struct stat st;
+		int odd;
+
+		if (!side)
+			return NULL;  /* the snapshot will say what SQLite makes of it */
+		odd = fstatat(job->data_fd, side, &st, AT_SYMLINK_NOFOLLOW) == 0
+		      && !S_ISREG(st.st_mode);
+		free(side);
+		if (odd)
+			return sfx[k];
+	}
+	return NULL;
+}
+
 static int leaves(struct job *job, const char *rel)
 {
 	job->fail_code = SHB_EXIT_SNAPSHOT;
@@ -288,7 +314,7 @@ static int find_apps(struct job *job)
 	if (n < 0)
 		return shb_fail_errno(SHB_EIO, "cannot read '%s/apps'", job->cfg.data_dir);
 	for (int i = 0; i < n; i++) {
-		const char *name = names[i]->d_name;
+		const char *name = names[i]->d_name, *side;
 		char *rel = NULL;
 
 		if (!rc && strcmp(name, ".") && strcmp(name, "..")
@@ -299,6 +325,12 @@ static int find_apps(struct job *job)
 			else if (pr == P_FILE && !shb_app_name_ok(name))
 				skip_app(job, name, "name not allowed (valid UTF-8, 1-255 bytes, "
 					 "no leading '.', control characters, '/' or '\\')");
+			else if (pr == P_FILE && (side = odd_side_file(job, rel))) {
+				char why[64];
+
+				snprintf(why, sizeof(why), "'app.db%s' is not a regular file", side);
+				skip_app(job, name, why);
+			}
 			else if (pr == P_FILE && !(rc = add_item(job, rel, name, 1)))
 				job->napps++;
 		}
@@ -311,6 +343,7 @@ static int find_apps(struct job *job)
 
 static int find_items(struct job *job)
 {
+	const char *side;
 	enum probe pr;
 	int rc;
 
@@ -318,6 +351,11 @@ static int find_items(struct job *job)
 		return rc;
 	if (pr == P_OUTSIDE)
 		return leaves(job, "streamhub.db");
+	if (pr == P_FILE && (side = odd_side_file(job, "streamhub.db"))) {
+		job->fail_code = SHB_EXIT_SNAPSHOT;
+		return shb_fail(SHB_EIO, "cannot back up 'streamhub.db': 'streamhub.db%s' is not a "
+				"regular file", side);
+	}
 	if (pr == P_FILE) {
 		if ((rc = add_item(job, "streamhub.db", NULL, 1)))
 			return rc;

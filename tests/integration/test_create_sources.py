@@ -289,3 +289,28 @@ def test_valid_secrets_json_is_still_backed_up(tmp):
     with tarfile.open(archive, "r:gz") as t:
         [m] = [m for m in t.getmembers() if m.name.endswith("/secrets.json")]
         assert t.extractfile(m).read() == body and m.mode == 0o600
+
+
+def test_a_side_file_that_is_a_link_costs_only_its_app(tmp):
+    """Outside pass: a -wal or -shm symlink beside a live db (SQLite then
+    refuses the db) made create fail for the whole backup; the app is
+    skipped with a warning now, and streamhub.db's own is exit 3 naming it."""
+    data = tmp / "data"
+    make_datadir(data, apps=2, size_mb=1, seed=23)
+    env = base_env(BACKUP_DATA_DIR=data)
+    [app, other] = sorted(os.listdir(data / "apps"))
+    (data / "apps" / app / "app.db-shm").unlink(missing_ok=True)
+    (data / "apps" / app / "app.db-shm").symlink_to(tmp / "elsewhere")
+    p = shbackup("create", env=env, check=0)
+    assert f"skipping app 'apps/{app}': 'app.db-shm' is not a regular file" in p.stderr
+    [archive] = backups_in(data / "backups")
+    names = tarfile.open(archive).getnames()
+    assert any(n.endswith(f"apps/{other}/app.db") for n in names)
+    assert not any(f"apps/{app}/" in n for n in names)
+    assert not (tmp / "elsewhere").exists()
+
+    (data / "streamhub.db-wal").unlink(missing_ok=True)
+    (data / "streamhub.db-wal").symlink_to(tmp / "elsewhere")
+    p = shbackup("create", env=env, check=3)
+    assert p.stderr.strip().endswith(
+        "cannot back up 'streamhub.db': 'streamhub.db-wal' is not a regular file"), p.stderr
