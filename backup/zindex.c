@@ -141,6 +141,14 @@ static int add_entry(struct tarp *t, char *path, uint8_t type, uint32_t mode, ui
 
 	if (idx->nentries == MAX_ENTRIES)
 		return shb_fail(SHB_EFORMAT, "refusing backup: more than %d entries", MAX_ENTRIES);
+	/*
+	 * What the cached index cannot hold (index.h: a path is 1 to 65535
+	 * bytes) must not be indexed either: the cache would fail to decode.
+	 * No layout accepts such a name, so the archive is refused here.
+	 */
+	if (!*path || strlen(path) > 65535)
+		return shb_fail(SHB_EFORMAT, "tar entry at offset %llu has an %s name",
+				(unsigned long long)(t->pos - 512), *path ? "over-long" : "empty");
 	if (idx->nentries == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 32;
 		struct shb_entry *e = realloc(idx->entries, cap * sizeof(*e));
