@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHBACKUP, backups_in, base_env, extract, shbackup
+from conftest import SHB_PACK, SHBACKUP, backups_in, base_env, extract, shbackup
 from test_restore import tree, world  # noqa: F401  (world is a fixture)
 
 
@@ -57,15 +57,26 @@ def test_restore_and_verify_reject_the_same_bad_secrets(world, tmp, secrets):
 
 def test_our_archive_with_bad_secrets_is_refused_by_both(tmp):
     """secrets check: the same for one of our archives (sha256 matches, the
-    content is not JSON)."""
+    content is not JSON).  create leaves such a secrets.json out, so the
+    archive is packed by the test with the real writer (shb-pack)."""
     d = tmp / "data"
     from make_datadir import make_datadir
     make_datadir(d, apps=1, size_mb=1, seed=3)
     (d / "secrets.json").write_bytes(b"{oops")
     env = base_env(BACKUP_DATA_DIR=d)
-    shbackup("create", env=env, check=0)
-    [archive] = backups_in(d / "backups")
-    shbackup("verify", "--from", archive, env=env, check=4)
+    ts = "20260701T031500Z"
+    archive = tmp / f"streamhub-backup-{ts}.tar.gz"
+    top = f"streamhub-backup-{ts}"
+    db = tmp / "streamhub.db"                      # a consistent copy, rollback mode
+    src, dst = sqlite3.connect(d / "streamhub.db"), sqlite3.connect(db)
+    src.backup(dst)
+    dst.execute("PRAGMA journal_mode=DELETE")
+    src.close()
+    dst.close()
+    subprocess.run([str(SHB_PACK), archive, f"{top}/streamhub.db={db}",
+                    f"{top}/secrets.json={d / 'secrets.json'}"], check=True)
+    p = shbackup("verify", "--from", archive, env=env, check=4)
+    assert "not valid JSON" in p.stdout + p.stderr, (p.stdout, p.stderr)
     t = tmp / "t"
     t.mkdir()
     p = shbackup("restore", "--from", archive, "--target", t, "--yes", env=env, check=4)
