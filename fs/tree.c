@@ -16,7 +16,7 @@
 #include "error.h"
 #include "s3.h"
 #include "shbfs.h"
-#include "store.h"
+#include "source.h"
 
 static int same_str(const char *a, const char *b)
 {

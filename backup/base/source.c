@@ -13,8 +13,7 @@
 #include <openssl/sha.h>
 
 #include "error.h"
-#include "s3.h"
-#include "store.h"
+#include "source.h"
 #include "util.h"
 
 struct file_source {
@@ -36,7 +35,7 @@ static void file_close(struct shb_source *src)
 	close(fs->fd);
 }
 
-static int file_version(struct shb_source *src, char *buf, size_t len)
+static int file_version(struct shb_source *src, char *buf, size_t len, int *names_content)
 {
 	struct file_source *fs = (struct file_source *)src;
 	struct stat st;
@@ -47,6 +46,7 @@ static int file_version(struct shb_source *src, char *buf, size_t len)
 		return shb_fail(SHB_EIO, "archive '%s' changed size while open", src->name);
 	snprintf(buf, len, "ino %llu mtime %lld.%09ld", (unsigned long long)st.st_ino,
 		 (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+	*names_content = 0;  /* inode and mtime survive an edit that puts mtime back */
 	return SHB_OK;
 }
 
@@ -132,68 +132,6 @@ int shb_source_open_mem(const void *data, uint64_t len, const char *name,
 	return SHB_OK;
 }
 
-struct s3_source {
-	struct shb_source base;
-	struct shb_s3 *s3;
-	char *key;
-	char *etag;         /* from the listing, or NULL */
-};
-
-static int s3_read(struct shb_source *src, void *buf, size_t len, uint64_t off)
-{
-	struct s3_source *ss = (struct s3_source *)src;
-
-	return shb_s3_get(ss->s3, ss->key, off, len, buf);
-}
-
-static void s3_close(struct shb_source *src)
-{
-	free(((struct s3_source *)src)->key);
-	free(((struct s3_source *)src)->etag);
-}
-
-static int s3_version(struct shb_source *src, char *buf, size_t len)
-{
-	struct s3_source *ss = (struct s3_source *)src;
-
-	snprintf(buf, len, "etag %s", ss->etag ? ss->etag : "");
-	return SHB_OK;
-}
-
-static const struct shb_source_ops s3_ops = { s3_read, s3_close, s3_version };
-
-int shb_source_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
-		       struct shb_source **out)
-{
-	return shb_source_open_s3_etag(s3, key, size, NULL, out);
-}
-
-int shb_source_open_s3_etag(struct shb_s3 *s3, const char *key, uint64_t size,
-			    const char *etag, struct shb_source **out)
-{
-	struct s3_source *ss = calloc(1, sizeof(*ss));
-	char url[1024];
-
-	if (!ss)
-		return shb_fail(SHB_ENOMEM, "out of memory");
-	shb_s3_url(s3, key, url, sizeof(url));
-	ss->base.ops = &s3_ops;
-	ss->base.size = size;
-	ss->s3 = s3;
-	ss->key = strdup(key);
-	ss->etag = etag && *etag ? strdup(etag) : NULL;
-	ss->base.name = strdup(url);
-	if (!ss->key || !ss->base.name || (etag && *etag && !ss->etag)) {
-		free(ss->key);
-		free(ss->etag);
-		free(ss->base.name);
-		free(ss);
-		return shb_fail(SHB_ENOMEM, "out of memory");
-	}
-	*out = &ss->base;
-	return SHB_OK;
-}
-
 int shb_source_read(struct shb_source *src, void *buf, size_t len, uint64_t off)
 {
 	int rc;
@@ -215,9 +153,8 @@ int shb_source_identity(struct shb_source *src, unsigned char id[32])
 	int rc, have_tag = 0;
 
 	if (src->ops->version) {
-		if ((rc = src->ops->version(src, version, sizeof(version))))
+		if ((rc = src->ops->version(src, version, sizeof(version), &have_tag)))
 			return rc;
-		have_tag = src->ops == &s3_ops && ((struct s3_source *)src)->etag;
 	}
 	/* An ETag names the content already: reading the tail would cost a GET. */
 	if (!have_tag) {

@@ -10,7 +10,7 @@
 #include "prune.h"
 #include "reader.h"
 #include "s3.h"
-#include "store.h"
+#include "source.h"
 
 /*
  * Deletes b's local copy by its name inside the backup dir, opened under

@@ -30,7 +30,7 @@
 #include "metrics.h"
 #include "reader.h"
 #include "s3.h"
-#include "store.h"
+#include "source.h"
 #include "vfs.h"
 
 static const char usage[] =

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "index.h"
-#include "store.h"
+#include "source.h"
 
 /* The tail read when opening: footer plus, usually, the whole index. */
 #define SHB_TAIL_READ (128u * 1024u)

@@ -3,8 +3,8 @@
  * lives.  A source knows its size and reads exact byte ranges; the local
  * file source and the S3 object source share the ops below.
  */
-#ifndef SHB_STORE_H
-#define SHB_STORE_H
+#ifndef SHB_SOURCE_H
+#define SHB_SOURCE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -18,8 +18,10 @@ struct shb_source_ops {
 	/*
 	 * Appends what tells this version of the bytes from another (stat
 	 * fields, an ETag) to buf; NULL when the source has nothing to add.
+	 * Sets *names_content when that text alone names the content (an
+	 * ETag), so shb_source_identity() need not read the tail.
 	 */
-	int (*version)(struct shb_source *src, char *buf, size_t len);
+	int (*version)(struct shb_source *src, char *buf, size_t len, int *names_content);
 };
 
 struct shb_source {
@@ -28,8 +30,6 @@ struct shb_source {
 	char *name;        /* for messages: a path or an s3:// URL */
 	uint64_t fetched;  /* bytes read so far (statistics, updated atomically) */
 };
-
-struct shb_s3;
 
 /*
  * Opens a local file read-only as a source.  SHB_ENOTFOUND if missing;
@@ -43,20 +43,6 @@ int shb_source_open_file(const char *path, struct shb_source **out);
  * backup dir could point it at an archive they may not read.
  */
 int shb_source_open_backup_file(const char *path, struct shb_source **out);
-
-/*
- * An S3 object of known size as a source: each read is one ranged GET.
- * The client is borrowed and must outlive the source.
- */
-int shb_source_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
-		       struct shb_source **out);
-
-/*
- * The same, with the object's ETag from a listing (NULL if unknown), which
- * shb_source_identity() uses instead of reading the object's tail.
- */
-int shb_source_open_s3_etag(struct shb_s3 *s3, const char *key, uint64_t size,
-			    const char *etag, struct shb_source **out);
 
 /* A source over bytes in memory (borrowed; they must outlive the source). */
 int shb_source_open_mem(const void *data, uint64_t len, const char *name,

@@ -93,4 +93,20 @@ long shb_s3_abort_stale_uploads(struct shb_s3 *s3, const char *prefix,
 /* Requests sent and bytes received so far (for tests and statistics). */
 uint64_t shb_s3_requests(const struct shb_s3 *s3);
 
+struct shb_source;
+
+/*
+ * An S3 object of known size as a source: each read is one ranged GET.
+ * The client is borrowed and must outlive the source.
+ */
+int shb_source_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
+		       struct shb_source **out);
+
+/*
+ * The same, with the object's ETag from a listing (NULL if unknown), which
+ * shb_source_identity() uses instead of reading the object's tail.
+ */
+int shb_source_open_s3_etag(struct shb_s3 *s3, const char *key, uint64_t size,
+			    const char *etag, struct shb_source **out);
+
 #endif

@@ -1,6 +1,6 @@
 /*
  * The index of a seekable archive and the gzip framing that carries it.
- * backup/FORMAT.md gives the byte layout; this header is the C contract.
+ * backup/format/FORMAT.md gives the byte layout; this header is the C contract.
  *
  * An archive is a pax tar compressed as independent gzip members.  The
  * index lists every member (compressed and uncompressed length, in file

@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #include "index.h"
-#include "store.h"
+#include "source.h"
 
 /* Output bytes between access points. */
 #define SHB_ZSPAN (4u << 20)
