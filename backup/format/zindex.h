@@ -47,6 +47,7 @@ struct shb_zpoint {
 	unsigned char window[32768];
 };
 
+/* Immutable once built or decoded: readers share one from any thread. */
 struct shb_zindex {
 	uint64_t usize;         /* length of the uncompressed tar */
 	size_t npoints;
@@ -56,12 +57,22 @@ struct shb_zindex {
 	struct shb_index entries;  /* entries only: nmembers is 0 */
 };
 
-/* Builds the index of a plain tar.gz in one pass over src. */
+/*
+ * Builds the index of a plain tar.gz in one pass over src (borrowed: read
+ * whole, sequentially, not kept).  *out is the caller's, freed with
+ * shb_zindex_free().  SHB_EFORMAT (message naming src or the offset) when
+ * src is not one complete gzip'd tar, a tar header or name is unusable,
+ * there are too many entries or a deflate block is too large to index;
+ * the source's own read errors; SHB_ENOMEM.
+ */
 int shb_zindex_build(struct shb_source *src, struct shb_zindex **out);
 /*
  * Reads exactly len uncompressed bytes at off (off + len <= usize), checking
  * the CRC32 of every chunk the range touches: SHB_ECORRUPT on a mismatch,
- * on damaged deflate data, or if the stream ends early.
+ * on damaged deflate data, or if the stream ends early; SHB_EFORMAT if the
+ * range passes usize; the source's read errors; SHB_ENOMEM.  buf is the
+ * caller's and holds the bytes only on SHB_OK.  Thread-safe (z is
+ * read-only, every read has its own inflate state).
  */
 int shb_zindex_read(struct shb_source *src, const struct shb_zindex *z, uint64_t off,
 		    size_t len, void *buf);
@@ -69,6 +80,10 @@ int shb_zindex_read(struct shb_source *src, const struct shb_zindex *z, uint64_t
 /*
  * Segment i: the bytes from access point i to the next (or to the end);
  * reading one whole inflates each byte once, which sequential readers want.
+ * segment_at returns the i whose segment holds off (off < usize) and sets
+ * its start and length (at most SHB_ZSEGMENT_MAX); it never fails.
+ * read_segment reads segment i whole into buf (the caller's, at least that
+ * length), with shb_zindex_read()'s errors.
  */
 size_t shb_zindex_segment_at(const struct shb_zindex *z, uint64_t off, uint64_t *start,
 			     size_t *len);
@@ -77,10 +92,19 @@ int shb_zindex_read_segment(struct shb_source *src, const struct shb_zindex *z, 
 
 /*
  * Inflates the whole gzip stream of src (every member, if several) so zlib
- * checks each CRC32 and length: SHB_ECORRUPT if any does not match.
+ * checks each CRC32 and length: SHB_ECORRUPT if any does not match or the
+ * stream ends early; the source's read errors; SHB_ENOMEM.  Reads src
+ * whole, once, sequentially.
  */
 int shb_gzip_check(struct shb_source *src);
 
+/*
+ * Serialises z for the disk cache into a malloc'd *out, *len (the caller
+ * frees it); SHB_ENOMEM only.  decode parses such bytes back into a new
+ * index (*out, free with shb_zindex_free), validating every count, offset
+ * and window like shb_index_decode: SHB_EFORMAT for anything else (a
+ * damaged or foreign cache file), SHB_ENOMEM.  free accepts NULL.
+ */
 int shb_zindex_encode(const struct shb_zindex *z, unsigned char **out, size_t *len);
 int shb_zindex_decode(const unsigned char *p, size_t len, struct shb_zindex **out);
 void shb_zindex_free(struct shb_zindex *z);
