@@ -41,17 +41,43 @@ struct shbfs_config {
 	mode_t umask;             /* else files 0444 & ~umask, dirs 0555 & ~umask */
 };
 
+/*
+ * Makes the filesystem (*out, the caller's: shbfs_free()) from cfg.  The
+ * strings in cfg are copied and the config is immutable in fs from then
+ * on; pointers to objects (a client) are borrowed and must outlive fs.
+ * Nothing is listed or read yet.  A disk cache that cannot be opened is
+ * an error (SHB_EIO naming the dir) when S3 is a source, else a warning
+ * and no disk cache; SHB_ENOMEM.
+ */
 int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out);
+/*
+ * Frees fs and everything it holds (listings, open backups, caches) once
+ * the FUSE loop has ended; NULL is fine.
+ */
 void shbfs_free(struct shbfs *fs);
 
-/* The FUSE operations; private_data must be the struct shbfs. */
+/*
+ * The FUSE operations (a static table); private_data must be the struct
+ * shbfs.  They are called from libfuse's threads at once: every shared
+ * field of struct shbfs says which lock protects it (fs/shbfs.h).  Errors
+ * reach the kernel as negative errno values (-EIO, -ENOENT), with the
+ * cause logged through shbfs_log().
+ */
 const struct fuse_operations *shbfs_operations(void);
 
-/* Makes the next root lookup list the sources again (SIGHUP). */
+/*
+ * Makes the next root lookup list the sources again (SIGHUP).  One atomic
+ * add: safe from a signal handler.
+ */
 void shbfs_refresh(struct shbfs *fs);
 
-/* Logs a line: stderr in the foreground, syslog once daemonized. */
+/*
+ * Logs a line (no newline in fmt; priority a syslog LOG_* level):
+ * "shbackupfs: ..." on stderr in the foreground, syslog once
+ * shbfs_log_to_syslog() was called.  Never fails.
+ */
 void shbfs_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Switches shbfs_log() to syslog (LOG_DAEMON); call once, before threads start. */
 void shbfs_log_to_syslog(void);
 
 #endif
