@@ -28,12 +28,7 @@ enum shb_err {
 	SHB_ERR_LAST
 };
 
-/*
- * A short constant description of code err ("not found"; "unknown error"
- * for a value outside the enum).  The string is static: never free it.
- * No program prints it today (messages come from shb_errmsg()); kept for
- * debugging and tests.
- */
+/* A short constant description of an error code. */
 const char *shb_strerror(int err);
 
 /*
