@@ -44,10 +44,10 @@ struct shbfs_config {
 /*
  * Makes the filesystem (*out, the caller's: shbfs_free()) from cfg.  The
  * strings in cfg are copied and the config is immutable in fs from then
- * on; pointers to objects (a client) are borrowed and must outlive fs.
- * Nothing is listed or read yet.  A disk cache that cannot be opened is
- * an error (SHB_EIO naming the dir) when S3 is a source, else a warning
- * and no disk cache; SHB_ENOMEM.
+ * on; objects cfg points to (a client, a repo) are borrowed and must
+ * outlive fs.  Nothing is listed or read yet.  Fails with SHB_ENOMEM or
+ * the error of what it sets up (SHB_EIO naming a cache dir it cannot
+ * use), message in shb_errmsg(); *out is set only on success.
  */
 int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out);
 /*
