@@ -60,6 +60,10 @@ struct shb_entry {
 	unsigned char sha256[32];
 };
 
+/*
+ * An index is built by one thread (the writer, or a decode) and immutable
+ * after that: a reader's threads share it without a lock.
+ */
 struct shb_index {
 	uint32_t version;
 	uint32_t block_size;
