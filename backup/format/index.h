@@ -61,8 +61,8 @@ struct shb_entry {
 };
 
 /*
- * An index is built by one thread (the writer, or a decode) and immutable
- * after that: a reader's threads share it without a lock.
+ * An index is immutable once decoded (or once the writer has finished
+ * it): a reader's threads share it without a lock.
  */
 struct shb_index {
 	uint32_t version;
