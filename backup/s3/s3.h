@@ -26,9 +26,10 @@
  *
  * Errors (error.h): SHB_EREMOTE when the server refused or answered
  * wrongly (its code and message quoted), SHB_ENOTFOUND for a 404,
- * SHB_ENET when it could not be reached in time (curl's reason), SHB_EIO
- * for a local file an upload reads, SHB_EINVAL for bad configuration,
- * SHB_ENOMEM.  Each operation's shb_errmsg() says what it did and on what,
+ * SHB_ENET when it could not be reached in time (curl's reason),
+ * SHB_EFORMAT for a response body that does not parse or is longer than
+ * asked for, SHB_EIO for a local file an upload reads, SHB_EINVAL for bad
+ * configuration, SHB_ENOMEM.  Each operation's shb_errmsg() says what it did and on what,
  * e.g. "cannot upload 's3://b/k': SignatureDoesNotMatch: ...", with
  * "(gave up after N attempts)" when retries ran out.
  *
