@@ -41,19 +41,7 @@ struct shbfs_config {
 	mode_t umask;             /* else files 0444 & ~umask, dirs 0555 & ~umask */
 };
 
-/*
- * Makes the filesystem (*out, the caller's: shbfs_free()) from cfg.  The
- * strings in cfg are copied and the config is immutable in fs from then
- * on; objects cfg points to (a client, a repo) are borrowed and must
- * outlive fs.  Nothing is listed or read yet.  Fails with SHB_ENOMEM or
- * the error of what it sets up (SHB_EIO naming a cache dir it cannot
- * use), message in shb_errmsg(); *out is set only on success.
- */
 int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out);
-/*
- * Frees fs and everything it holds (listings, open backups, caches) once
- * the FUSE loop has ended; NULL is fine.
- */
 void shbfs_free(struct shbfs *fs);
 
 /*

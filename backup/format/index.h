@@ -134,9 +134,6 @@ int shb_footer_parse(const unsigned char *p, struct shb_footer *f);
 /*
  * Collects the blob from the index members in p[0..len) (the bytes from
  * footer.index_offset up to the footer), checking its length and sha256.
- * *blob is malloc'd (the caller frees it), f->blob_length bytes long.
- * SHB_EFORMAT for a damaged member or a wrong length, SHB_ECORRUPT for a
- * sha256 mismatch, SHB_ENOMEM.
  */
 int shb_index_members_parse(const unsigned char *p, size_t len, const struct shb_footer *f,
 			    unsigned char **blob);

@@ -42,10 +42,8 @@ int shb_input_open_path(const char *path, struct shb_input **out);
 int shb_input_open_backup_file(const char *path, struct shb_input **out);
 /*
  * Opens an archive stored in S3.  Ours is read in place with ranged GETs;
- * a plain tar.gz is first downloaded whole into scratch_dir (a new 0600
- * file there, left for the caller to remove with its scratch dir; SHB_EIO
- * when it does not fit).  The client is borrowed and must outlive the input.
- * S3 errors as in s3.h; otherwise as shb_input_open_path().
+ * a plain tar.gz is first downloaded whole into scratch_dir.  The client is
+ * borrowed and must outlive the input.
  */
 int shb_input_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
 		      const char *scratch_dir, struct shb_input **out);

@@ -43,26 +43,20 @@ struct shb_sigv4 {
 	time_t time;                   /* the x-amz-date header's time */
 };
 
-/*
- * Contracts of the functions below: all are pure (no I/O, no shared
- * state) and thread-safe.  The ones that build text append to the
- * caller's buffer and fail only with SHB_ENOMEM; on failure the buffer may
- * hold part of the text and is still the caller's to free.
- * shb_sigv4_sign() malloc's *auth (the caller frees it; NULL on failure),
- * fails only with SHB_ENOMEM, and wipes the derived signing keys from
- * memory before returning.  shb_sha256_hex() writes 64 hex digits and a
- * NUL and never fails.
- */
-
 /* Appends s percent-encoded AWS-style; '/' is kept when keep_slash. */
 int shb_uri_encode(struct shb_buf *out, const char *s, int keep_slash);
 /* The canonical (and sendable) query string of q, NUL-terminated in out. */
 int shb_sigv4_query(struct shb_buf *out, const struct shb_kv *q, size_t n);
 /* The canonical request, NUL-terminated in out (exposed for tests). */
 int shb_sigv4_canonical(struct shb_buf *out, const struct shb_sigv4 *req);
-/* The Authorization header value, malloc'd into *auth. */
+/*
+ * The Authorization header value, malloc'd into *auth (the caller frees
+ * it; NULL on failure).  SHB_ENOMEM only.  The derived signing keys are
+ * wiped from memory before returning.  Every function here is pure (no
+ * I/O, no shared state) and thread-safe.
+ */
 int shb_sigv4_sign(const struct shb_sigv4 *req, char **auth);
-/* Lowercase hex SHA-256 of p[0..n) into out[65]. */
+/* Lowercase hex SHA-256 of p[0..n) into out[65] (NUL-terminated).  Never fails. */
 void shb_sha256_hex(const void *p, size_t n, char out[65]);
 
 #endif
