@@ -22,20 +22,9 @@
  * codes SlowDown, InternalError and RequestTimeout are retried with
  * exponential backoff and full jitter, re-signed each time, within a bound
  * on attempts and on total time.  Any other error fails at once with the
- * server's code and message.
- *
- * Errors (error.h): SHB_EREMOTE when the server refused or answered
- * wrongly (its code and message quoted), SHB_ENOTFOUND for a 404,
- * SHB_ENET when it could not be reached in time (curl's reason),
- * SHB_EFORMAT for a response body that does not parse or is longer than
- * asked for, SHB_EIO for a local file an upload reads, SHB_EINVAL for bad
- * configuration, SHB_ENOMEM.  Each operation's shb_errmsg() says what it did and on what,
- * e.g. "cannot upload 's3://b/k': SignatureDoesNotMatch: ...", with
- * "(gave up after N attempts)" when retries ran out.
- *
- * Threads: one client serves any number of threads at once; its handle
- * pool and request counter are protected by a mutex inside it, and the
- * configuration is immutable after shb_s3_new().
+ * server's code and message: SHB_EREMOTE (error.h), or SHB_ENET when the
+ * server could not be reached in time, with shb_errmsg() like
+ * "cannot upload 's3://b/k': SignatureDoesNotMatch: ...".
  */
 #ifndef SHB_S3_H
 #define SHB_S3_H
@@ -45,6 +34,22 @@
 
 #include "s3xml.h"
 #include "util.h"
+
+/*
+ * Errors in full (error.h): SHB_EREMOTE when the server refused or
+ * answered wrongly (its code and message quoted), SHB_ENOTFOUND for a 404,
+ * SHB_ENET when it could not be reached in time (curl's reason),
+ * SHB_EFORMAT for a response body that does not parse or is longer than
+ * asked for, SHB_EIO for a local file an upload reads, SHB_EINVAL for bad
+ * configuration, SHB_ENOMEM.  Each operation's shb_errmsg() says what it
+ * did and on what, with "(gave up after N attempts)" when retries ran out.
+ *
+ * Threads: one client serves any number of threads at once; its handle
+ * pool and request counter are protected by a mutex inside it, and the
+ * configuration is immutable after shb_s3_new().  Freeing a client wipes
+ * its secret key and session token from memory; no request may be in
+ * flight then, and every source opened on it must be closed first.
+ */
 
 struct shb_s3_config {
 	const char *endpoint;       /* NULL or "" for AWS */
@@ -79,11 +84,7 @@ int shb_s3_new(const struct shb_s3_config *cfg, struct shb_s3 **out);
  * SHB_EINVAL with a message naming what (e.g. the variable) and ep.
  */
 int shb_s3_endpoint_check(const char *ep, const char *what);
-/*
- * Frees the client, wiping the secret key and session token from memory
- * first; NULL is fine.  No request may be in flight, and every source
- * opened on it must be closed first.
- */
+/* Frees a client and its pooled connections; NULL is fine. */
 void shb_s3_free(struct shb_s3 *s3);
 
 /* "s3://bucket/key" for messages, into out (truncated to outlen). */
@@ -109,10 +110,7 @@ int shb_s3_get(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, voi
  */
 int shb_s3_get_tail(struct shb_s3 *s3, const char *key, size_t len, void *buf, size_t *got,
 		    uint64_t *total);
-/*
- * Deletes an object.  AWS answers success for a missing key; a server that
- * answers 404 gives SHB_ENOTFOUND.
- */
+/* Deletes an object; the error convention of the operations above. */
 int shb_s3_delete(struct shb_s3 *s3, const char *key);
 /*
  * Uploads the file at path as key: one PUT below the part size, else a
@@ -140,12 +138,7 @@ int shb_s3_upload_fd(struct shb_s3 *s3, const char *key, int fd, const char *nam
 long shb_s3_abort_stale_uploads(struct shb_s3 *s3, const char *prefix,
 				int (*keep)(const char *key, void *ctx), void *ctx);
 
-/*
- * HTTP requests sent so far, every retry counted (for tests and
- * statistics: tests/shb_s3.c prints it).  Bytes received are not counted
- * here; a source's fetched field counts what was read through it.  Read
- * without the lock: exact once no request is in flight.
- */
+/* Requests sent so far, retries included (for tests and statistics). */
 uint64_t shb_s3_requests(const struct shb_s3 *s3);
 
 struct shb_source;
