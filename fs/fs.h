@@ -44,14 +44,28 @@ struct shbfs_config {
 int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out);
 void shbfs_free(struct shbfs *fs);
 
-/* The FUSE operations; private_data must be the struct shbfs. */
+/*
+ * The FUSE operations (a static table); private_data must be the struct
+ * shbfs.  They are called from libfuse's threads at once: every shared
+ * field of struct shbfs says which lock protects it (fs/shbfs.h).  Errors
+ * reach the kernel as negative errno values (-EIO, -ENOENT), with the
+ * cause logged through shbfs_log().
+ */
 const struct fuse_operations *shbfs_operations(void);
 
-/* Makes the next root lookup list the sources again (SIGHUP). */
+/*
+ * Makes the next root lookup list the sources again (SIGHUP).  One atomic
+ * add: safe from a signal handler.
+ */
 void shbfs_refresh(struct shbfs *fs);
 
-/* Logs a line: stderr in the foreground, syslog once daemonized. */
+/*
+ * Logs a line (no newline in fmt; priority a syslog LOG_* level):
+ * "shbackupfs: ..." on stderr in the foreground, syslog once
+ * shbfs_log_to_syslog() was called.  Never fails.
+ */
 void shbfs_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Switches shbfs_log() to syslog (LOG_DAEMON); call once, before threads start. */
 void shbfs_log_to_syslog(void);
 
 #endif

@@ -34,16 +34,29 @@ const char *shb_strerror(int err);
 /*
  * Records a printf-style message as this thread's last error and returns
  * err, so a failure reads "return shb_fail(SHB_EIO, ...);".  The message may
- * quote shb_errmsg() itself to add context to a lower layer's message.
+ * quote shb_errmsg() itself to add context to a lower layer's message
+ * ("cannot open '%s': %s", path, shb_errmsg()): it is formatted into a
+ * scratch buffer first.  Messages longer than 1023 bytes are truncated.
+ * Never fails and never allocates; err is returned unchanged (SHB_OK too,
+ * though callers only pass failures).
  */
 int shb_fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* Like shb_fail() with ": strerror(errno)" appended (errno read first). */
+/*
+ * Like shb_fail() with ": strerror(errno)" appended; errno is read before
+ * anything else runs, so it is the one the failed call left.
+ */
 int shb_fail_errno(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* This thread's last error message ("" if none was recorded). */
+/*
+ * This thread's last error message ("" if none was recorded yet).  The
+ * pointer is to thread-local storage: valid in this thread until its next
+ * shb_fail(); never free it, copy it to keep it.  A message set in another
+ * thread (a worker of shb_parallel(), say) is not seen here unless that
+ * code hands it over (shb_parallel() does).
+ */
 const char *shb_errmsg(void);
 
 #endif

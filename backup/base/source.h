@@ -1,7 +1,13 @@
 /*
  * Byte sources: the one thing the reader needs from wherever an archive
  * lives.  A source knows its size and reads exact byte ranges; the local
- * file source and the S3 object source share the ops below.
+ * file source (here), the in-memory source (here), the S3 object source
+ * (s3/s3.h) and the caching source (cache.h) share the ops below, so
+ * everything above base/ reads an archive without knowing where it is.
+ *
+ * Threads: shb_source_read() may be called on one source from several
+ * threads at once (every source here is pread-like); open and close are
+ * the owner's, once.
  */
 #ifndef SHB_SOURCE_H
 #define SHB_SOURCE_H
@@ -12,8 +18,13 @@
 struct shb_source;
 
 struct shb_source_ops {
-	/* Reads exactly len bytes at off (off + len <= size), or fails. */
+	/*
+	 * Reads exactly len bytes at off (off + len <= size, checked by
+	 * shb_source_read() before the call), or fails with an SHB_E* code
+	 * and shb_errmsg() set.  Called from any thread.
+	 */
 	int (*read)(struct shb_source *src, void *buf, size_t len, uint64_t off);
+	/* Frees what the concrete source holds; shb_source_close() frees the rest. */
 	void (*close)(struct shb_source *src);
 	/*
 	 * Appends what tells this version of the bytes from another (stat
@@ -25,30 +36,43 @@ struct shb_source_ops {
 };
 
 struct shb_source {
-	const struct shb_source_ops *ops;
-	uint64_t size;
-	char *name;        /* for messages: a path or an s3:// URL */
+	const struct shb_source_ops *ops;  /* immutable after open */
+	uint64_t size;     /* immutable after open */
+	char *name;        /* for messages: a path or an s3:// URL; immutable, owned */
 	uint64_t fetched;  /* bytes read so far (statistics, updated atomically) */
 };
 
 /*
- * Opens a local file read-only as a source.  SHB_ENOTFOUND if missing;
- * anything but a regular file (after following symlinks) is SHB_EIO.  For
- * a path the operator named.
+ * Opens a local file read-only as a source (*out, the caller's: close it
+ * with shb_source_close()).  Its size is taken once, at open.
+ * SHB_ENOTFOUND if missing; anything but a regular file (after following
+ * symlinks) or an open that fails otherwise is SHB_EIO; SHB_ENOMEM.  The
+ * message names path.  For a path the operator named.
  */
 int shb_source_open_file(const char *path, struct shb_source **out);
 /*
  * The same for a backup found in the backup dir (catalog.h): a symlink in
- * its last component is refused, not followed, since whoever can write the
- * backup dir could point it at an archive they may not read.
+ * its last component is refused, not followed (SHB_EIO, "it is a
+ * symlink"), since whoever can write the backup dir could point it at an
+ * archive they may not read.  Opened O_NONBLOCK, so a fifo put there
+ * after the listing cannot hang the open.
  */
 int shb_source_open_backup_file(const char *path, struct shb_source **out);
 
-/* A source over bytes in memory (borrowed; they must outlive the source). */
+/*
+ * A source over data[0..len) in memory (borrowed; the bytes must outlive
+ * the source); name (copied) is for messages.  SHB_ENOMEM only.  It has
+ * no version, so its identity hashes name, size and tail.
+ */
 int shb_source_open_mem(const void *data, uint64_t len, const char *name,
 			struct shb_source **out);
 
-/* Reads exactly len bytes at off; SHB_EFORMAT if the range passes the end. */
+/*
+ * Reads exactly len bytes at off into buf: SHB_EFORMAT (message naming the
+ * source) if the range passes the end, else whatever the source's read
+ * gives (SHB_EIO, SHB_EFORMAT on a short file, S3's SHB_EREMOTE/SHB_ENET/
+ * SHB_ENOTFOUND, SHB_ENOMEM).  Adds len to src->fetched on success.
+ */
 int shb_source_read(struct shb_source *src, void *buf, size_t len, uint64_t off);
 
 /* Bytes of the tail that shb_source_identity() hashes. */
@@ -62,10 +86,13 @@ int shb_source_read(struct shb_source *src, void *buf, size_t len, uint64_t off)
  * (read for a local file or an S3 object without a known ETag).  An edit
  * that keeps all of these (same size, mtime put back, tail untouched) is
  * left to the readers' own checksums: member CRC32s, zindex chunk CRC32s.
+ * Fills id and returns SHB_OK, or the error of the version check or of
+ * the tail read (SHB_EIO when a local file changed size while open, an S3
+ * error), or SHB_ENOMEM; id is then undefined.
  */
 int shb_source_identity(struct shb_source *src, unsigned char id[32]);
 
-/* Closes and frees a source; NULL is fine. */
+/* Closes and frees a source, its name included; NULL is fine.  Never fails. */
 void shb_source_close(struct shb_source *src);
 
 #endif

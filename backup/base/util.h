@@ -1,4 +1,17 @@
 /*
+ * Layer backup/base: what every other layer stands on.
+ *
+ * Owns the error codes and per-thread messages (error.h), the small file,
+ * path, time and thread helpers (util.h), the byte source interface with
+ * its local-file and in-memory sources (source.h), the disk cache with the
+ * caching source (cache.h), the option tables that drive parsing and
+ * --help (options.h) and the NUL-terminated string buffer (strbuf.h).
+ * May include its own headers, libc and OpenSSL only: no archive format,
+ * no S3, no SQLite, no FUSE.  Every layer above (format, s3, sqlite, repo,
+ * cmd, fs, mount) may include it.  The rules: HACKING.md "Layers",
+ * tests/check/layers.py.
+ */
+/*
  * Small file, path and time helpers shared by every command.  They report
  * failures through error.h like the rest of the layer.
  */

@@ -17,10 +17,21 @@ struct shb_metric {
 	double value;
 };
 
-/* Merges m[0..n) into the file at path (created 0644 if missing). */
+/*
+ * Merges m[0..n) into the file at path: the samples of the names in m
+ * replace that name's old lines, every other line is kept.  The result is
+ * written to "<path>.tmp.<pid>" (mode 0644, readable by the collector),
+ * fsync'd and renamed over path; on failure the temporary is removed and
+ * path is untouched.  SHB_EIO naming the file, SHB_EINVAL if a sample
+ * cannot be formatted, SHB_ENOMEM.  m is borrowed.
+ */
 int shb_metrics_write(const char *path, const struct shb_metric *m, size_t n);
 
-/* The numbers of local and S3 copies in a catalog, as two metrics. */
+/*
+ * The numbers of local and S3 copies in a catalog, as two samples of
+ * shbackup_backups (source="local", source="s3") into out[0..1].  The
+ * strings are static; never fails.
+ */
 struct shb_catalog;
 void shb_metrics_counts(const struct shb_catalog *cat, struct shb_metric out[2]);
 

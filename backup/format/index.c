@@ -111,6 +111,28 @@ int shb_index_encode(const struct shb_index *idx, unsigned char **out, size_t *o
 	return SHB_OK;
 }
 
+/*
+ * Decoding walks the index blob of FORMAT.md ("Index blob") front to back
+ * with a bounds-checked little-endian cursor; a read past the end sets
+ * c->bad and yields zeros, so each step checks once after its reads:
+ *
+ *     "SHBINDX1"  version u32  block_size u32  tar_size u64  M u64  E u64
+ *     M x { clen u32, ulen u32 }              members, in file order
+ *     E x { P u16, path[P], type u8, mode u32, uid u32, gid u32,
+ *           mtime i64, size u64, offset u64, sha256[32] }
+ *
+ * and nothing after the last entry.  decode() checks the header: magic,
+ * version 1, block_size in 1..64 MiB, and M and E no larger than the bytes
+ * left could hold (8 per member, ENTRY_FIXED per entry), so a hostile
+ * count cannot make calloc() huge.  decode_members() derives each member's
+ * coff/uoff as running sums, requires 18 <= clen (the smallest gzip member)
+ * and 1 <= ulen <= block_size, and that the ulens add up to tar_size (a
+ * plain archive's index has no members and skips that).  decode_entry()
+ * requires a path of 1..65535 bytes without NUL, a known type, size 0 for
+ * anything but a file, and [offset, offset + size) inside the tar.  The
+ * footer and index members around the blob are parsed further down
+ * (shb_footer_parse, shb_index_members_parse).
+ */
 static int decode_members(struct cursor *c, struct shb_index *idx, int plain)
 {
 	uint64_t coff = 0, uoff = 0;
@@ -321,6 +343,13 @@ static int parse_extra_member(struct cursor *c, char si2, size_t max,
 	return t && !memcmp(t, tail, EXTRA_TAIL) ? SHB_OK : SHB_EFORMAT;
 }
 
+/*
+ * The footer is one empty gzip member (FORMAT.md, "Index members and
+ * footer"): the fixed 10-byte gzip header with FEXTRA, XLEN, subfield "SF"
+ * with its 72-byte payload, then "03 00" and a zero CRC32 and ISIZE.  The
+ * payload is "SHBFOOT1", version u32, flags u32 (ignored), index_offset
+ * u64, index_length u64, blob_length u64 and the blob's sha256[32].
+ */
 int shb_footer_parse(const unsigned char *p, struct shb_footer *f)
 {
 	struct cursor c = { p, SHB_FOOTER_SIZE, 0 };

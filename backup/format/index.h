@@ -1,4 +1,17 @@
 /*
+ * Layer backup/format: the archive format, and nothing about where an
+ * archive lives.
+ *
+ * Owns the seekable .tar.gz format (FORMAT.md): the index and its gzip
+ * framing (index.h), the layout rule of what a backup may hold (layout.h),
+ * the parallel writer (writer.h), the reader of our archives over any byte
+ * source (reader.h) and random access into plain tar.gz files (zindex.h).
+ * May include backup/base and its own headers, plus zlib, libarchive and
+ * OpenSSL; never S3, SQLite, repo, cmd or FUSE headers.  It reads through
+ * struct shb_source (source.h), so S3 and the disk cache stay out of it.
+ * Used by sqlite, repo, cmd and fs.  Rules: HACKING.md "Layers".
+ */
+/*
  * The index of a seekable archive and the gzip framing that carries it.
  * backup/format/FORMAT.md gives the byte layout; this header is the C contract.
  *
@@ -47,6 +60,10 @@ struct shb_entry {
 	unsigned char sha256[32];
 };
 
+/*
+ * An index is immutable once decoded (or once the writer has finished
+ * it): a reader's threads share it without a lock.
+ */
 struct shb_index {
 	uint32_t version;
 	uint32_t block_size;
@@ -65,27 +82,54 @@ struct shb_footer {
 	unsigned char blob_sha256[32];
 };
 
-/* Serialises idx into a malloc'd blob (*out, *outlen). */
+/*
+ * Serialises idx into a new blob (*out, *outlen; malloc'd, the caller
+ * frees it).  Only version, block_size, tar_size, member clen/ulen and the
+ * entries are written; coff/uoff are derived again on decode.  SHB_ENOMEM
+ * is the only failure.
+ */
 int shb_index_encode(const struct shb_index *idx, unsigned char **out, size_t *outlen);
 /*
- * Parses and validates a blob into a new index (free with shb_index_free).
- * Every length and offset is checked, so hostile bytes give SHB_EFORMAT,
- * never an out-of-bounds access.  Member offsets are derived.
+ * Parses and validates blob[0..len) into a new index (*out, the caller's:
+ * free with shb_index_free; blob stays the caller's and is not kept).
+ * Every length and offset is checked, so hostile bytes give SHB_EFORMAT
+ * with a message naming what is wrong, never an out-of-bounds access;
+ * SHB_ENOMEM otherwise.  Member offsets are derived.  *out is set only on
+ * success.
  */
 int shb_index_decode(const unsigned char *blob, size_t len, struct shb_index **out);
-/* The same for the entries of a plain archive's index: no members at all. */
+/*
+ * The same for the entries of a plain archive's index (zindex.h): no
+ * members at all, so tar_size is taken as given.  Same errors.
+ */
 int shb_index_decode_plain(const unsigned char *blob, size_t len, struct shb_index **out);
+/* Frees idx, its arrays and entry paths; NULL is fine. */
 void shb_index_free(struct shb_index *idx);
 
-/* The entry with exactly this path, or NULL. */
+/*
+ * The entry with exactly this path (as in the tar, top folder included),
+ * or NULL.  A linear scan; the pointer is into idx and lives as long as it.
+ */
 const struct shb_entry *shb_index_find(const struct shb_index *idx, const char *path);
-/* Index of the member holding tar offset uoff (uoff < idx->tar_size). */
+/*
+ * Index of the member holding tar offset uoff, by binary search.  The
+ * caller guarantees nmembers > 0 and uoff < idx->tar_size; never fails.
+ */
 size_t shb_index_member_at(const struct shb_index *idx, uint64_t uoff);
 
-/* Appends to out the index members carrying blob, then the footer member. */
+/*
+ * Appends to out the index members carrying blob[0..len) (65531-byte
+ * chunks), then the footer member; index_offset is the file offset at
+ * which out's bytes will land.  SHB_ENOMEM only; out may then hold part
+ * of the trailer, and stays the caller's to free.
+ */
 int shb_index_write_trailer(struct shb_buf *out, const unsigned char *blob, size_t len,
 			    uint64_t index_offset);
-/* Parses the last SHB_FOOTER_SIZE bytes of an archive.  SHB_EFORMAT if absent. */
+/*
+ * Parses the last SHB_FOOTER_SIZE bytes of an archive (p) into *f.
+ * SHB_EFORMAT if they are not our footer or name another format version.
+ * f's offsets are not checked against the file: the caller does that.
+ */
 int shb_footer_parse(const unsigned char *p, struct shb_footer *f);
 /*
  * Collects the blob from the index members in p[0..len) (the bytes from

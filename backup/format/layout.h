@@ -50,17 +50,24 @@ struct shb_layout {
 };
 
 /*
- * Checks raw[0..n) and fills out with the files it holds.  SHB_EFORMAT with
- * a message naming the first offending entry if anything is out of place,
- * or if there is no database at all.
+ * Checks raw[0..n) and fills out with the files it holds (strings copied:
+ * out owns them, free with shb_layout_free; raw stays the caller's).
+ * SHB_EFORMAT with a message naming the first offending entry (escaped)
+ * if anything is out of place, is a duplicate, or if there is no database
+ * at all; SHB_ENOMEM.  On failure out is left empty (safe to free).
  */
 int shb_layout_build(const struct shb_raw_entry *raw, size_t n, struct shb_layout *out);
-/* The same check over the entries of an archive index (ours or a plain one's). */
+/*
+ * The same check over the entries of an archive index (ours or a plain
+ * one's); links and special files (SHB_ENTRY_OTHER) are refused by name.
+ * Same ownership and errors.
+ */
 struct shb_index;
 int shb_layout_from_index(const struct shb_index *idx, struct shb_layout *out);
+/* Frees what l holds and zeroes it (l itself is the caller's). */
 void shb_layout_free(struct shb_layout *l);
 
-/* The file with canonical path rel, or NULL. */
+/* The file with canonical path rel, or NULL; the pointer is into l. */
 const struct shb_layout_file *shb_layout_find(const struct shb_layout *l, const char *rel);
 
 /*
@@ -72,13 +79,15 @@ const struct shb_layout_file *shb_layout_find(const struct shb_layout *l, const 
  */
 int shb_app_name_ok(const char *name);
 
-/* True if s[0..n) is valid UTF-8 by the rule above. */
+/* True if s[0..n) is valid UTF-8 by the rule above (no NUL check). */
 int shb_utf8_valid(const unsigned char *s, size_t n);
 
 /*
  * Writes name into out[cap] with control characters, '\\' and bytes that
  * are not valid UTF-8 shown as C escapes ("\\n", "\\t", "\\x1b"), so a
- * warning naming a hostile name stays one visible line.  Truncates.
+ * warning naming a hostile name stays one visible line.  Truncates
+ * between characters, never inside one; out is always NUL-terminated
+ * (cap > 0).  Never fails.
  */
 void shb_name_escape(const char *name, char *out, size_t cap);
 
@@ -90,7 +99,9 @@ void shb_name_escape(const char *name, char *out, size_t cap);
  * that creates an archive object or touches a name runs between these two,
  * which switch only the calling thread to a UTF-8 LC_CTYPE, and names go
  * through the _utf8 setters and getters, so names are UTF-8 byte for byte
- * whatever LANG/LC_ALL say.  begin returns the locale to give to end.
+ * whatever LANG/LC_ALL say.  begin returns the locale to give to end
+ * ((locale_t)0 when no UTF-8 locale exists, which end ignores); the UTF-8
+ * locale is made once per process and never freed.
  */
 #include <locale.h>
 locale_t shb_utf8_names_begin(void);

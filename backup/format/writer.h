@@ -21,6 +21,11 @@ struct shb_archive_writer;
 /* Called as data is archived: done of total bytes of the current entry. */
 typedef void (*shb_progress_fn)(void *ctx, const char *path, uint64_t done, uint64_t total);
 
+/*
+ * Threads: one caller thread drives a writer (begin, add_*, finish, free);
+ * the compression pool is internal.  progress is called from that caller
+ * thread.
+ */
 struct shb_archive_opts {
 	int level;      /* zlib level 1..9 */
 	int threads;    /* compression threads, >= 1 */
@@ -29,23 +34,43 @@ struct shb_archive_opts {
 	void *progress_ctx;
 };
 
-/* Starts an archive on fd (positioned at 0); name is for messages. */
+/*
+ * Starts an archive on fd (positioned at 0; borrowed, never closed) and
+ * starts opts->threads compression threads.  *out is the caller's, to free
+ * with shb_archive_free().  name (copied) is for messages.  SHB_ENOMEM, or
+ * SHB_EARCHIVE when libarchive refuses to start.
+ *
+ * The first failure of any call below sticks: every later call on the
+ * same writer returns it again, and only shb_archive_free() is useful.
+ * Errors: SHB_EIO (reading the input or writing fd), SHB_EARCHIVE
+ * (libarchive), SHB_EFORMAT, SHB_ENOMEM, each with shb_errmsg() naming the
+ * entry or file.
+ */
 int shb_archive_begin(int fd, const char *name, const struct shb_archive_opts *opts,
 		      struct shb_archive_writer **out);
-/* Adds a directory entry. */
+/* Adds a directory entry; path is copied. */
 int shb_archive_add_dir(struct shb_archive_writer *w, const char *path, uint32_t mode,
 			int64_t mtime);
 /*
  * Adds a regular file whose size bytes are read from fd (from its current
- * position).  Fails with SHB_EIO if fd does not hold exactly size bytes.
+ * position; fd is borrowed, left open).  Its sha256 is computed on the way
+ * for the index.  Fails with SHB_EIO if fd does not hold exactly size
+ * bytes (the file changed size while read).
  */
 int shb_archive_add_file(struct shb_archive_writer *w, const char *path, int fd,
 			 uint64_t size, uint32_t mode, int64_t mtime);
-/* Ends the tar, waits for all members, appends index and footer. */
+/*
+ * Ends the tar, waits for all members, appends index and footer.  The
+ * file is then complete but neither fsync'd nor renamed.
+ */
 int shb_archive_finish(struct shb_archive_writer *w);
 /* Total bytes written to fd so far (final size after finish). */
 uint64_t shb_archive_size(const struct shb_archive_writer *w);
-/* Stops the threads and frees everything; safe after any failure. */
+/*
+ * Stops the threads and frees everything; safe after any failure and on
+ * NULL.  Freeing a writer that was not finished leaves fd holding a
+ * partial archive, which the caller removes.
+ */
 void shb_archive_free(struct shb_archive_writer *w);
 
 #endif

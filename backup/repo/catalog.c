@@ -1,5 +1,6 @@
 /*
- * Building the catalog of backups (catalog.h) from a local directory.
+ * Building the catalog of backups (catalog.h) from a local directory and
+ * an S3 prefix, merged by timestamp, and the lookups over it.
  */
 #include <dirent.h>
 #include <errno.h>

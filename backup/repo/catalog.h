@@ -1,9 +1,24 @@
 /*
+ * Layer backup/repo: the backups themselves, wherever they are stored.
+ *
+ * Owns the configuration from the environment (config.h), the catalog of
+ * local and S3 backups (catalog.h), opening a backup to read or restore
+ * from (input.h) and retention (prune.h).  It is the one layer that joins
+ * the others: it may include backup/base, format, s3, sqlite and its own
+ * headers; never cmd or FUSE headers.  fs/ and mount/ use it (and not s3/)
+ * to reach a backup.  Rules: HACKING.md "Layers".
+ */
+/*
  * The catalog: every backup that exists, newest first.  A backup is known by
  * its UTC timestamp, taken from its name "streamhub-backup-<ts>.tar.gz";
  * files that do not match that pattern exactly are never part of it (and so
- * never pruned).  This step reads the local directory; S3 listing merges
- * into the same structure.
+ * never pruned).  The local directory (shb_catalog_add_local) and the S3
+ * prefix (shb_catalog_add_s3) merge into the same structure: a backup in
+ * both places is one item with both copies.
+ *
+ * A catalog is plain data: zero-initialise it, add to it from one thread,
+ * then read it from any number of threads; free it with
+ * shb_catalog_free().  Every string in it is owned by it.
  */
 #ifndef SHB_CATALOG_H
 #define SHB_CATALOG_H
@@ -43,7 +58,8 @@ struct shb_catalog {
 
 /*
  * If name is exactly "streamhub-backup-<valid ts>.tar.gz", stores the stamp
- * and its time and returns 0; otherwise returns -1.
+ * and its time and returns 0; otherwise returns -1 (no message: a name that
+ * does not match is simply not a backup).
  */
 int shb_backup_name_parse(const char *name, char ts[SHB_TS_LEN], time_t *t);
 
@@ -52,13 +68,20 @@ struct shb_s3;
 /*
  * Adds the backups in dir (a missing dir adds none): regular files only,
  * judged without following symlinks (see ignored above).  Open them with
- * shb_source_open_backup_file() (store.h), which does not follow one either.
+ * shb_source_open_backup_file() (source.h), which does not follow one
+ * either.  dir is opened by shb_open_backup_dir() (util.h), with its rule
+ * on a symlinked backup dir (SHB_EINVAL).  SHB_EIO when dir cannot be
+ * read, SHB_ENOMEM; on failure cat may hold part of the listing (free it
+ * all the same).
  */
 int shb_catalog_add_local(struct shb_catalog *cat, const char *dir);
 /*
  * Adds the backups stored as exactly "<prefix>/<name>" (or "<name>" for an
  * empty prefix), listing every page.  prefix is as shb_s3_prefix_normalize()
- * (config.h) returns it, the form upload keys are built from.
+ * (config.h) returns it, the form upload keys are built from.  The client
+ * is used, not kept.  The ListObjectsV2 errors of shb_s3_list() (s3.h:
+ * SHB_EREMOTE, SHB_ENET, ...) or SHB_ENOMEM; on failure cat may hold part
+ * of the listing.
  */
 int shb_catalog_add_s3(struct shb_catalog *cat, struct shb_s3 *s3, const char *prefix);
 /*
@@ -75,7 +98,10 @@ int shb_backup_time_in_future(time_t t, time_t now);
  * Every command and the mount use this rule.
  */
 const struct shb_backup *shb_catalog_latest(const struct shb_catalog *cat, time_t now);
-/* How many backups are dated in the future. */
+/*
+ * How many backups are dated in the future.  This and the lookups around
+ * it never fail; the pointers they return are into cat.
+ */
 size_t shb_catalog_count_future(const struct shb_catalog *cat, time_t now);
 /*
  * The backups --from names: "latest" is shb_catalog_latest(); anything else
@@ -84,11 +110,15 @@ size_t shb_catalog_count_future(const struct shb_catalog *cat, time_t now);
  */
 size_t shb_catalog_match(const struct shb_catalog *cat, const char *from,
 			 const struct shb_backup **hit);
-/* "local", "s3" or "both". */
+/* "local", "s3" or "both" (a static string). */
 const char *shb_backup_source(const struct shb_backup *b);
+/* Frees every item and zeroes cat (cat itself is the caller's). */
 void shb_catalog_free(struct shb_catalog *cat);
 
-/* Apps in a backup's index: entries "<top>/apps/<app>/app.db". */
+/*
+ * Apps in a backup's index: entries "<top>/apps/<app>/app.db" whose app
+ * name the layout rule accepts (shb_app_name_ok).  Never fails.
+ */
 size_t shb_index_count_apps(const struct shb_index *idx);
 
 #endif

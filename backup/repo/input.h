@@ -25,9 +25,20 @@ enum shb_input_kind {
 /* Called from extraction threads with bytes extracted so far (all files). */
 typedef void (*shb_input_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
-/* Opens a local archive file or snapshot directory. */
+/*
+ * Opens a local archive file or snapshot directory (*out, the caller's:
+ * shb_input_close()), reading its index or listing (a plain tar.gz is read
+ * through once) and checking its layout.  SHB_ENOTFOUND when path does
+ * not exist, SHB_EIO when it cannot be read, SHB_EFORMAT when the archive
+ * is damaged or its layout is refused (message naming the entry),
+ * SHB_EARCHIVE from libarchive, SHB_ENOMEM.  *out is set only on success.
+ */
 int shb_input_open_path(const char *path, struct shb_input **out);
-/* Opens a catalog backup's local file: a symlink there is refused (store.h). */
+/*
+ * Opens a catalog backup's local file: a symlink there is refused
+ * (shb_source_open_backup_file, source.h), and a directory is not a
+ * backup file.  Otherwise as shb_input_open_path().
+ */
 int shb_input_open_backup_file(const char *path, struct shb_input **out);
 /*
  * Opens an archive stored in S3.  Ours is read in place with ranged GETs;
@@ -37,6 +48,10 @@ int shb_input_open_backup_file(const char *path, struct shb_input **out);
 int shb_input_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
 		      const char *scratch_dir, struct shb_input **out);
 
+/*
+ * What an open input holds (pointer into in), its enum shb_input_kind and
+ * its name for messages (a path or an s3:// URL; owned by in).
+ */
 const struct shb_layout *shb_input_layout(const struct shb_input *in);
 int shb_input_kind(const struct shb_input *in);
 const char *shb_input_name(const struct shb_input *in);
@@ -55,13 +70,20 @@ const char *shb_input_name(const struct shb_input *in);
  * whom to tell about progress; then either shb_input_extract() does every
  * wanted file on up to threads threads, or, for inputs that are not
  * SHB_INPUT_TAR (those allow one sequential pass only), the caller runs
- * shb_input_extract_file() per file from its own threads.
+ * shb_input_extract_file() per file from its own threads.  dirfd and want
+ * are borrowed until the extraction ends; progress is called from the
+ * extracting threads.  Errors: SHB_ECORRUPT (a sha256 or CRC mismatch),
+ * SHB_EFORMAT, SHB_EIO (writing, or no room), SHB_ESQLITE (a db copied
+ * through SQLite), SHB_EARCHIVE, the source's read errors, SHB_ENOMEM;
+ * the first failure stops the others and is returned with its message.
+ * Files already written stay for the caller to remove.
  */
 void shb_input_begin(struct shb_input *in, int dirfd, const unsigned char *want,
 		     shb_input_progress_fn progress, void *ctx);
 int shb_input_extract(struct shb_input *in, int threads);
 int shb_input_extract_file(struct shb_input *in, size_t i);
 
+/* Closes in and frees everything it holds; NULL is fine. */
 void shb_input_close(struct shb_input *in);
 
 /*
@@ -71,14 +93,17 @@ void shb_input_close(struct shb_input *in);
  * -journal, -wal and -shm are then named from the fd path too.  Other
  * names are resolved as before.  Not for a process that relies on SQLite
  * finding a -wal beside a file opened by /proc/self/fd/<file fd> (create).
+ * The VFS is registered once per process, as the default; SHB_ESQLITE if
+ * that failed (every later call says so again).
  */
 int shb_sqlite_fd_paths(void);
 
 /*
  * The one check of a backup's secrets.json, for restore and verify alike:
  * its n bytes at p must be one valid JSON text (an empty or truncated file
- * is not), of at most SHB_SECRETS_MAX bytes.  SHB_ECORRUPT naming rel if not.  _file reads path first
- * (SHB_EIO if it cannot).
+ * is not), of at most SHB_SECRETS_MAX bytes.  SHB_ECORRUPT naming rel if
+ * not.  _file reads path first, never through a symlink (SHB_EIO if it
+ * cannot), and stops reading just past the limit.
  */
 #define SHB_SECRETS_MAX (64u << 20)  /* a bigger secrets.json is refused unread */
 int shb_secrets_check(const void *p, size_t n, const char *rel);

@@ -43,8 +43,11 @@ typedef void (*shb_prune_fn)(void *ctx, const struct shb_backup *b, const char *
  * local files, and S3 objects when s3 is not NULL.  days == 0 disables
  * pruning.  In a place where no copy can be read (see above), or where
  * that could not be told (S3 unreachable), nothing is deleted.  Returns
- * SHB_OK, or the error of the last deletion or place that failed (the
- * others are still attempted).
+ * SHB_OK, or the error of the last deletion that failed in a place (or of
+ * the place itself), the local one's before S3's; the others are still
+ * attempted.  report (may be NULL) is called from the calling thread, once
+ * per copy deleted or failed and once per place skipped; cat and s3 are
+ * borrowed.
  */
 int shb_prune(const struct shb_catalog *cat, int days, time_t now, int dry_run,
 	      struct shb_s3 *s3, shb_prune_fn report, void *ctx);

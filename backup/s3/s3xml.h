@@ -31,13 +31,24 @@ struct shb_s3_error {
 };
 
 /*
- * Parses one ListObjectsV2 page, appending its objects to page->items.
- * url_encoded: keys come percent-encoded (encoding-type=url).
+ * Parses one ListObjectsV2 page (body[0..len), not NUL-terminated),
+ * appending its objects to page->items (malloc'd, owned by page) and
+ * replacing truncated and next_token.  url_encoded: keys come
+ * percent-encoded (encoding-type=url).  SHB_EFORMAT ("malformed
+ * ListObjectsV2 response") for anything that is not a well-formed
+ * ListBucketResult, for a truncated page without a continuation token,
+ * and when out of memory; objects appended before the failure stay in
+ * page for shb_s3_page_free().
  */
 int shb_s3xml_list(const char *body, size_t len, int url_encoded, struct shb_s3_page *page);
+/* Frees what page holds and zeroes it (page itself is the caller's). */
 void shb_s3_page_free(struct shb_s3_page *page);
 
-/* Parses an <Error> document; 0 if body is one, -1 if not. */
+/*
+ * Parses an <Error> document into *err (code and message truncated to
+ * fit, NUL-terminated); 0 if body is one with a Code, -1 if not (no
+ * message is set: not being an error document is not an error).
+ */
 int shb_s3xml_error(const char *body, size_t len, struct shb_s3_error *err);
 
 /* An unfinished multipart upload (ListMultipartUploads). */
@@ -49,11 +60,17 @@ struct shb_s3_upload_item {
 /*
  * Parses a ListMultipartUploads result into a malloc'd array (*out, *n;
  * free with shb_s3xml_uploads_free).  Keys are as sent (no url encoding).
+ * SHB_EFORMAT for a malformed result or when out of memory; *out and *n
+ * are then untouched.
  */
 int shb_s3xml_uploads(const char *body, size_t len, struct shb_s3_upload_item **out, size_t *n);
 void shb_s3xml_uploads_free(struct shb_s3_upload_item *v, size_t n);
 
-/* The UploadId of an InitiateMultipartUpload result, malloc'd; NULL if none. */
+/*
+ * The UploadId of an InitiateMultipartUpload result, malloc'd (the caller
+ * frees it); NULL if there is none, the body is malformed or memory ran
+ * out (no message set: the caller names the failure).
+ */
 char *shb_s3xml_upload_id(const char *body, size_t len);
 
 #endif

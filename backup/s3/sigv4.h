@@ -49,9 +49,14 @@ int shb_uri_encode(struct shb_buf *out, const char *s, int keep_slash);
 int shb_sigv4_query(struct shb_buf *out, const struct shb_kv *q, size_t n);
 /* The canonical request, NUL-terminated in out (exposed for tests). */
 int shb_sigv4_canonical(struct shb_buf *out, const struct shb_sigv4 *req);
-/* The Authorization header value, malloc'd into *auth. */
+/*
+ * The Authorization header value, malloc'd into *auth (the caller frees
+ * it; NULL on failure).  SHB_ENOMEM only.  The derived signing keys are
+ * wiped from memory before returning.  Every function here is pure (no
+ * I/O, no shared state) and thread-safe.
+ */
 int shb_sigv4_sign(const struct shb_sigv4 *req, char **auth);
-/* Lowercase hex SHA-256 of p[0..n) into out[65]. */
+/* Lowercase hex SHA-256 of p[0..n) into out[65] (NUL-terminated).  Never fails. */
 void shb_sha256_hex(const void *p, size_t n, char out[65]);
 
 #endif

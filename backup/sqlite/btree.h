@@ -29,9 +29,12 @@ struct shb_btree_report {
 };
 
 /*
- * Checks db, opened read-only on the main schema.  Returns SHB_OK, or
- * SHB_ECORRUPT (or SHB_EIO, SHB_ESQLITE) with a message naming the b-tree
- * and page; *out is filled either way with what was done.
+ * Checks db (borrowed, opened read-only; the check reads its main schema
+ * and file only, from the calling thread).  paths is the number of random
+ * root-to-leaf paths per b-tree besides the leftmost and rightmost.
+ * Returns SHB_OK, or SHB_ECORRUPT (or SHB_EIO, SHB_ESQLITE, SHB_ENOMEM)
+ * with a message naming the b-tree and page; *out (the caller's) is zeroed
+ * first and filled either way with what was done.
  */
 int shb_btree_sample(sqlite3 *db, int paths, struct shb_btree_report *out);
 

@@ -1,4 +1,16 @@
 /*
+ * Layer backup/sqlite: the SQLite-specific pieces, each over a database
+ * file or an archive reader, none knowing where a backup is stored.
+ *
+ * Owns consistent snapshots of live databases and the open-beneath rule
+ * for DATA_DIR (snapshot.h), the read-only VFS that opens a database
+ * inside an archive in place (vfs.h) and the sampled b-tree check of
+ * verify --quick (btree.h).  May include backup/base, backup/format (the
+ * reader, for the VFS) and its own headers, plus sqlite3; never s3, repo,
+ * cmd or FUSE headers.  Used by repo, cmd and fs.  Rules: HACKING.md
+ * "Layers".
+ */
+/*
  * Consistent copies of live SQLite databases.  A snapshot is a single,
  * self-contained file holding one committed state of the source, stored in
  * rollback-journal mode (header bytes 18-19 = 1) so it opens anywhere,
@@ -15,7 +27,9 @@
  * online backup API avoids, falls back to the backup API.  A damaged
  * source is an error either way: SHB_ESQLITE, with SQLite's own message
  * ("database disk image is malformed") for the caller to put in context.
- * dst is created with mode 0600.  On failure dst is removed.
+ * dst is created with mode 0600.  On failure dst is removed.  Also
+ * SHB_EIO when dst cannot be created, SHB_EBUSY when the source stays
+ * locked (see below).  Thread-safe: each call has its own connections.
  */
 int shb_snapshot_db(const char *src, const char *dst);
 
@@ -26,6 +40,8 @@ int shb_snapshot_db(const char *src, const char *dst);
  * and finds its -wal beside it; the file SQLite opened is then checked to
  * be fd's (st_dev, st_ino).  A writer's lock on the source is waited for at
  * most busy_ms milliseconds; then "database is locked" (SHB_EBUSY).
+ * fd is borrowed (left open).  SHB_EIO when SQLite opened another file
+ * than fd's ("the file changed while being opened"); otherwise as above.
  */
 int shb_snapshot_db_fd(int fd, const char *dst, int busy_ms);
 
