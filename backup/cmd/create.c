@@ -1100,15 +1100,12 @@ static void print_summary(struct job *job, uint64_t size, double secs)
 static int lock_timeout(struct job *job)
 {
 	const char *v = getenv("BACKUP_LOCK_TIMEOUT");
-	char *end;
-	long n;
+	long long n;
 
 	job->lock_ms = DEFAULT_LOCK_TIMEOUT * 1000;
 	if (!v || !*v)
 		return SHB_OK;
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno || *end || end == v || n < 0 || n > 86400)
+	if (shb_parse_number(v, SHB_NUM_INT, 0, 86400, &n))
 		return shb_fail(SHB_EINVAL, "invalid BACKUP_LOCK_TIMEOUT '%s': expected 0..86400 seconds",
 				v);
 	job->lock_ms = (int)n * 1000;
