@@ -2,15 +2,17 @@
  * Command-line options from one table, in the spirit of git's
  * parse-options: each command describes its options once (a struct
  * shb_option array built with the SHB_OPT_* macros, ending in
- * SHB_OPT_END) and both the parsing and the
- * --help text come from that description, so they cannot drift apart.
+ * SHB_OPT_END), and both the parsing and the --help text come from that
+ * description, so they cannot drift apart.  A command's own checks after
+ * parsing (a required option) use shb_options_vusage() for the same
+ * "error: ... / usage: ..." shape.
  *
  * Also the one parser of numbers given by a user (flags, BACKUP_*
  * variables, mount options): whole numbers, sizes and seconds, each
  * within a range, refusing signs, blanks, garbage and overflow that
  * strtol() and sscanf() would let through.
  *
- * Base layer: includes nothing of the project but error.h.
+ * Base layer: options.c includes nothing of the project but error.h.
  */
 #ifndef SHB_OPTIONS_H
 #define SHB_OPTIONS_H
