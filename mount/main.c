@@ -37,43 +37,86 @@
 #include "config.h"
 #include "error.h"
 #include "fs.h"
+#include "mountpoint.h"
+#include "options.h"
 #include "s3.h"
 #include "util.h"
 
+/*
+ * The -o options, one table: each is taken by fuse_opt as a string into
+ * options.raw[i] ("name=%s"), then parsed once by its type with the shared
+ * number parser (options.h) into options.v.  Not fuse_opt's typed
+ * templates: those are sscanf, which takes "-5" for %u and wraps on
+ * overflow without a word.
+ */
+enum opt_type {
+	T_STRING,   /* kept as given */
+	T_SIZE,     /* bytes, with an optional K/M/G/T suffix, in [lo, hi] */
+	T_SECONDS,  /* a decimal number of seconds in [lo, hi] */
+	T_OCTAL,    /* a mode mask in [lo, hi] */
+	T_USER,     /* a uid: a number, or a user name */
+	T_GROUP,    /* a gid: a number, or a group name */
+};
+
+enum { O_LOCAL, O_S3, O_ENDPOINT, O_REGION, O_CACHE_DIR, O_CACHE_SIZE, O_LIST_TTL,
+       O_TIMEOUT, O_UID, O_GID, O_UMASK, NOPTS };
+
+/* The typed values; strings point into options.raw, NULL when not given. */
+struct values {
+	const char *local, *s3, *endpoint, *region, *cache_dir;
+	uint64_t cache_size;
+	double list_ttl, timeout;
+	uid_t uid;
+	gid_t gid;
+	mode_t umask;
+};
+
+struct opt_def {
+	const char *templ;   /* the fuse_opt template, "name=%s" */
+	enum opt_type type;
+	size_t field;        /* offsetof(struct values, ...) */
+	double lo, hi;
+};
+
+#define V(f) offsetof(struct values, f)
+
+static const struct opt_def defs[NOPTS] = {
+	[O_LOCAL] = { "local=%s", T_STRING, V(local), 0, 0 },
+	[O_S3] = { "s3=%s", T_STRING, V(s3), 0, 0 },
+	[O_ENDPOINT] = { "endpoint=%s", T_STRING, V(endpoint), 0, 0 },
+	[O_REGION] = { "region=%s", T_STRING, V(region), 0, 0 },
+	[O_CACHE_DIR] = { "cache_dir=%s", T_STRING, V(cache_dir), 0, 0 },
+	[O_CACHE_SIZE] = { "cache_size=%s", T_SIZE, V(cache_size), 0, 1ull << 40 },
+	[O_LIST_TTL] = { "list_ttl=%s", T_SECONDS, V(list_ttl), 0, 1e7 },
+	[O_TIMEOUT] = { "timeout=%s", T_SECONDS, V(timeout), 1, 3600 },
+	[O_UID] = { "uid=%s", T_USER, V(uid), 0, UINT32_MAX - 1 },
+	[O_GID] = { "gid=%s", T_GROUP, V(gid), 0, UINT32_MAX - 1 },
+	[O_UMASK] = { "umask=%s", T_OCTAL, V(umask), 0, 0777 },
+};
+
 struct options {
-	char *local, *s3, *endpoint, *region, *cache_dir, *cache_size, *list_ttl, *timeout;
-	char *uid, *gid, *umask;
+	char *raw[NOPTS];        /* each -o value as given (malloc'd by fuse_opt), or NULL */
+	struct values v;         /* raw parsed by parse_values() */
 	char *source, *mountpoint;
 	int help, version, bad;
 };
 
 enum { KEY_HELP, KEY_VERSION };
 
-/*
- * Every value is taken as a string and checked by the parsers below, not
- * by fuse_opt's typed templates: those are sscanf, which takes "-5" for %u
- * and wraps on overflow without a word.
- */
-#define OPT(t, p) { t, offsetof(struct options, p), 0 }
+/* The fuse_opt spec of defs (plus help and version) into spec[NOPTS + 5]. */
+static void make_spec(struct fuse_opt *spec)
+{
+	int n = 0;
 
-static const struct fuse_opt spec[] = {
-	OPT("local=%s", local),
-	OPT("s3=%s", s3),
-	OPT("endpoint=%s", endpoint),
-	OPT("region=%s", region),
-	OPT("cache_dir=%s", cache_dir),
-	OPT("cache_size=%s", cache_size),
-	OPT("list_ttl=%s", list_ttl),
-	OPT("timeout=%s", timeout),
-	OPT("uid=%s", uid),
-	OPT("gid=%s", gid),
-	OPT("umask=%s", umask),
-	FUSE_OPT_KEY("-h", KEY_HELP),
-	FUSE_OPT_KEY("--help", KEY_HELP),
-	FUSE_OPT_KEY("-V", KEY_VERSION),
-	FUSE_OPT_KEY("--version", KEY_VERSION),
-	FUSE_OPT_END
-};
+	for (; n < NOPTS; n++)
+		spec[n] = (struct fuse_opt){ defs[n].templ,
+			offsetof(struct options, raw) + (size_t)n * sizeof(char *), 0 };
+	spec[n++] = (struct fuse_opt)FUSE_OPT_KEY("-h", KEY_HELP);
+	spec[n++] = (struct fuse_opt)FUSE_OPT_KEY("--help", KEY_HELP);
+	spec[n++] = (struct fuse_opt)FUSE_OPT_KEY("-V", KEY_VERSION);
+	spec[n++] = (struct fuse_opt)FUSE_OPT_KEY("--version", KEY_VERSION);
+	spec[n] = (struct fuse_opt)FUSE_OPT_END;
+}
 
 static struct shbfs *the_fs;
 
@@ -142,63 +185,22 @@ static int on_arg(void *data, const char *arg, int key, struct fuse_args *out)
 
 /* --- option values ------------------------------------------------------------- */
 
-/*
- * The one parser of whole numbers: decimal (octal with base 8), an optional
- * K/M/G/T suffix when shift is allowed, within lo..hi; anything else (a
- * sign, spaces, overflow) is an error naming the option.
- */
-static int parse_uint(const char *name, const char *s, int base, int suffix, uint64_t lo,
-		      uint64_t hi, uint64_t *out)
+/* The name of defs[i], for messages: "cache_size" of "cache_size=%s". */
+static const char *opt_name(int i, char *out, size_t n)
 {
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	errno = 0;
-	if (*s < '0' || *s > '9')
-		goto bad;
-	v = strtoull(s, &end, base);
-	if (errno || end == s)
-		goto bad;
-	if (suffix && *end) {
-		const char *units = "KMGT", *u = strchr(units, *end & ~0x20);
-
-		if (!u || !*u)
-			goto bad;
-		shift = 10 * (unsigned)(u - units + 1);
-		end++;
-	}
-	if (*end || (shift && v > (UINT64_MAX >> shift)))
-		goto bad;
-	v <<= shift;
-	if (v < lo || v > hi)
-		goto bad;
-	*out = v;
-	return 0;
-bad:
-	fprintf(stderr, "shbackupfs: invalid %s '%s'\n", name, s);
-	return -1;
+	snprintf(out, n, "%.*s", (int)strcspn(defs[i].templ, "="), defs[i].templ);
+	return out;
 }
 
-static int parse_number(const char *name, const char *s, double lo, double hi, double *out)
+/* uid= and gid=: a number up to hi, or a user or group name, into *out. */
+static int parse_id(const char *name, const char *s, int group, long long hi, long long *out)
 {
-	char *end;
-
-	errno = 0;
-	*out = strtod(s, &end);
-	/* Written so that NaN, which compares false with everything, fails too. */
-	if (errno || end == s || *end || !(*out >= lo && *out <= hi)) {
+	if (*s >= '0' && *s <= '9') {
+		if (!shb_parse_number(s, SHB_NUM_UINT, 0, hi, out))
+			return 0;
 		fprintf(stderr, "shbackupfs: invalid %s '%s'\n", name, s);
 		return -1;
 	}
-	return 0;
-}
-
-/* uid= and gid=: a number, or a user or group name. */
-static int parse_id(const char *name, const char *s, int group, uint64_t *out)
-{
-	if (*s >= '0' && *s <= '9')
-		return parse_uint(name, s, 10, 0, 0, UINT32_MAX - 1, out);
 	if (group) {
 		struct group *g = getgrnam(s);
 
@@ -217,6 +219,58 @@ static int parse_id(const char *name, const char *s, int group, uint64_t *out)
 	fprintf(stderr, "shbackupfs: invalid %s '%s': no such %s\n", name, s,
 		group ? "group" : "user");
 	return -1;
+}
+
+/* One given option, raw, into its field of v as defs[i] says; -1 after saying why. */
+static int parse_value(int i, const char *raw, struct values *v)
+{
+	const struct opt_def *d = &defs[i];
+	void *field = (char *)v + d->field;
+	char name[32];
+	long long n = 0;
+	int bad = 0;
+
+	opt_name(i, name, sizeof(name));
+	switch (d->type) {
+	case T_STRING:
+		*(const char **)field = raw;
+		break;
+	case T_SECONDS:
+		bad = shb_parse_seconds(raw, d->lo, d->hi, (double *)field);
+		break;
+	case T_SIZE:
+		bad = shb_parse_number(raw, SHB_NUM_SIZE, (long long)d->lo, (long long)d->hi, &n);
+		*(uint64_t *)field = (uint64_t)n;
+		break;
+	case T_OCTAL:
+		bad = shb_parse_number(raw, SHB_NUM_OCTAL, (long long)d->lo, (long long)d->hi, &n);
+		*(mode_t *)field = (mode_t)n;
+		break;
+	case T_USER:
+	case T_GROUP:
+		/* parse_id() says why itself ("no such user") */
+		if (parse_id(name, raw, d->type == T_GROUP, (long long)d->hi, &n))
+			return -1;
+		if (d->type == T_USER)
+			*(uid_t *)field = (uid_t)n;
+		else
+			*(gid_t *)field = (gid_t)n;
+		break;
+	}
+	if (bad)
+		fprintf(stderr, "shbackupfs: invalid %s '%s'\n", name, raw);
+	return bad ? -1 : 0;
+}
+
+/* o->v: the defaults, then every option given, in table order. */
+static int parse_values(struct options *o)
+{
+	o->v = (struct values){ .cache_size = 1ull << 30, .list_ttl = 60, .timeout = 10,
+				.uid = getuid(), .gid = getgid() };
+	for (int i = 0; i < NOPTS; i++)
+		if (o->raw[i] && parse_value(i, o->raw[i], &o->v))
+			return -1;
+	return 0;
 }
 
 /*
@@ -288,148 +342,35 @@ static char *default_cache_dir(void)
 }
 
 /*
- * path with symlinks resolved as far as it exists; the missing rest (a
- * cache dir not made yet) appended as written.  NULL if out of memory.
+ * A local dir that is not there mounts an empty tree that looks like "no
+ * backups": refused, unless it is the default one and S3 is set (a host
+ * that keeps its backups in S3 only).  0, or -1 after saying why.
  */
-static char *resolve(const char *path)
+static int check_local_dir(const struct shb_config *env, int local_given)
 {
-	char *head = strdup(path), *real, *out, *slash;
-	size_t cut;
+	struct stat st;
+	const char *why;
 
-	if (!head)
-		return NULL;
-	while (!(real = realpath(head, NULL))) {
-		if (!(slash = strrchr(head, '/')) || slash == head) {
-			real = strdup("/");
-			break;
-		}
-		*slash = '\0';
-	}
-	cut = strlen(head);
-	out = real ? shb_aprintf("%s%s", strcmp(real, "/") ? real : "", path + cut) : NULL;
-	if (out && !*out) {
-		free(out);
-		out = strdup("/");
-	}
-	free(real);
-	free(head);
-	return out;
-}
-
-/*
- * Whether dir a is dir b or inside it: each ancestor of a's real path is
- * compared with b by device and inode, so a bind mount of b or a symlink
- * to it is seen too.
- */
-static int within(const char *a, const char *b)
-{
-	struct stat sb, st;
-	char *p, *slash;
-	int hit = 0;
-
-	if (stat(b, &sb) < 0 || !(p = resolve(a)))
+	if (!env->local_dir || !(local_given || getenv("BACKUP_LOCAL_DIR") || !env->s3_bucket))
 		return 0;
-	for (;;) {
-		if (stat(p, &st) == 0 && st.st_dev == sb.st_dev && st.st_ino == sb.st_ino) {
-			hit = 1;
-			break;
-		}
-		if (!strcmp(p, "/") || !(slash = strrchr(p, '/')))
-			break;
-		slash[slash == p] = '\0';  /* "/x" becomes "/" */
-	}
-	free(p);
-	return hit;
-}
-
-/*
- * A mount point that is the backup dir, or inside it, or above it, or
- * above the cache dir, would have the daemon read through its own mount:
- * the first lookup waits on itself forever (a hang in D state that no
- * signal ends and no unmount clears).  Refused before mounting.
- */
-static int check_overlap(const char *mnt, const char *local, const char *cache)
-{
-	const char *what = NULL, *dir = NULL;
-
-	if (local && (within(mnt, local) || within(local, mnt)))
-		what = "backup directory", dir = local;
-	else if (cache && (within(mnt, cache) || within(cache, mnt)))
-		what = "cache_dir", dir = cache;
-	if (!what)
+	why = stat(env->local_dir, &st) < 0 ? strerror(errno)
+	      : !S_ISDIR(st.st_mode) ? "not a directory" : NULL;
+	if (!why)
 		return 0;
-	fprintf(stderr, "shbackupfs: mount point '%s' overlaps the %s '%s' (one is inside the "
-		"other): it would deadlock reading itself\n", mnt, what, dir);
+	fprintf(stderr, "shbackupfs: cannot use backup directory '%s': %s\n", env->local_dir, why);
 	return -1;
 }
 
-/* Fills the shbfs config (and the S3 client) from options and environment. */
-static int configure(struct options *o, struct shb_config *env, struct shbfs_config *c,
-		     struct shb_s3 **s3)
+/*
+ * Where the backups come from, into c: env's local dir and prefix and,
+ * with a bucket, an S3 client (*s3, which c->s3 borrows) whose requests
+ * give up after timeout seconds.  0, or -1 after saying why.
+ */
+static int make_source(struct shb_config *env, double timeout, struct shbfs_config *c,
+		       struct shb_s3 **s3)
 {
-	double ttl = 60, timeout = 10;
-	uint64_t v;
-	int local_given = o->local || (o->source && strncmp(o->source, "s3://", 5));
-	struct stat st;
-
-	if (shb_config_load(env)) {
-		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
-		return -1;
-	}
-	if (o->source && !strncmp(o->source, "s3://", 5) && parse_s3_url(o->source, env))
-		return -1;
-	if (o->s3 && parse_s3_url(o->s3, env))
-		return -1;
-	replace(&env->s3_endpoint, o->endpoint);
-	replace(&env->s3_region, o->region);
-	if (local_given)
-		replace(&env->local_dir, o->local ? o->local : o->source);
-	if (env->local_dir && replace_abs(&env->local_dir, env->local_dir))
-		return -1;
-	memset(c, 0, sizeof(*c));
 	c->local_dir = env->local_dir;
 	c->s3_prefix = env->s3_prefix;
-	c->uid = getuid();
-	c->gid = getgid();
-	c->cache_size = 1ull << 30;
-	if ((o->list_ttl && parse_number("list_ttl", o->list_ttl, 0, 1e7, &ttl))
-	    || (o->timeout && parse_number("timeout", o->timeout, 1, 3600, &timeout)))
-		return -1;
-	if (o->uid) {
-		if (parse_id("uid", o->uid, 0, &v))
-			return -1;
-		c->uid = (uid_t)v;
-	}
-	if (o->gid) {
-		if (parse_id("gid", o->gid, 1, &v))
-			return -1;
-		c->gid = (gid_t)v;
-	}
-	if (o->umask) {
-		if (parse_uint("umask", o->umask, 8, 0, 0, 0777, &v))
-			return -1;
-		c->umask_set = 1;
-		c->umask = (mode_t)v;
-	}
-	if (o->cache_size
-	    && parse_uint("cache_size", o->cache_size, 10, 1, 0, 1ull << 40, &c->cache_size))
-		return -1;
-	c->list_ttl = ttl;
-	/*
-	 * A local dir that is not there mounts an empty tree that looks like
-	 * "no backups": refuse it, unless it is the default one and S3 is set
-	 * (a host that keeps its backups in S3 only).
-	 */
-	if (c->local_dir && (local_given || getenv("BACKUP_LOCAL_DIR") || !env->s3_bucket)) {
-		const char *why = stat(c->local_dir, &st) < 0 ? strerror(errno)
-				  : !S_ISDIR(st.st_mode) ? "not a directory" : NULL;
-
-		if (why) {
-			fprintf(stderr, "shbackupfs: cannot use backup directory '%s': %s\n",
-				c->local_dir, why);
-			return -1;
-		}
-	}
 	if (env->s3_bucket) {
 		env->s3_max_attempts = 3;
 		env->s3_retry_seconds = (int)timeout;
@@ -443,72 +384,44 @@ static int configure(struct options *o, struct shb_config *env, struct shbfs_con
 	return 0;
 }
 
-/* Splits line at spaces into at most max fields, in place; returns how many. */
-static int split_fields(char *line, char **fields, int max)
-{
-	int n = 0;
-
-	while (*line && n < max) {
-		while (*line == ' ' || *line == '\n')
-			*line++ = '\0';
-		if (!*line)
-			break;
-		fields[n++] = line;
-		while (*line && *line != ' ' && *line != '\n')
-			line++;
-	}
-	return n;
-}
-
-/* Undoes mountinfo's octal escapes (\040 for a space), in place. */
-static void unescape(char *s)
-{
-	char *w = s;
-
-	while (*s) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7'
-		    && s[3] >= '0' && s[3] <= '7') {
-			*w++ = (char)(((s[1] - '0') << 6) | ((s[2] - '0') << 3) | (s[3] - '0'));
-			s += 4;
-		} else {
-			*w++ = *s++;
-		}
-	}
-	*w = '\0';
-}
-
 /*
- * The fstype of the topmost mount exactly at dir (from
- * /proc/self/mountinfo, which unlike stat() cannot hang on a dead FUSE
- * daemon), or NULL when nothing is mounted there.
+ * Fills env (the environment, then the sources and S3 settings the
+ * options give) and the shbfs config c from them; 0, or -1 after saying
+ * why.
  */
-static char *mounted_fstype(const char *dir)
+static int configure(struct options *o, struct shb_config *env, struct shbfs_config *c,
+		     struct shb_s3 **s3)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char *line = NULL, *found = NULL;
-	size_t cap = 0;
+	const struct values *v = &o->v;
+	int local_given;
 
-	while (f && getline(&line, &cap, f) > 0) {
-		char *fields[16];
-		int n = split_fields(line, fields, 16);
-
-		if (n < 7)
-			continue;
-		unescape(fields[4]);  /* the mount point */
-		if (strcmp(fields[4], dir))
-			continue;
-		/* After the optional fields comes "-", then the fstype. */
-		for (int i = 6; i + 1 < n; i++)
-			if (!strcmp(fields[i], "-")) {
-				free(found);
-				found = strdup(fields[i + 1]);
-				break;
-			}
+	if (parse_values(o))
+		return -1;
+	local_given = v->local || (o->source && strncmp(o->source, "s3://", 5));
+	if (shb_config_load(env)) {
+		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
+		return -1;
 	}
-	free(line);
-	if (f)
-		fclose(f);
-	return found;
+	if (o->source && !strncmp(o->source, "s3://", 5) && parse_s3_url(o->source, env))
+		return -1;
+	if (v->s3 && parse_s3_url(v->s3, env))
+		return -1;
+	replace(&env->s3_endpoint, v->endpoint);
+	replace(&env->s3_region, v->region);
+	if (local_given)
+		replace(&env->local_dir, v->local ? v->local : o->source);
+	if (env->local_dir && replace_abs(&env->local_dir, env->local_dir))
+		return -1;
+	memset(c, 0, sizeof(*c));
+	c->uid = v->uid;
+	c->gid = v->gid;
+	c->umask_set = o->raw[O_UMASK] != NULL;
+	c->umask = v->umask;
+	c->cache_size = v->cache_size;
+	c->list_ttl = v->list_ttl;
+	if (check_local_dir(env, local_given))
+		return -1;
+	return make_source(env, v->timeout, c, s3);
 }
 
 /* --- running --------------------------------------------------------------------- */
@@ -665,55 +578,80 @@ out_destroy:
 	return rc;
 }
 
+/* --help, --version or no mount point: the exit code, or -1 to go on and mount. */
+static int early_exit(const struct options *o, struct fuse_args *args)
+{
+	if (o->version) {
+		printf("shbackupfs %s (libfuse %s)\n", SHB_VERSION, fuse_pkgversion());
+		return 0;
+	}
+	if (o->help) {
+		usage();
+		fuse_cmdline_help();
+		fuse_lib_help(args);
+		return 0;
+	}
+	if (!o->mountpoint) {
+		fprintf(stderr, "shbackupfs: no mountpoint (see 'shbackupfs --help')\n");
+		return 1;
+	}
+	return -1;
+}
+
+/*
+ * The cache dir (malloc'd) once the mount point is known to be free (a
+ * second FUSE mount on top would hide the first, silently) and apart
+ * from the backup and cache dirs; NULL after saying why not.
+ */
+static char *check_mountpoint(const struct options *o, const char *mnt, const char *local)
+{
+	char *fstype = shbfs_mounted_fstype(mnt), *cache_dir = NULL;
+
+	if (fstype && !strncmp(fstype, "fuse", 4)) {
+		fprintf(stderr, "shbackupfs: '%s' is already a mount point (%s): unmount it first\n",
+			mnt, fstype);
+		goto out;
+	}
+	cache_dir = o->v.cache_dir ? absolute(o->v.cache_dir) : default_cache_dir();
+	if (!cache_dir) {
+		fprintf(stderr, "shbackupfs: cannot resolve cache_dir '%s': %s\n",
+			o->v.cache_dir ? o->v.cache_dir : "(default)", strerror(errno));
+		goto out;
+	}
+	if (shbfs_check_overlap(mnt, local, cache_dir)) {
+		free(cache_dir);
+		cache_dir = NULL;
+	}
+out:
+	free(fstype);
+	return cache_dir;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_opt spec[NOPTS + 5];
 	struct fuse_cmdline_opts cl = { 0 };
 	struct options o = { 0 };
 	struct shb_config env = { 0 };
 	struct shbfs_config c;
 	struct shb_s3 *s3 = NULL;
-	char *cache_dir = NULL, *fstype = NULL;
+	char *cache_dir = NULL;
 	int rc = 1;
 
 	umask(077);
+	make_spec(spec);
 	if (fuse_opt_parse(&args, &o, spec, on_arg) || o.bad)
 		goto out;
-	if (o.version) {
-		printf("shbackupfs %s (libfuse %s)\n", SHB_VERSION, fuse_pkgversion());
-		rc = 0;
+	if ((rc = early_exit(&o, &args)) >= 0)
 		goto out;
-	}
-	if (o.help) {
-		usage();
-		fuse_cmdline_help();
-		fuse_lib_help(&args);
-		rc = 0;
-		goto out;
-	}
-	if (!o.mountpoint) {
-		fprintf(stderr, "shbackupfs: no mountpoint (see 'shbackupfs --help')\n");
-		goto out;
-	}
+	rc = 1;
 	if (fuse_opt_add_arg(&args, o.mountpoint)
 	    || fuse_opt_add_arg(&args, "-oro,default_permissions,fsname=shbackupfs,subtype=shbackupfs")
-	    || fuse_parse_cmdline(&args, &cl) || configure(&o, &env, &c, &s3))
+	    || fuse_parse_cmdline(&args, &cl) || configure(&o, &env, &c, &s3)
+	    || !(cache_dir = check_mountpoint(&o, cl.mountpoint, env.local_dir)))
 		goto out;
-	if ((fstype = mounted_fstype(cl.mountpoint)) && !strncmp(fstype, "fuse", 4)) {
-		/* A second FUSE mount on top would hide the first, silently. */
-		fprintf(stderr, "shbackupfs: '%s' is already a mount point (%s): unmount it first\n",
-			cl.mountpoint, fstype);
-		goto out;
-	}
-	cache_dir = o.cache_dir ? absolute(o.cache_dir) : default_cache_dir();
-	if (!cache_dir) {
-		fprintf(stderr, "shbackupfs: cannot resolve cache_dir '%s': %s\n",
-			o.cache_dir ? o.cache_dir : "(default)", strerror(errno));
-		goto out;
-	}
 	c.cache_dir = cache_dir;
-	if (check_overlap(cl.mountpoint, c.local_dir, cache_dir))
-		goto out;
 	if (shbfs_new(&c, &the_fs)) {
 		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
 		goto out;
@@ -724,21 +662,11 @@ out:
 	shb_s3_free(s3);
 	shb_config_free(&env);
 	free(cache_dir);
-	free(fstype);
 	free(cl.mountpoint);
 	free(o.source);
 	free(o.mountpoint);
-	free(o.local);
-	free(o.s3);
-	free(o.endpoint);
-	free(o.region);
-	free(o.cache_dir);
-	free(o.cache_size);
-	free(o.list_ttl);
-	free(o.timeout);
-	free(o.uid);
-	free(o.gid);
-	free(o.umask);
+	for (int i = 0; i < NOPTS; i++)
+		free(o.raw[i]);
 	fuse_opt_free_args(&args);
 	return rc;
 }

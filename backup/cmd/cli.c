@@ -1,8 +1,7 @@
 /*
- * Helpers shared by the shbackup commands (cli.h): messages, option
- * errors and numbers, and how --from names a backup.
+ * Helpers shared by the shbackup commands (cli.h): messages, usage
+ * errors, progress lines, and how --from names a backup.
  */
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,7 +10,7 @@
 
 #include "catalog.h"
 #include "cli.h"
-#include "config.h"
+#include "options.h"
 #include "util.h"
 
 static int progress_shown;
@@ -42,15 +41,18 @@ void shb_warning(const char *fmt, ...)
 	va_end(ap);
 }
 
+_Static_assert(SHB_EXIT_USAGE == SHB_OPTS_USAGE, "a usage error exits the same everywhere");
+
 int shb_usage_error(const char *usage, const char *fmt, ...)
 {
 	va_list ap;
+	int code;
 
+	shb_progress_done();
 	va_start(ap, fmt);
-	vmessage("error: ", fmt, ap);
+	code = shb_options_vusage(usage, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "usage: %s\n", usage);
-	return SHB_EXIT_USAGE;
+	return code;
 }
 
 void shb_json_string(const char *s)
@@ -105,26 +107,6 @@ void shb_progress_done(void)
 	fputs("\r\033[K", stderr);
 	fflush(stderr);
 	progress_shown = 0;
-}
-
-int shb_option_error(const char *usage, int c, char **argv)
-{
-	const char *opt = argv[optind - 1];
-
-	if (c == ':')
-		return shb_usage_error(usage, "option '%s' requires a value", opt);
-	return shb_usage_error(usage, "unknown option '%s'", opt);
-}
-
-int shb_option_int(const char *usage, const char *opt, const char *v, int lo, int hi, int *out)
-{
-	long long n;
-
-	if (shb_parse_ll(v, lo, hi, &n))
-		return shb_usage_error(usage, "invalid %s '%s': expected a whole number from %d to %d",
-				       opt, v, lo, hi);
-	*out = (int)n;
-	return SHB_EXIT_OK;
 }
 
 static int ends_with(const char *s, const char *suffix)

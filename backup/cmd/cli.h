@@ -1,15 +1,19 @@
 /*
- * The command layer of shbackup: each command parses its own flags, runs
- * on the library above, and returns the process exit code of the spec.
+ * The command layer of shbackup: each command parses its flags from its
+ * own option table (options.h), runs on the layers below, and returns the
+ * process exit code that its --help and README's "Exit codes" give.
  * Messages to the user go through the helpers here, so they all read
  * "error: ..." / "warning: ..." on stderr, git style.
+ *
+ * Layer: cmd, the top of backup/; may include every layer below (base,
+ * format, s3, sqlite, repo), and nothing includes it but the commands.
  */
 #ifndef SHB_CLI_H
 #define SHB_CLI_H
 
 #include <stdint.h>
 
-/* Exit codes shared by the commands (spec/backups-and-restore.txt). */
+/* Exit codes shared by the commands (README, "Exit codes"). */
 enum shb_exit {
 	SHB_EXIT_OK = 0,
 	SHB_EXIT_USAGE = 1,
@@ -18,6 +22,12 @@ enum shb_exit {
 	SHB_EXIT_UPLOAD = 4,     /* create: upload failed */
 };
 
+/*
+ * The commands, called by main() with argv[0] the command's name.  Each
+ * parses its options, runs, prints what it has to say and returns the
+ * process exit code (SHB_EXIT_OK after --help).  They own nothing the
+ * caller must free.
+ */
 int cmd_create(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
@@ -50,23 +60,15 @@ void shb_warn_future(const struct shb_catalog *cat);
 /* One warning line if the backup dir held entries that are not regular files. */
 void shb_warn_ignored(const struct shb_catalog *cat);
 
-/*
- * The exit code for getopt_long's answer c to an option it could not take
- * ('?' unknown, ':' value missing: optstrings start with ':'), after
- * printing "unknown option 'X'" or "option 'X' requires a value".
- */
-int shb_option_error(const char *usage, int c, char **argv);
-/*
- * A numeric flag's value in [lo, hi] (shb_parse_ll, config.h) into *out;
- * SHB_EXIT_OK, or the usage error printed and SHB_EXIT_USAGE.
- */
-int shb_option_int(const char *usage, const char *opt, const char *v, int lo, int hi, int *out);
-
 /* Prints "error: <fmt>" / "warning: <fmt>" on stderr. */
 void shb_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void shb_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Prints a usage message and returns SHB_EXIT_USAGE. */
+/*
+ * Prints "error: <fmt>" and "usage: <usage>" on stderr (shb_options_vusage,
+ * after clearing a progress line) and returns SHB_EXIT_USAGE: for the
+ * checks a command makes once its options are parsed.
+ */
 int shb_usage_error(const char *usage, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

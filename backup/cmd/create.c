@@ -20,7 +20,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@
 #include "input.h"
 #include "layout.h"
 #include "metrics.h"
+#include "options.h"
 #include "prune.h"
 #include "s3.h"
 #include "snapshot.h"
@@ -117,81 +117,62 @@ struct job {
 
 /* --- flags --------------------------------------------------------------- */
 
-static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
-{
-	return shb_option_int(usage, opt, v, lo, hi, out);
-}
+static const struct shb_command_doc doc = {
+	.usage = usage,
+	.intro =
+	"Snapshot every SQLite database of a StreamHub DATA_DIR (VACUUM INTO) plus\n"
+	"secrets.json into a seekable streamhub-backup-<UTC>.tar.gz, then prune\n"
+	"local backups older than the retention period.\n",
+	.outro =
+	"environment:\n"
+	"  BACKUP_DATA_DIR        data dir to back up (default " SHB_DEFAULT_DATA_DIR ")\n"
+	"  BACKUP_LOCAL_DIR       where archives are written (default <DATA_DIR>/backups)\n"
+	"  BACKUP_RETENTION_DAYS  delete local backups older than this (default "
+	SHB_STR(SHB_DEFAULT_RETENTION_DAYS) ";\n"
+	"                         0 keeps all); the newest is always kept\n"
+	"  BACKUP_S3_BUCKET       upload to this bucket too (default: local only)\n"
+	"  BACKUP_S3_ENDPOINT     S3-compatible endpoint, path-style (default: AWS)\n"
+	"  BACKUP_S3_PREFIX       key prefix (default " SHB_DEFAULT_S3_PREFIX "; '/' at the ends and\n"
+	"                         repeated are dropped, '/' alone is the bucket root)\n"
+	"  BACKUP_S3_REGION       region (default " SHB_DEFAULT_S3_REGION ")\n"
+	"  BACKUP_S3_ACCESS_KEY_ID, BACKUP_S3_SECRET_ACCESS_KEY\n"
+	"                         credentials (default: AWS_ACCESS_KEY_ID,\n"
+	"                         AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)\n"
+	"  BACKUP_S3_PART_SIZE_MB, BACKUP_S3_CONNECTIONS, BACKUP_S3_MAX_ATTEMPTS,\n"
+	"  BACKUP_S3_RETRY_SECONDS, BACKUP_S3_TIMEOUT\n"
+	"                         multipart part size (16), parallel parts (4), attempts\n"
+	"                         per request (5), retry budget (60 s), stall timeout (30 s)\n"
+	"  BACKUP_METRICS_FILE    write Prometheus textfile metrics of the run here\n"
+	"  BACKUP_LOCK_TIMEOUT    seconds to wait for a writer's lock on a db (default "
+	SHB_STR(DEFAULT_LOCK_TIMEOUT) ")\n\n"
+	"Only paths that stay inside DATA_DIR are read (symlinks included).  An app\n"
+	"dir whose name is not 1-255 bytes of valid UTF-8, starts with '.', or holds\n"
+	"a control character, '/' or '\\' is skipped with a warning; so is a\n"
+	"secrets.json that is empty, not valid JSON, over 64 MiB or not a regular file.\n"
+	"In a backup dir others can write to, snapshots are staged in $TMPDIR\n"
+	"(default /var/tmp).\n\n"
+	"exit codes: 0 ok, 1 usage, 2 preflight, 3 snapshot failed, 4 upload failed\n",
+};
 
-static void print_help(void)
-{
-	printf("usage: %s\n\n"
-	       "Snapshot every SQLite database of a StreamHub DATA_DIR (VACUUM INTO) plus\n"
-	       "secrets.json into a seekable streamhub-backup-<UTC>.tar.gz, then prune\n"
-	       "local backups older than the retention period.\n\n"
-	       "options:\n"
-	       "  --level N      gzip compression level 1..9 (default 6)\n"
-	       "  --threads N    compression threads (default: number of CPUs)\n"
-	       "  --no-prune     skip retention after the backup\n"
-	       "  -h, --help     show this help\n\n"
-	       "environment:\n"
-	       "  BACKUP_DATA_DIR        data dir to back up (default %s)\n"
-	       "  BACKUP_LOCAL_DIR       where archives are written (default <DATA_DIR>/backups)\n"
-	       "  BACKUP_RETENTION_DAYS  delete local backups older than this (default %d;\n"
-	       "                         0 keeps all); the newest is always kept\n"
-	       "  BACKUP_S3_BUCKET       upload to this bucket too (default: local only)\n"
-	       "  BACKUP_S3_ENDPOINT     S3-compatible endpoint, path-style (default: AWS)\n"
-	       "  BACKUP_S3_PREFIX       key prefix (default %s; '/' at the ends and\n"
-	       "                         repeated are dropped, '/' alone is the bucket root)\n"
-	       "  BACKUP_S3_REGION       region (default %s)\n"
-	       "  BACKUP_S3_ACCESS_KEY_ID, BACKUP_S3_SECRET_ACCESS_KEY\n"
-	       "                         credentials (default: AWS_ACCESS_KEY_ID,\n"
-	       "                         AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)\n"
-	       "  BACKUP_S3_PART_SIZE_MB, BACKUP_S3_CONNECTIONS, BACKUP_S3_MAX_ATTEMPTS,\n"
-	       "  BACKUP_S3_RETRY_SECONDS, BACKUP_S3_TIMEOUT\n"
-	       "                         multipart part size (16), parallel parts (4), attempts\n"
-	       "                         per request (5), retry budget (60 s), stall timeout (30 s)\n"
-	       "  BACKUP_METRICS_FILE    write Prometheus textfile metrics of the run here\n"
-	       "  BACKUP_LOCK_TIMEOUT    seconds to wait for a writer's lock on a db (default %d)\n\n"
-	       "Only paths that stay inside DATA_DIR are read (symlinks included).  An app\n"
-	       "dir whose name is not 1-255 bytes of valid UTF-8, starts with '.', or holds\n"
-	       "a control character, '/' or '\\' is skipped with a warning; so is a\n"
-	       "secrets.json that is empty, not valid JSON, over 64 MiB or not a regular file.\n"
-	       "In a backup dir others can write to, snapshots are staged in $TMPDIR\n"
-	       "(default /var/tmp).\n\n"
-	       "exit codes: 0 ok, 1 usage, 2 preflight, 3 snapshot failed, 4 upload failed\n",
-	       usage, SHB_DEFAULT_DATA_DIR, SHB_DEFAULT_RETENTION_DAYS, SHB_DEFAULT_S3_PREFIX,
-	       SHB_DEFAULT_S3_REGION, DEFAULT_LOCK_TIMEOUT);
-}
-
+/* The flags into job: SHB_OPTS_RUN, or the exit code (after --help, 0). */
 static int parse_args(struct job *job, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "level", required_argument, NULL, 'l' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "no-prune", no_argument, NULL, 'n' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	int c, rc = SHB_EXIT_OK;
+	int no_prune = 0, code;
+	const struct shb_option opts[] = {
+		SHB_OPT_INT(0, "level", &job->level, "N", 1, 9,
+			    "gzip compression level 1..9 (default 6)"),
+		SHB_OPT_INT(0, "threads", &job->threads, "N", 1, 256,
+			    "compression threads (default: number of CPUs)"),
+		SHB_OPT_FLAG(0, "no-prune", &no_prune, "skip retention after the backup"),
+		SHB_OPT_END,
+	};
 
 	job->level = 6;
 	job->threads = ncpu > 0 ? (int)ncpu : 1;
-	job->prune = 1;
-	opterr = 0;
-	while (!rc && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'l': rc = parse_int("--level", optarg, 1, 9, &job->level); break;
-		case 't': rc = parse_int("--threads", optarg, 1, 256, &job->threads); break;
-		case 'n': job->prune = 0; break;
-		case 'h': print_help(); return -1;
-		default:
-			return shb_option_error(usage, c, argv);
-		}
-	}
-	if (!rc && optind < argc)
-		rc = shb_usage_error(usage, "unexpected argument '%s'", argv[optind]);
-	return rc;
+	code = shb_options_parse(&doc, opts, argc, argv);
+	job->prune = !no_prune;
+	return code;
 }
 
 /* --- what to back up ----------------------------------------------------- */
@@ -1119,15 +1100,12 @@ static void print_summary(struct job *job, uint64_t size, double secs)
 static int lock_timeout(struct job *job)
 {
 	const char *v = getenv("BACKUP_LOCK_TIMEOUT");
-	char *end;
-	long n;
+	long long n;
 
 	job->lock_ms = DEFAULT_LOCK_TIMEOUT * 1000;
 	if (!v || !*v)
 		return SHB_OK;
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno || *end || end == v || n < 0 || n > 86400)
+	if (shb_parse_number(v, SHB_NUM_INT, 0, 86400, &n))
 		return shb_fail(SHB_EINVAL, "invalid BACKUP_LOCK_TIMEOUT '%s': expected 0..86400 seconds",
 				v);
 	job->lock_ms = (int)n * 1000;
@@ -1160,7 +1138,7 @@ int cmd_create(int argc, char **argv)
 
 	pthread_mutex_init(&job.mu, NULL);
 	pthread_cond_init(&job.cv, NULL);
-	if ((code = parse_args(&job, argc, argv)))
+	if ((code = parse_args(&job, argc, argv)) != SHB_OPTS_RUN)
 		goto out;
 	code = SHB_EXIT_USAGE;
 	if ((rc = shb_config_load(&job.cfg)) || (rc = lock_timeout(&job)))
@@ -1192,5 +1170,5 @@ fail:
 	shb_error("%s", shb_errmsg());
 out:
 	job_free(&job);
-	return code < 0 ? SHB_EXIT_OK : code;
+	return code;
 }

@@ -4,7 +4,6 @@
  * alone: one tail read per archive, local copy preferred.
  * shbackup prune: retention on demand, with --dry-run.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "cli.h"
 #include "config.h"
 #include "error.h"
+#include "options.h"
 #include "prune.h"
 #include "reader.h"
 #include "s3.h"
@@ -118,37 +118,31 @@ static int load(struct shb_config *cfg, struct shb_s3 **s3, struct shb_catalog *
 	return code;
 }
 
+static const struct shb_command_doc list_doc = {
+	.usage = list_usage,
+	.intro =
+	"List backups, newest first: timestamp, size, apps, source\n"
+	"(local, s3 or both). Reads BACKUP_LOCAL_DIR (default\n"
+	"<BACKUP_DATA_DIR>/backups) and, with BACKUP_S3_BUCKET set, the\n"
+	"BACKUP_S3_PREFIX in that bucket (see 'shbackup create --help').\n",
+	.outro =
+	"exit codes: 0 ok, 1 usage, 2 a source could not be read (what could\n"
+	"be read is still listed)\n",
+};
+
 int cmd_list(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct shb_config cfg = { 0 };
 	struct shb_catalog cat = { 0 };
 	struct shb_s3 *s3 = NULL;
-	int c, json = 0, code;
+	int json = 0, code;
+	const struct shb_option opts[] = {
+		SHB_OPT_FLAG(0, "json", &json, "machine-readable output"),
+		SHB_OPT_END,
+	};
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		if (c == 'j') {
-			json = 1;
-		} else if (c == 'h') {
-			printf("usage: %s\n\nList backups, newest first: timestamp, size, apps, source\n"
-			       "(local, s3 or both). Reads BACKUP_LOCAL_DIR (default\n"
-			       "<BACKUP_DATA_DIR>/backups) and, with BACKUP_S3_BUCKET set, the\n"
-			       "BACKUP_S3_PREFIX in that bucket (see 'shbackup create --help').\n\n"
-			       "  --json   machine-readable output\n\n"
-			       "exit codes: 0 ok, 1 usage, 2 a source could not be read (what could\n"
-			       "be read is still listed)\n", list_usage);
-			return SHB_EXIT_OK;
-		} else {
-			return shb_option_error(list_usage, c, argv);
-		}
-	}
-	if (optind < argc)
-		return shb_usage_error(list_usage, "unexpected argument '%s'", argv[optind]);
+	if ((code = shb_options_parse(&list_doc, opts, argc, argv)) != SHB_OPTS_RUN)
+		return code;
 	code = load(&cfg, &s3, &cat);
 	if (code == SHB_EXIT_USAGE || (code && !cat.n))
 		goto out;
@@ -175,45 +169,35 @@ static void report(void *ctx, const struct shb_backup *b, const char *where, int
 		printf("%s %s (%s)\n", dry_run ? "would delete" : "deleted", b->name, where);
 }
 
+static const struct shb_command_doc prune_doc = {
+	.usage = prune_usage,
+	.intro =
+	"Delete backups older than BACKUP_RETENTION_DAYS (or --days N), locally and\n"
+	"in S3 when BACKUP_S3_BUCKET is set, judged by the timestamp in their names.\n"
+	"The newest readable backup in each place is always kept;\n"
+	"0 days keeps everything.\n"
+	"Backups dated more than 10 minutes in the future are never deleted (a warning\n"
+	"names them).\n",
+	.outro =
+	"exit codes: 0 ok, 1 usage, 2 a backup could not be deleted, or a place\n"
+	"was skipped (no readable backup there, or S3 unreachable)\n",
+};
+
 int cmd_prune(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "days", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct shb_config cfg = { 0 };
 	struct shb_catalog cat = { 0 };
 	struct shb_s3 *s3 = NULL;
-	int c, dry_run = 0, code, days = -1;
+	int dry_run = 0, code, days = -1;
+	const struct shb_option opts[] = {
+		SHB_OPT_FLAG('n', "dry-run", &dry_run, "print what would be deleted, delete nothing"),
+		SHB_OPT_INT(0, "days", &days, "N", 0, SHB_MAX_RETENTION_DAYS,
+			    "retention period in days"),
+		SHB_OPT_END,
+	};
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":nh", opts, NULL)) != -1) {
-		if (c == 'n') {
-			dry_run = 1;
-		} else if (c == 'd') {
-			if ((code = shb_option_int(prune_usage, "--days", optarg, 0,
-						   SHB_MAX_RETENTION_DAYS, &days)))
-				return code;
-		} else if (c == 'h') {
-			printf("usage: %s\n\nDelete backups older than BACKUP_RETENTION_DAYS "
-			       "(or --days N), locally and\nin S3 when BACKUP_S3_BUCKET is set, judged "
-			       "by the timestamp in their names.\nThe newest readable backup in each place "
-			       "is always kept;\n0 days keeps everything.\nBackups dated more than 10 "
-			       "minutes in the future are never deleted (a warning\nnames them).\n\n"
-			       "  -n, --dry-run  print what would be deleted, delete nothing\n"
-			       "  --days N       retention period in days\n\n"
-			       "exit codes: 0 ok, 1 usage, 2 a backup could not be deleted, or a place\n"
-			       "was skipped (no readable backup there, or S3 unreachable)\n",
-			       prune_usage);
-			return SHB_EXIT_OK;
-		} else {
-			return shb_option_error(prune_usage, c, argv);
-		}
-	}
-	if (optind < argc)
-		return shb_usage_error(prune_usage, "unexpected argument '%s'", argv[optind]);
+	if ((code = shb_options_parse(&prune_doc, opts, argc, argv)) != SHB_OPTS_RUN)
+		return code;
 	/* A partial catalog could make an old copy look like the newest one. */
 	if ((code = load(&cfg, &s3, &cat)))
 		goto out;

@@ -1,6 +1,8 @@
 /*
- * shbackup: the command table.  Each command owns its flags and returns the
- * exit code the spec gives it; main only dispatches.
+ * shbackup: the command table.  Each command parses its flags from its own
+ * option table (options.h) and returns the exit code its --help lists
+ * (README, "Exit codes"); main only dispatches, and answers --help,
+ * -h, help and --version itself.
  */
 #include <stdio.h>
 #include <string.h>

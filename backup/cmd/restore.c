@@ -13,7 +13,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 #include "config.h"
 #include "error.h"
 #include "input.h"
+#include "options.h"
 #include "s3.h"
 #include "snapshot.h"
 #include "util.h"
@@ -76,88 +76,79 @@ struct restore {
 
 /* --- flags --------------------------------------------------------------- */
 
-static void print_help(void)
+static const struct shb_command_doc doc = {
+	.usage = usage,
+	.intro =
+	"Restore a backup into a StreamHub DATA_DIR: verify every db (PRAGMA\n"
+	"integrity_check, and sha256 where the archive has an index), ask to type the\n"
+	"target path, save the current state to <target>/pre-restore-<UTC>/, then\n"
+	"replace streamhub.db, apps/<app>/app.db and secrets.json atomically.\n"
+	"Stop the core first.\n",
+	.outro =
+	"environment: as 'shbackup create' (BACKUP_LOCAL_DIR, BACKUP_S3_*, ...)\n\n"
+	"exit codes: 0 ok, 1 usage, 2 preflight (target missing or in use, cannot\n"
+	"write it, a symlink or mount point where restore writes, no room), 3 backup\n"
+	"not found, 4 verify failed (bad layout, sha256, integrity_check,\n"
+	"secrets.json), 5 aborted by user\n\n"
+	"New files take the target's owner: restore into a dir you made (mktemp -d),\n"
+	"not one another user can write.\n",
+};
+
+/* --app NAME: one more app to restore, into the struct restore at opt->value. */
+static int add_app(const struct shb_option *opt, const char *name)
 {
-	printf("usage: %s\n\n"
-	       "Restore a backup into a StreamHub DATA_DIR: verify every db (PRAGMA\n"
-	       "integrity_check, and sha256 where the archive has an index), ask to type the\n"
-	       "target path, save the current state to <target>/pre-restore-<UTC>/, then\n"
-	       "replace streamhub.db, apps/<app>/app.db and secrets.json atomically.\n"
-	       "Stop the core first.\n\n"
-	       "options:\n"
-	       "  --from X       latest (newest, local or S3, not dated in the future), a\n"
-	       "                 timestamp or unique part of one, a .tar.gz file (ours or\n"
-	       "                 plain), or a snapshot directory (an extracted backup, or one\n"
-	       "                 inside a mounted shbackupfs); X is a path only if it has a\n"
-	       "                 '/' or ends in .tar.gz (write ./dir for a dir here)\n"
-	       "  --target DIR   the DATA_DIR to restore into (must exist)\n"
-	       "  --yes          do not ask for confirmation (automation only)\n"
-	       "  --force        restore even if a target db is in use\n"
-	       "  --dry-run      print what would be done and change nothing\n"
-	       "  --app NAME     restore only this app's db (repeatable)\n"
-	       "  --list         list backups (as 'shbackup list')\n"
-	       "  -h, --help     show this help\n\n"
-	       "environment: as 'shbackup create' (BACKUP_LOCAL_DIR, BACKUP_S3_*, ...)\n\n"
-	       "exit codes: 0 ok, 1 usage, 2 preflight (target missing or in use, cannot\n"
-	       "write it, a symlink or mount point where restore writes, no room), 3 backup\n"
-	       "not found, 4 verify failed (bad layout, sha256, integrity_check,\n"
-	       "secrets.json), 5 aborted by user\n\n"
-	       "New files take the target's owner: restore into a dir you made (mktemp -d),\n"
-	       "not one another user can write.\n", usage);
+	struct restore *r = opt->value;
+	char **grown;
+
+	if (!shb_app_name_ok(name))
+		return shb_usage_error(usage, "invalid app name '%s'", name);
+	if (!(grown = realloc(r->apps, (r->napps + 1) * sizeof(*grown))))
+		return SHB_EXIT_PREFLIGHT;
+	r->apps = grown;
+	r->apps[r->napps++] = (char *)name;
+	return SHB_OPTS_RUN;
 }
 
+/* --list: the command is 'shbackup list' instead. */
+static int run_list(const struct shb_option *opt, const char *arg)
+{
+	char *list_argv[] = { "list", NULL };
+
+	(void)opt, (void)arg;
+	return cmd_list(1, list_argv);
+}
+
+/* The flags into r: SHB_OPTS_RUN, or the exit code (after --help or --list). */
 static int parse_args(struct restore *r, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "from", required_argument, NULL, 'f' },
-		{ "target", required_argument, NULL, 't' },
-		{ "yes", no_argument, NULL, 'y' },
-		{ "force", no_argument, NULL, 'F' },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "app", required_argument, NULL, 'a' },
-		{ "list", no_argument, NULL, 'l' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	const struct shb_option opts[] = {
+		SHB_OPT_STRING(0, "from", &r->from, "X",
+			       "latest (newest, local or S3, not dated in the future), a\n"
+			       "timestamp or unique part of one, a .tar.gz file (ours or\n"
+			       "plain), or a snapshot directory (an extracted backup, or one\n"
+			       "inside a mounted shbackupfs); X is a path only if it has a\n"
+			       "'/' or ends in .tar.gz (write ./dir for a dir here)"),
+		SHB_OPT_STRING(0, "target", &r->target, "DIR",
+			       "the DATA_DIR to restore into (must exist)"),
+		SHB_OPT_FLAG('y', "yes", &r->yes, "do not ask for confirmation (automation only)"),
+		SHB_OPT_FLAG(0, "force", &r->force, "restore even if a target db is in use"),
+		SHB_OPT_FLAG(0, "dry-run", &r->dry_run, "print what would be done and change nothing"),
+		SHB_OPT_CALLBACK(0, "app", r, "NAME", "restore only this app's db (repeatable)",
+				 add_app),
+		SHB_OPT_CALL_FLAG(0, "list", NULL, "list backups (as 'shbackup list')", run_list),
+		SHB_OPT_END,
 	};
-	char **grown;
-	int c;
+	int code;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hy", opts, NULL)) != -1) {
-		switch (c) {
-		case 'f': r->from = optarg; break;
-		case 't': r->target = optarg; break;
-		case 'y': r->yes = 1; break;
-		case 'F': r->force = 1; break;
-		case 'n': r->dry_run = 1; break;
-		case 'l': {
-			char *list_argv[] = { "list", NULL };
-
-			optind = 1;
-			return -1 - cmd_list(1, list_argv);
-		}
-		case 'a':
-			if (!shb_app_name_ok(optarg))
-				return shb_usage_error(usage, "invalid app name '%s'", optarg);
-			if (!(grown = realloc(r->apps, (r->napps + 1) * sizeof(*grown))))
-				return SHB_EXIT_PREFLIGHT;
-			r->apps = grown;
-			r->apps[r->napps++] = optarg;
-			break;
-		case 'h': print_help(); return -1;
-		default:
-			return shb_option_error(usage, c, argv);
-		}
-	}
-	if (optind < argc)
-		return shb_usage_error(usage, "unexpected argument '%s'", argv[optind]);
+	if ((code = shb_options_parse(&doc, opts, argc, argv)) != SHB_OPTS_RUN)
+		return code;
 	if (!r->from)
 		return shb_usage_error(usage, "--from is required (e.g. --from latest)");
-	if ((c = shb_check_from(usage, r->from)))
-		return c;
+	if ((code = shb_check_from(usage, r->from)))
+		return code;
 	if (!r->target)
 		return shb_usage_error(usage, "--target is required");
-	return SHB_EXIT_OK;
+	return SHB_OPTS_RUN;
 }
 
 /* --- the target: lock, debris, staging ------------------------------------ */
@@ -1238,7 +1229,7 @@ int cmd_restore(int argc, char **argv)
 	int code, rc;
 
 	r.threads = ncpu > 0 ? (int)ncpu : 1;
-	if ((code = parse_args(&r, argc, argv)))
+	if ((code = parse_args(&r, argc, argv)) != SHB_OPTS_RUN)
 		goto out;
 	code = SHB_EXIT_USAGE;
 	if ((rc = shb_config_load(&r.cfg)))
@@ -1288,5 +1279,5 @@ fail:
 		shb_error("%s", shb_errmsg());
 out:
 	cleanup(&r);
-	return code < 0 ? -1 - code : code;
+	return code;
 }

@@ -10,7 +10,6 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,7 @@
 #include "input.h"
 #include "layout.h"
 #include "metrics.h"
+#include "options.h"
 #include "reader.h"
 #include "s3.h"
 #include "source.h"
@@ -370,63 +370,47 @@ static void check_dir(struct check *c, const char *dir)
 
 /* --- the command ------------------------------------------------------------------- */
 
-static void print_help(void)
-{
-	printf("usage: %s\n\n"
-	       "Check backups without extracting them: every db is opened inside the archive\n"
-	       "(for S3, only the pages read are fetched) and must pass PRAGMA integrity_check\n"
-	       "and match its sha256 in the index; secrets.json must be valid JSON.  Prints\n"
-	       "page and row counts per db.\n\n"
-	       "options:\n"
-	       "  --from X             latest (default; newest not dated in the future), a\n"
-	       "                       timestamp or unique part of one, an archive file, or\n"
-	       "                       a snapshot directory; a path only if it has a '/' or\n"
-	       "                       ends in .tar.gz\n"
-	       "  --all                check every backup and print a table\n"
-	       "  --quick              a sampled check instead: the header, the schema and a\n"
-	       "                       few root-to-leaf paths of every b-tree; no sha256, no\n"
-	       "                       row counts; on S3 a few percent of a large archive\n"
-	       "  --json               machine-readable report\n"
-	       "  --metrics-file PATH  write Prometheus textfile metrics (also\n"
-	       "                       BACKUP_METRICS_FILE)\n\n"
-	       "exit codes: 0 all good, 1 usage, 2 preflight, 3 not found, 4 a check failed\n",
-	       usage);
-}
+static const struct shb_command_doc doc = {
+	.usage = usage,
+	.intro =
+	"Check backups without extracting them: every db is opened inside the archive\n"
+	"(for S3, only the pages read are fetched) and must pass PRAGMA integrity_check\n"
+	"and match its sha256 in the index; secrets.json must be valid JSON.  Prints\n"
+	"page and row counts per db.\n",
+	.outro = "exit codes: 0 all good, 1 usage, 2 preflight, 3 not found, 4 a check failed\n",
+};
 
+/* The flags into o: SHB_OPTS_RUN, or the exit code (after --help, 0). */
 static int parse_args(struct opts *o, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "from", required_argument, NULL, 'f' },
-		{ "all", no_argument, NULL, 'a' },
-		{ "quick", no_argument, NULL, 'q' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "metrics-file", required_argument, NULL, 'm' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	const struct shb_option opts[] = {
+		SHB_OPT_STRING(0, "from", &o->from, "X",
+			       "latest (default; newest not dated in the future), a\n"
+			       "timestamp or unique part of one, an archive file, or\n"
+			       "a snapshot directory; a path only if it has a '/' or\n"
+			       "ends in .tar.gz"),
+		SHB_OPT_FLAG(0, "all", &o->all, "check every backup and print a table"),
+		SHB_OPT_FLAG(0, "quick", &o->quick,
+			     "a sampled check instead: the header, the schema and a\n"
+			     "few root-to-leaf paths of every b-tree; no sha256, no\n"
+			     "row counts; on S3 a few percent of a large archive"),
+		SHB_OPT_FLAG(0, "json", &o->json, "machine-readable report"),
+		SHB_OPT_STRING(0, "metrics-file", &o->metrics, "PATH",
+			       "write Prometheus textfile metrics (also\n"
+			       "BACKUP_METRICS_FILE)"),
+		SHB_OPT_END,
 	};
-	int c;
+	int code;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'f': o->from = optarg; break;
-		case 'a': o->all = 1; break;
-		case 'q': o->quick = 1; break;
-		case 'j': o->json = 1; break;
-		case 'm': o->metrics = optarg; break;
-		case 'h': print_help(); return -1;
-		default: return shb_option_error(usage, c, argv);
-		}
-	}
-	if (optind < argc)
-		return shb_usage_error(usage, "unexpected argument '%s'", argv[optind]);
+	if ((code = shb_options_parse(&doc, opts, argc, argv)) != SHB_OPTS_RUN)
+		return code;
 	if (o->all && o->from)
 		return shb_usage_error(usage, "--all and --from exclude each other");
 	if (!o->from)
 		o->from = "latest";
-	if ((c = shb_check_from(usage, o->from)))
-		return c;
-	return SHB_EXIT_OK;
+	if ((code = shb_check_from(usage, o->from)))
+		return code;
+	return SHB_OPTS_RUN;
 }
 
 /* Checks one catalog backup, local copy preferred. */
@@ -501,8 +485,9 @@ int cmd_verify(int argc, char **argv)
 	const char *metrics;
 	int code, ok = 1, have_cat = 0;
 
-	if ((code = parse_args(&o, argc, argv)))
-		return code < 0 ? SHB_EXIT_OK : code;
+	if ((code = parse_args(&o, argc, argv)) != SHB_OPTS_RUN)
+		return code;
+	code = SHB_EXIT_OK;
 	if (shb_config_load(&cfg)) {
 		shb_error("%s", shb_errmsg());
 		return SHB_EXIT_USAGE;

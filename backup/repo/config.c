@@ -1,14 +1,13 @@
 /*
  * Reading the BACKUP_* environment into a struct shb_config (config.h).
  */
-#include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 #include "s3.h"
 #include "error.h"
+#include "options.h"
 #include "util.h"
 
 /* A copy of the variable's value, or of def if unset or empty (def may be NULL). */
@@ -25,23 +24,11 @@ static int env_dup(const char *name, const char *def, char **out)
 	return *out ? SHB_OK : shb_fail(SHB_ENOMEM, "out of memory");
 }
 
-int shb_parse_ll(const char *s, long long lo, long long hi, long long *out)
-{
-	const char *d = s + (*s == '-');
-	char *end;
-	long long n;
-
-	/* strtoll alone would take " 5", "+5" and "" and clamp 2^64 silently. */
-	if (*d < '0' || *d > '9')
-		return -1;
-	errno = 0;
-	n = strtoll(s, &end, 10);
-	if (errno || *end || n < lo || n > hi)
-		return -1;
-	*out = n;
-	return 0;
-}
-
+/*
+ * A numeric variable into *out (def when unset or empty), within [lo, hi]
+ * by the one number parser (options.h); SHB_EINVAL names the variable and
+ * the range in unit's words.
+ */
 static int env_int(const char *name, int def, int lo, int hi, const char *unit, int *out)
 {
 	const char *v = getenv(name);
@@ -50,7 +37,7 @@ static int env_int(const char *name, int def, int lo, int hi, const char *unit, 
 	*out = def;
 	if (!v || !*v)
 		return SHB_OK;
-	if (shb_parse_ll(v, lo, hi, &n))
+	if (shb_parse_number(v, SHB_NUM_INT, lo, hi, &n))
 		return shb_fail(SHB_EINVAL, "invalid %s '%s': expected %s from %d to %d", name, v,
 				unit, lo, hi);
 	*out = (int)n;

@@ -1,8 +1,9 @@
 /*
- * Configuration from the environment, exactly as the old scripts read it
- * (spec/backups-and-restore.txt): BACKUP_DATA_DIR, BACKUP_LOCAL_DIR,
- * BACKUP_RETENTION_DAYS and the BACKUP_S3_* variables with their ambient
- * AWS_* fallbacks.  Commands may override fields from their flags.
+ * Configuration from the environment, as README's "Configuration" section
+ * lists it: BACKUP_DATA_DIR, BACKUP_LOCAL_DIR, BACKUP_RETENTION_DAYS and the
+ * BACKUP_S3_* variables with their ambient AWS_* fallbacks.  Numbers go
+ * through the one range-checked parser (shb_parse_number, options.h).
+ * Commands and the mount may override fields from their flags.
  */
 #ifndef SHB_CONFIG_H
 #define SHB_CONFIG_H
@@ -35,16 +36,22 @@ struct shb_config {
 struct shb_s3;
 
 /*
- * Fills cfg from the environment.  SHB_EINVAL names a malformed variable:
+ * Fills cfg from the environment; cfg owns its strings until
+ * shb_config_free() (also on failure: then cfg is zeroed).  SHB_OK, or
+ * SHB_EINVAL naming a malformed variable in shb_errmsg():
  * a number out of range, an endpoint that is not http(s)://host[:port], a
  * bucket or region with characters no S3 name has.
  */
 int shb_config_load(struct shb_config *cfg);
+/* Frees every string of cfg and zeroes it; a zeroed cfg is fine too. */
 void shb_config_free(struct shb_config *cfg);
 
-/* An S3 client for cfg's bucket (which must be set). */
+/*
+ * A new S3 client for cfg's bucket (which must be set) into *out, freed
+ * with shb_s3_free().  SHB_OK, or an error code with shb_errmsg() set.
+ */
 int shb_config_s3(const struct shb_config *cfg, struct shb_s3 **out);
-/* The object key of a backup file name: "<prefix>/<name>" (malloc'd). */
+/* The object key of a backup file name: "<prefix>/<name>", malloc'd; NULL if out of memory. */
 char *shb_config_s3_key(const struct shb_config *cfg, const char *name);
 
 /*
@@ -54,12 +61,5 @@ char *shb_config_s3_key(const struct shb_config *cfg, const char *name);
  * Applied once, where the prefix is read (environment, mount options).
  */
 char *shb_s3_prefix_normalize(const char *prefix);
-
-/*
- * A decimal integer from the user (flag or variable): the whole string, an
- * optional '-' then digits, within [lo, hi].  0, or -1 if malformed or out
- * of range (so "4294967297" never wraps to 1).
- */
-int shb_parse_ll(const char *s, long long lo, long long hi, long long *out);
 
 #endif
