@@ -15,7 +15,7 @@ bin=$(realpath "${3:-build}/backup/shbackup")
 work=$(mktemp -d /var/tmp/shb-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-now() { date +%s.%N; }
+. tests/bench/lib.sh
 
 echo "making a ${size} MiB DATA_DIR with $apps apps in $work ..."
 /usr/bin/python3 tests/fixtures/make_datadir.py "$work/data" --apps "$apps" --size-mb "$size" >/dev/null
@@ -42,8 +42,8 @@ BACKUP_DATA_DIR=$work/data BACKUP_LOCAL_DIR=$work/out "$bin" create --no-prune >
 t2=$(now)
 
 ours=$(ls "$work"/out/streamhub-backup-*.tar.gz)
-base_s=$(echo "$t1 - $t0" | bc -l)
-ours_s=$(echo "$t2 - $t1" | bc -l)
+base_s=$(calc "$t1 - $t0")
+ours_s=$(calc "$t2 - $t1")
 base_b=$(stat -c %s "$work/base.tar.gz")
 ours_b=$(stat -c %s "$ours")
 level=$("$bin" create --help | sed -n 's/.*level 1..9 (default \([0-9]\)).*/\1/p')
@@ -53,7 +53,7 @@ printf '\n%-34s %10s %14s\n' "" "seconds" "bytes"
 printf '%-34s %10.2f %14d\n' "old pipeline (VACUUM INTO + tar czf)" "$base_s" "$base_b"
 printf '%-34s %10.2f %14d\n' "shbackup create (level $level)" "$ours_s" "$ours_b"
 printf '\ntime ratio   create / pipeline          = %.3f   (target <= 0.5)\n' \
-	"$(echo "$ours_s / $base_s" | bc -l)"
+	"$(calc "$ours_s / $base_s")"
 printf 'size ratio   create / same tar, 1 stream = %.4f  (target <= 1.02)\n' \
-	"$(echo "$ours_b / $single_b" | bc -l)"
-printf 'size ratio   create / pipeline tar czf  = %.4f\n' "$(echo "$ours_b / $base_b" | bc -l)"
+	"$(calc "$ours_b / $single_b")"
+printf 'size ratio   create / pipeline tar czf  = %.4f\n' "$(calc "$ours_b / $base_b")"

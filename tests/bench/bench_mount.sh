@@ -14,17 +14,15 @@ cd "$(dirname "$0")/../.."
 size=${1:-1024}
 build=$(realpath "${2:-build}")
 work=$(mktemp -d /var/tmp/shb-bench-mnt-XXXXXX)
-swift=tests/s3/swift-s3.sh
 mnt=$work/mnt
+. tests/bench/lib.sh
 cleanup() {
 	fusermount3 -u "$mnt" 2>/dev/null || true
 	fusermount3 -u "$work/am" 2>/dev/null || true
-	bash "$swift" stop "$work/swift" >/dev/null 2>&1 || true
+	stop_swift "$work"
 	rm -rf "$work"
 }
 trap cleanup EXIT
-now() { date +%s.%N; }
-ratio() { echo "$1 / $2" | bc -l; }
 mounted() { for _ in $(seq 100); do mountpoint -q "$1" && return 0; sleep 0.05; done; return 1; }
 
 echo "making a ${size} MiB app db and its backup in $work ..."
@@ -38,18 +36,18 @@ sync
 
 # 1. cold sequential read
 t0=$(now); gzip -dc "$archive" | tar xf - -C "$work/x" "$entry"; t1=$(now)
-gz_s=$(echo "$t1 - $t0" | bc -l)
+gz_s=$(calc "$t1 - $t0")
 BACKUP_LOCAL_DIR=$work/b "$build/mount/shbackupfs" "$mnt" -f -o cache_dir="$work/cache" &
 fs_pid=$!
 mounted "$mnt"
 t0=$(now); cat "$mnt/$ts/apps/app-001/app.db" >/dev/null; t1=$(now)
-cold_s=$(echo "$t1 - $t0" | bc -l)
+cold_s=$(calc "$t1 - $t0")
 rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$fs_pid/status")
 t0=$(now); cat "$mnt/$ts/apps/app-001/app.db" >/dev/null; t1=$(now)
-warm_s=$(echo "$t1 - $t0" | bc -l)
+warm_s=$(calc "$t1 - $t0")
 cat "$work/x/$entry" >/dev/null
 t0=$(now); cat "$work/x/$entry" >/dev/null; t1=$(now)
-page_s=$(echo "$t1 - $t0" | bc -l)
+page_s=$(calc "$t1 - $t0")
 cmp "$mnt/$ts/apps/app-001/app.db" "$work/x/$entry"
 fusermount3 -u "$mnt"; wait "$fs_pid" || true
 
@@ -60,7 +58,7 @@ am_mb=32
 if command -v archivemount >/dev/null; then
 	archivemount -o readonly "$archive" "$work/am"
 	t0=$(now); head -c $((am_mb << 20)) "$work/am/$entry" >/dev/null; t1=$(now)
-	am_s=$(echo "($t1 - $t0) * $size / $am_mb" | bc -l)
+	am_s=$(calc "($t1 - $t0) * $size / $am_mb")
 	fusermount3 -u "$work/am"
 fi
 
@@ -76,18 +74,10 @@ printf '  shbackupfs warm re-read           %8.2f s   vs page cache %.2fx (targe
 printf '  peak RSS of shbackupfs            %8d KiB (target <= 64 MiB + memory cache)\n' "$rss_kb"
 
 # 3. S3 point query
-bash "$swift" install --awscli >/dev/null
-eval "$(bash "$swift" start "$work/swift" 28180)"
-export AWS_CONFIG_FILE=$work/aws.config AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY \
-	AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY AWS_DEFAULT_REGION=$S3_REGION
-printf '[default]\ns3 =\n    addressing_style = path\n' >"$AWS_CONFIG_FILE"
-/usr/bin/aws --endpoint-url "$S3_ENDPOINT" s3 mb s3://bench >/dev/null
-/usr/bin/aws --endpoint-url "$S3_ENDPOINT" s3 cp --only-show-errors "$archive" \
-	"s3://bench/streamhub-backups/$(basename "$archive")"
+start_swift "$work" 28180
+aws_s3 s3 cp --only-show-errors "$archive" "s3://bench/streamhub-backups/$(basename "$archive")"
 mkdir -p "$work/empty"
-BACKUP_S3_BUCKET=bench BACKUP_S3_ENDPOINT=$S3_ENDPOINT BACKUP_S3_ACCESS_KEY_ID=$S3_ACCESS_KEY \
-	BACKUP_S3_SECRET_ACCESS_KEY=$S3_SECRET_KEY BACKUP_LOCAL_DIR=$work/empty \
-	"$build/mount/shbackupfs" "$mnt" -f -o cache_dir="$work/cache-s3" &
+BACKUP_LOCAL_DIR=$work/empty "$build/mount/shbackupfs" "$mnt" -f -o cache_dir="$work/cache-s3" &
 fs_pid=$!
 mounted "$mnt"
 before=$(wc -l <"$work/swift/proxy.log")

@@ -15,7 +15,7 @@ bin=$(realpath "${3:-build}/backup/shbackup")
 work=$(mktemp -d /var/tmp/shb-bench-rs-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-now() { date +%s.%N; }
+. tests/bench/lib.sh
 
 echo "making a ${size} MiB DATA_DIR with $apps apps and its backup in $work ..."
 /usr/bin/python3 tests/fixtures/make_datadir.py "$work/data" --apps "$apps" --size-mb "$size" >/dev/null
@@ -56,9 +56,9 @@ BACKUP_LOCAL_DIR=$work/backups "$bin" restore --from "$archive" --target "$work/
 sync
 t2=$(now)
 
-old_s=$(echo "$t1 - $t0" | bc -l)
-new_s=$(echo "$t2 - $t1" | bc -l)
+old_s=$(calc "$t1 - $t0")
+new_s=$(calc "$t2 - $t1")
 printf '\n%-40s %10s\n' "restore of $(du -sh "$work/data" | cut -f1) DATA_DIR" "seconds"
 printf '%-40s %10.2f\n' "old way (tar xzf, integrity_check, cp)" "$old_s"
 printf '%-40s %10.2f\n' "shbackup restore --yes" "$new_s"
-printf '\ntime ratio   shbackup / old way = %.3f   (target <= 0.5)\n' "$(echo "$new_s / $old_s" | bc -l)"
+printf '\ntime ratio   shbackup / old way = %.3f   (target <= 0.5)\n' "$(calc "$new_s / $old_s")"

@@ -8,20 +8,11 @@ prune delete the good backups by planting junk newer than them.
 import json
 import os
 import shutil
-import time
 
 import pytest
 
-from conftest import backups_in, base_env, plain_targz, shbackup
+from conftest import backups_in, base_env, name, plain_targz, shbackup, stamp
 from make_datadir import make_datadir
-
-
-def name(ts):
-    return f"streamhub-backup-{ts}.tar.gz"
-
-
-def stamp(days_ago):
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - days_ago * 86400))
 
 
 @pytest.fixture

@@ -4,26 +4,13 @@ variables, how --from names a backup, and backups dated in the future
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 
-from conftest import SHBACKUP, OUTPUTS, backups_in, base_env, shbackup
-from make_datadir import make_datadir
+from conftest import (SHBACKUP, OUTPUTS, backed_up, backups_in, base_env, make_backups, name,
+                      shbackup, stamp, ts_of)
 
 FUTURE = "29991231T000000Z"
-
-
-def stamp(days_ago):
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - days_ago * 86400))
-
-
-def name(ts):
-    return f"streamhub-backup-{ts}.tar.gz"
-
-
-def ts_of(archive):
-    return archive.name[len("streamhub-backup-"):-len(".tar.gz")]
 
 
 def run(*args, env, cwd):
@@ -38,10 +25,7 @@ def run(*args, env, cwd):
 def one_backup(tmp):
     """A DATA_DIR with one real backup: (data, env, archive)."""
     data = tmp / "data"
-    make_datadir(data, apps=1, size_mb=1, seed=5)
-    env = base_env(BACKUP_DATA_DIR=data)
-    shbackup("create", env=env, check=0)
-    [archive] = backups_in(data / "backups")
+    env, [archive], _ = backed_up(data, apps=1, size_mb=1, seed=5)
     return data, env, archive
 
 
@@ -222,10 +206,7 @@ def test_only_future_dated_backups_is_not_found(tmp):
     """hardening #11: with nothing but a future-dated backup, `latest` is
     not found (exit 3), and says why."""
     data = tmp / "data"
-    make_datadir(data, apps=1, size_mb=0.2, seed=6)
-    env = base_env(BACKUP_DATA_DIR=data)
-    shbackup("create", env=env, check=0)
-    [archive] = backups_in(data / "backups")
+    env, [archive], _ = backed_up(data, apps=1, size_mb=0.2, seed=6)
     archive.rename(data / "backups" / name(FUTURE))
     p = shbackup("verify", env=env, check=3)
     assert "every backup is dated in the future" in p.stderr
@@ -251,7 +232,6 @@ def test_create_warns_about_future_dated_backups(one_backup):
     """hardening #11: create's retention step names future-dated backups."""
     data, env, archive = one_backup
     shutil.copy(archive, data / "backups" / name(FUTURE))
-    time.sleep(1.1)
-    p = shbackup("create", env=env, check=0)
+    [p] = make_backups(env)
     assert f"warning: backup {FUTURE} (local) is dated in the future" in p.stderr
     assert (data / "backups" / name(FUTURE)).exists()

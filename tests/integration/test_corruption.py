@@ -3,7 +3,6 @@ swapped members), ours and plain: verify and restore either succeed with
 exactly the right bytes or fail with exit 4 leaving the target untouched;
 the mount returns the right bytes or EIO.  Never a crash, never wrong bytes."""
 import errno
-import hashlib
 import random
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import backups_in, base_env, db_digest, extract, shbackup
+from conftest import backups_in, base_env, db_digest, extract, name, sha256, shbackup
 from make_datadir import make_datadir
 
 MUTATIONS = 100
@@ -46,7 +45,7 @@ def member_spans(archive):
 
 
 def files(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+    return {str(p.relative_to(root)): sha256(p.read_bytes())
             for p in Path(root).rglob("*") if p.is_file()}
 
 
@@ -110,7 +109,7 @@ def test_mount_serves_right_bytes_or_eio(originals, tmp, mount):
     for n in range(20):
         bad, _ = mutate(blob, rng, spans)
         ts = f"20260101T0000{n:02d}Z"
-        (local / f"streamhub-backup-{ts}.tar.gz").write_bytes(bad)
+        (local / name(ts)).write_bytes(bad)
         made.append(ts)
     m = mount(base_env(BACKUP_LOCAL_DIR=local), f"cache_dir={tmp / 'c'}")
     eio = right = 0
@@ -122,6 +121,6 @@ def test_mount_serves_right_bytes_or_eio(originals, tmp, mount):
                 assert e.errno in (errno.EIO, errno.ENOENT), e
                 eio += 1
                 continue
-            assert hashlib.sha256(data).hexdigest() == digest, (ts, rel)
+            assert sha256(data) == digest, (ts, rel)
             right += 1
     assert m.proc.poll() is None and eio and right

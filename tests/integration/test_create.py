@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 
-from conftest import (SHBACKUP, backups_in, base_env, extract, index_of, integrity, plain_targz,
-                      read_range, row_counts, sha256_file, shbackup, tar_members)
+from conftest import (SHBACKUP, backups_in, base_env, extract, index_of, integrity, make_backups,
+                      name, plain_targz, read_range, row_counts, sha256, shbackup, stamp,
+                      tar_members)
 
 BLOCK = 256 * 1024
 
@@ -43,7 +44,7 @@ def test_archive_is_standard_and_complete(datadir, tmp):
     expected = {f"{top.name}/{rel}" for rel in counts} | {f"{top.name}/secrets.json"}
     assert files == expected
     for path in files:
-        assert sha256_file(tmp / "x" / path) == idx[path][4], path
+        assert sha256(tmp / "x" / path) == idx[path][4], path
     for rel, tables in counts.items():
         db = top / rel
         assert integrity(db) == "ok"
@@ -146,13 +147,12 @@ def test_consistent_under_concurrent_writer(tmp):
 
 def test_list_newest_first_with_apps_and_json(datadir):
     data, _ = datadir
-    create(data)
-    time.sleep(1.1)
+    env = base_env(BACKUP_DATA_DIR=data)
+    make_backups(env)
     (data / "apps" / "app-004").mkdir()
     sqlite3.connect(data / "apps" / "app-004" / "app.db").execute(
         "CREATE TABLE streams(id INTEGER PRIMARY KEY)").connection.close()
-    create(data)
-    env = base_env(BACKUP_DATA_DIR=data)
+    make_backups(env)
     table = shbackup("list", env=env, check=0).stdout.splitlines()
     assert table[0].split() == ["TIMESTAMP", "SIZE", "APPS", "SOURCE", "NAME"]
     rows = [line.split() for line in table[1:]]
@@ -252,19 +252,14 @@ def test_killed_create_leaves_no_archive_and_next_run_cleans_up(tmp):
 
 # --- retention ----------------------------------------------------------------
 
-def stamp(days_ago):
-    t = time.gmtime(time.time() - days_ago * 86400)
-    return time.strftime("%Y%m%dT%H%M%SZ", t)
-
-
 def test_retention_deletes_exactly_the_expired(datadir):
     data, _ = datadir
     local = data / "backups"
     local.mkdir(mode=0o700)
-    aged = {d: local / f"streamhub-backup-{stamp(d)}.tar.gz" for d in (40, 31, 29, 1)}
+    aged = {d: local / name(stamp(d)) for d in (40, 31, 29, 1)}
     for f in aged.values():
         f.write_bytes(b"old backup")
-    strangers = [local / "notes.txt", local / f"streamhub-backup-{stamp(90)}.tar.gz.bak"]
+    strangers = [local / "notes.txt", local / (name(stamp(90)) + ".bak")]
     for f in strangers:
         f.write_text("keep me")
     create(data)
@@ -277,7 +272,7 @@ def test_retention_deletes_exactly_the_expired(datadir):
 def test_retention_keeps_newest_even_if_old(tmp):
     local = tmp / "b"
     local.mkdir()
-    old = [local / f"streamhub-backup-{stamp(d)}.tar.gz" for d in (45, 60, 90)]
+    old = [local / name(stamp(d)) for d in (45, 60, 90)]
     for f in old:
         f.write_bytes(plain_targz())  # the newest kept must be readable
     env = base_env(BACKUP_DATA_DIR=tmp, BACKUP_LOCAL_DIR=local)

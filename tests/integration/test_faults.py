@@ -3,16 +3,14 @@
 create, list, restore, verify and mount reads either succeed, with exactly
 the right bytes, after retries, or fail with their documented exit code or
 EIO, within their time bounds."""
-import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
 
 import pytest
 
-from conftest import FAULT_PROXY, backups_in, base_env, db_digest, extract, shbackup
+from conftest import FAULT_PROXY, backups_in, db_digest, extract, sha256, shbackup
 from make_datadir import make_datadir
 
 SEEDS = [1, 2, 3]
@@ -43,10 +41,6 @@ def timed(*args, env):
     return p
 
 
-def sha(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_commands_under_s3_faults(swift, bucket, tmp, chaos, seed):
     data = tmp / "data"
@@ -60,7 +54,7 @@ def test_commands_under_s3_faults(swift, bucket, tmp, chaos, seed):
     key = f"streamhub-backups/{archive.name}"
     if c.returncode == 0:  # what landed is exactly the archive
         swift.aws("s3", "cp", f"s3://{bucket}/{key}", str(tmp / "dl"))
-        assert sha(tmp / "dl") == sha(archive)
+        assert sha256(tmp / "dl") == sha256(archive)
     else:
         swift.aws("s3", "cp", str(archive), f"s3://{bucket}/{key}")
     s3env = dict(env, BACKUP_LOCAL_DIR=str(tmp / "none"))
@@ -77,7 +71,7 @@ def test_commands_under_s3_faults(swift, bucket, tmp, chaos, seed):
 
     target = tmp / "target"
     make_datadir(target, apps=1, size_mb=1, seed=50 + seed)
-    before = {p: sha(p) for p in target.rglob("*") if p.is_file()}
+    before = {p: sha256(p) for p in target.rglob("*") if p.is_file()}
     r = timed("restore", "--from", "latest", "--target", target, "--yes", env=s3env)
     assert r.returncode in (0, 2, 3, 4), r.stderr
     if r.returncode == 0:
@@ -85,7 +79,7 @@ def test_commands_under_s3_faults(swift, bucket, tmp, chaos, seed):
         for rel in ("streamhub.db", "secrets.json", "apps/app-001/app.db", "apps/app-002/app.db"):
             assert db_digest(target / rel) == db_digest(top / rel), rel  # journal mode aside
     else:
-        assert {p: sha(p) for p in target.rglob("*") if p.is_file()} == before
+        assert {p: sha256(p) for p in target.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -107,14 +101,14 @@ def test_mount_reads_under_s3_faults(swift, bucket, tmp, chaos, mount, seed):
         for rel in ("streamhub.db", "secrets.json", "apps/app-001/app.db", "apps/app-002/app.db"):
             t0 = time.monotonic()
             try:
-                got = sha(m.path / ts / rel)
+                got = sha256(m.path / ts / rel)
             except OSError as e:
                 assert e.errno in (5, 2), e  # EIO, or ENOENT while the listing failed
                 eio += 1
                 continue
             finally:
                 assert time.monotonic() - t0 < BOUND
-            assert got == sha(top / rel), (attempt, rel)
+            assert got == sha256(top / rel), (attempt, rel)
             right += 1
     assert right and m.proc.poll() is None
     print(f"seed {seed}: {right} right reads, {eio} EIO")

@@ -12,18 +12,11 @@ import sqlite3
 import subprocess
 import tarfile
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import SHB_PACK, SHBACKUP, backups_in, base_env, extract, shbackup
+from conftest import SHB_PACK, SHBACKUP, backups_in, base_env, extract, one_line_error, shbackup
 from test_restore import tree, world  # noqa: F401  (world is a fixture)
-
-
-def one_line_error(p):
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
-    return lines[0]
 
 
 def tar_gz(path, files):
@@ -118,19 +111,26 @@ def test_an_unreadable_part_of_a_snapshot_dir_fails(world, tmp, what):
 
 # --- many apps -------------------------------------------------------------------------------
 
-def verify_archive_and_extraction(d, tmp):
-    """Gives d a minimal streamhub.db, backs it up, and yields verify --json
-    of the archive and then of its extraction (a snapshot dir)."""
+def backup_and_extract(d, tmp):
+    """Gives d a minimal streamhub.db, backs it up and extracts the backup:
+    (env, archive, the extraction: a snapshot dir)."""
     con = sqlite3.connect(d / "streamhub.db")
     con.execute("CREATE TABLE apps(x)")
     con.close()
     env = base_env(BACKUP_DATA_DIR=d)
     shbackup("create", env=env, check=0)
     [archive] = backups_in(d / "backups")
-    snap = extract(archive, tmp / "x")
+    return env, archive, extract(archive, tmp / "x")
+
+
+def verify_archive_and_extraction(d, tmp):
+    """Gives d a minimal streamhub.db, backs it up, and yields verify --json
+    of the archive and then of its extraction (a snapshot dir)."""
+    env, archive, snap = backup_and_extract(d, tmp)
     for source in (archive, snap):
         yield json.loads(shbackup("verify", "--from", source, "--json", env=env,
                                   check=0).stdout)
+
 
 def test_verify_checks_every_one_of_1100_apps(tmp):
     """verify capped a directory at 1,022 apps (a fixed array): every app of a
@@ -247,13 +247,8 @@ def test_json_output_is_utf8_whatever_the_bytes(tmp):
     (d / "apps" / app).mkdir(parents=True)
     db = d / "apps" / app / "app.db"
     subprocess.run(["sqlite3", str(db)], input=b'CREATE TABLE "t\xfe\xc0x"(x);', check=True)
-    con = sqlite3.connect(d / "streamhub.db")
-    con.execute("CREATE TABLE apps(x)")
-    con.close()
-    env = base_env(BACKUP_DATA_DIR=d)
-    shbackup("create", env=env, check=0)
-    [archive] = backups_in(d / "backups")
-    for source in (archive, extract(archive, tmp / "x")):
+    env, archive, snap = backup_and_extract(d, tmp)
+    for source in (archive, snap):
         out = subprocess.run([str(SHBACKUP), "verify", "--from", str(source), "--json"],
                              env=env, capture_output=True, timeout=120)
         assert out.returncode == 0, out.stderr

@@ -1,12 +1,11 @@
 """The mount under load: 16 concurrent readers (sqlite3 queries and
 sequential cats) over local and S3 backups for a bounded time; every result
 right, the daemon's memory bounded."""
-import hashlib
 import subprocess
 import threading
 import time
 
-from conftest import ASAN, backups_in, extract, shbackup
+from conftest import ASAN, backups_in, extract, make_backups, sha256, ts_of
 from make_datadir import make_datadir
 
 SECONDS = 20
@@ -26,27 +25,24 @@ def test_sixteen_readers(swift, bucket, tmp, mount):
     data = tmp / "d"
     make_datadir(data, apps=4, size_mb=60, seed=23)
     env = swift.env(bucket, BACKUP_DATA_DIR=data)
-    shbackup("create", env=env, check=0)              # local and S3
-    time.sleep(1.1)
-    shbackup("create", env=env, check=0)
+    make_backups(env, 2)                               # local and S3
     local, remote = backups_in(data / "backups")
     top = extract(remote, tmp / "x")
     remote.unlink()                                    # the older one: S3 only
-    want = {f"apps/app-00{i}/app.db": hashlib.sha256((top / f"apps/app-00{i}/app.db")
-                                                      .read_bytes()).hexdigest()
+    want = {f"apps/app-00{i}/app.db": sha256(top / f"apps/app-00{i}/app.db")
             for i in range(1, 5)}
     counts = {rel: subprocess.run(["sqlite3", top / rel, "SELECT count(*) FROM streams"],
                                   capture_output=True, text=True, check=True).stdout
               for rel in want}
     m = mount(env, f"cache_dir={tmp / 'cache'}", "cache_size=64M")
-    dirs = [m.path / p.name[len("streamhub-backup-"):-len(".tar.gz")] for p in (local, remote)]
+    dirs = [m.path / ts_of(p) for p in (local, remote)]
     errors, runs, peak = [], [0], [0]
     stop = time.monotonic() + SECONDS
 
     def cat_loop(k):
         rel = f"apps/app-00{k % 4 + 1}/app.db"
         while time.monotonic() < stop:
-            h = hashlib.sha256((dirs[k % 2] / rel).read_bytes()).hexdigest()
+            h = sha256((dirs[k % 2] / rel).read_bytes())  # one read, as cat does
             if dirs[k % 2] == dirs[1] and h != want[rel]:
                 errors.append(("cat", rel, h))
             runs[0] += 1

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (FAULT_PROXY, SHB_PACK, SHBACKUPFS, backups_in, base_env, extract,
-                      shbackup)
-from conftest import sha256_file as sha
+from conftest import (FAULT_PROXY, SHB_PACK, SHBACKUPFS, backed_up, backups_in, base_env, extract,
+                      files_of, make_backups, name, sha256, shbackup, stamp, stamp_epoch,
+                      ts_of)
 from make_datadir import make_datadir
 
 PREFIX = "streamhub-backups"
@@ -32,31 +32,19 @@ def eventually(cond, timeout=5):
     return cond()
 
 
-def ts_of(archive):
-    return Path(archive).name[len("streamhub-backup-"):-len(".tar.gz")]
-
-
-def files_of(root):
-    return sorted(str(p.relative_to(root)) for p in Path(root).rglob("*") if p.is_file())
-
-
 def check_same(mnt_dir, extracted):
     """Every file under the mounted backup equals the extracted archive's."""
     assert files_of(mnt_dir) == files_of(extracted)
     for rel in files_of(extracted):
-        assert sha(Path(mnt_dir) / rel) == sha(Path(extracted) / rel), rel
+        assert sha256(Path(mnt_dir) / rel) == sha256(Path(extracted) / rel), rel
 
 
 @pytest.fixture
 def two_local(tmp):
     """A DATA_DIR with two local backups a second apart."""
     data = tmp / "data"
-    make_datadir(data, apps=2, size_mb=3, seed=4)
-    env = base_env(BACKUP_DATA_DIR=data)
-    shbackup("create", env=env, check=0)
-    time.sleep(1.1)
-    shbackup("create", env=env, check=0)
-    return data, env, backups_in(data / "backups")
+    env, archives, _ = backed_up(data, 2, apps=2, size_mb=3, seed=4)
+    return data, env, archives
 
 
 def test_local_tree_bytes_and_sqlite(two_local, mount, tmp):
@@ -69,8 +57,7 @@ def test_local_tree_bytes_and_sqlite(two_local, mount, tmp):
         d = m.path / ts_of(a)
         top = extract(a, tmp / ("x" + ts_of(a)))
         check_same(d, top)
-        t = time.mktime(time.strptime(ts_of(a), "%Y%m%dT%H%M%SZ")) - time.timezone
-        assert int(d.stat().st_mtime) == int(t)
+        assert int(d.stat().st_mtime) == stamp_epoch(ts_of(a))
         assert (d / "streamhub.db").stat().st_size == (top / "streamhub.db").stat().st_size
     out = subprocess.run(["sqlite3", m.path / "latest" / "streamhub.db",
                           "SELECT count(*) FROM apps"], capture_output=True, text=True, check=True)
@@ -96,7 +83,7 @@ def test_wal_mode_db_opens_with_plain_sqlite3(tmp, mount):
     local = tmp / "backups"
     local.mkdir()
     ts = "20260701T031500Z"
-    subprocess.run([str(SHB_PACK), local / f"streamhub-backup-{ts}.tar.gz",
+    subprocess.run([str(SHB_PACK), local / name(ts),
                     f"streamhub-backup-{ts}/streamhub.db={src}"], check=True)
     m = mount(base_env(BACKUP_LOCAL_DIR=local))
     db = m.path / ts / "streamhub.db"
@@ -211,8 +198,7 @@ def test_new_backups_appear_on_sighup(two_local, mount):
     data, env, archives = two_local
     m = mount(env, "list_ttl=3600")
     before = set(os.listdir(m.path))
-    time.sleep(1.1)
-    shbackup("create", env=env, check=0)
+    make_backups(env)
     new = ts_of(backups_in(data / "backups")[-1])
     assert new not in set(os.listdir(m.path))  # the listing is still served
     m.proc.send_signal(signal.SIGHUP)
@@ -311,9 +297,9 @@ def test_listing_200_s3_backups_costs_no_get(swift, bucket, tmp, mount):
     base = time.time() - 200 * 3600
     names = []
     for i in range(200):
-        ts = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(base + i * 3600))
+        ts = stamp(at=base + i * 3600)
         names.append(ts)
-        (src / f"streamhub-backup-{ts}.tar.gz").write_bytes(b"not read")
+        (src / name(ts)).write_bytes(b"not read")
     swift.aws("s3", "sync", "--only-show-errors", str(src), f"s3://{bucket}/{PREFIX}/")
     n = len(swift.requests())
     m = mount(s3_mount_env(swift, bucket, tmp), f"cache_dir={tmp / 'cache'}")
@@ -409,7 +395,7 @@ def test_endpoint_down_and_back(swift, bucket, tmp, mount):
             with pytest.raises(OSError):
                 (d / "apps/app-002/app.db").read_bytes()
         proxy, _ = start_proxy(swift, port)
-        assert sha(d / "apps/app-002/app.db") == sha(top / "apps/app-002/app.db")
+        assert sha256(d / "apps/app-002/app.db") == sha256(top / "apps/app-002/app.db")
         # One line when the outage starts and one when it ends, not one per read.
         log = m.log()
         assert log.count("S3 unreachable: reads of uncached data fail with EIO") == 1, log
@@ -437,7 +423,7 @@ def test_concurrent_readers_and_cache_cap(swift, bucket, tmp, mount):
 
     watcher = threading.Thread(target=du)
     watcher.start()
-    readers = [threading.Thread(target=lambda r=r: results.__setitem__(r, sha(d / r)))
+    readers = [threading.Thread(target=lambda r=r: results.__setitem__(r, sha256(d / r)))
                for r in rels]
     for t in readers:
         t.start()
@@ -446,7 +432,7 @@ def test_concurrent_readers_and_cache_cap(swift, bucket, tmp, mount):
     stop.set()
     watcher.join()
     for r in rels:
-        assert results[r] == sha(top / r), r
+        assert results[r] == sha256(top / r), r
     total = sum((top / r).stat().st_size for r in rels)
     assert total > 4 * cap and peaks and max(peaks) <= cap, (max(peaks), cap)
 
@@ -472,11 +458,11 @@ def test_plain_tar_czf_archives_local_and_s3(two_local, swift, bucket, tmp, moun
     local.mkdir()
     root_ts, folder_ts, s3_ts = "20250101T000000Z", "20250102T000000Z", "20250103T000000Z"
     (top / "streamhub.db").chmod(0o644)  # a plain archive's modes are its tar headers'
-    subprocess.run(["tar", "czf", local / f"streamhub-backup-{root_ts}.tar.gz", "-C", top, "."],
+    subprocess.run(["tar", "czf", local / name(root_ts), "-C", top, "."],
                    check=True)
-    subprocess.run(["tar", "czf", local / f"streamhub-backup-{folder_ts}.tar.gz", "-C",
+    subprocess.run(["tar", "czf", local / name(folder_ts), "-C",
                     top.parent, top.name], check=True)
-    s3_plain = tmp / f"streamhub-backup-{s3_ts}.tar.gz"
+    s3_plain = tmp / name(s3_ts)
     subprocess.run(["tar", "czf", s3_plain, "-C", top, "."], check=True)
     swift.aws("s3", "cp", str(s3_plain), f"s3://{bucket}/{PREFIX}/{s3_plain.name}")
     menv = swift.env(bucket, BACKUP_LOCAL_DIR=local)
@@ -561,8 +547,8 @@ def test_corrupted_cache_entries_are_refetched(swift, bucket, tmp, mount):
     archive, top, ts = s3_backup(swift, bucket, tmp, apps=1, size_mb=6, seed=13)
     env, cache = s3_mount_env(swift, bucket, tmp), tmp / "cache"
     m = mount(env, f"cache_dir={cache}")
-    want = sha(top / "apps/app-001/app.db")
-    assert sha(m.path / ts / "apps/app-001/app.db") == want
+    want = sha256(top / "apps/app-001/app.db")
+    assert sha256(m.path / ts / "apps/app-001/app.db") == want
     subprocess.run(["fusermount3", "-u", str(m.path)], check=True)
     m.proc.wait(timeout=15)
     members = sorted(p for p in cache.iterdir() if p.name.startswith("m-"))
@@ -573,7 +559,7 @@ def test_corrupted_cache_entries_are_refetched(swift, bucket, tmp, mount):
         p.write_bytes(bytes(b))
     n = len(swift.requests())
     m2 = mount(env, f"cache_dir={cache}")
-    assert sha(m2.path / ts / "apps/app-001/app.db") == want
+    assert sha256(m2.path / ts / "apps/app-001/app.db") == want
     assert gets(swift, n, bucket)  # the damaged ones came from S3 again
 
 
@@ -581,11 +567,8 @@ def test_local_and_s3_backups_show_once_each(swift, bucket, tmp, mount):
     data = tmp / "d"
     make_datadir(data, apps=1, size_mb=1, seed=21)
     s3env = swift.env(bucket, BACKUP_DATA_DIR=data, BACKUP_RETENTION_DAYS=0)
-    shbackup("create", env=s3env, check=0)                    # both
-    time.sleep(1.1)
-    shbackup("create", env=s3env, check=0)                    # will be S3 only
-    time.sleep(1.1)
-    shbackup("create", env=base_env(BACKUP_DATA_DIR=data), check=0)  # local only
+    make_backups(s3env, 2)                                    # both; will be S3 only
+    make_backups(base_env(BACKUP_DATA_DIR=data))              # local only
     both, s3_only, local_only = backups_in(data / "backups")
     top = extract(s3_only, tmp / "x")
     s3_only.unlink()
@@ -595,7 +578,7 @@ def test_local_and_s3_backups_show_once_each(swift, bucket, tmp, mount):
     assert os.readlink(m.path / "latest") == ts_of(local_only)
     check_same(m.path / ts_of(s3_only), top)
     n = len(swift.requests())
-    assert sha(m.path / ts_of(both) / "streamhub.db")  # read from the local copy
+    assert sha256(m.path / ts_of(both) / "streamhub.db")  # read from the local copy
     assert gets(swift, n, bucket) == []
 
 

@@ -12,7 +12,7 @@ import tarfile
 
 import pytest
 
-from conftest import SHBACKUP, backups_in, base_env, row_counts, sha256_file, shbackup
+from conftest import SHBACKUP, backups_in, base_env, row_counts, sha256, shbackup
 from make_datadir import make_datadir
 
 NON_ASCII = ["ünïcödé", "emoji😀", "café"]
@@ -81,7 +81,7 @@ def test_non_ascii_app_names_round_trip_under_any_locale(tmp, mount, lang):
     m = mount(env)
     for n in NON_ASCII:
         got = m.path / "latest" / "apps" / n / "app.db"
-        assert sha256_file(got) == sha256_file(target / "apps" / n / "app.db"), n
+        assert sha256(got) == sha256(target / "apps" / n / "app.db"), n
     shbackup("restore", "--from", "latest", "--target", target, "--yes", "--app", "café",
              env=env, check=0)
 

@@ -7,24 +7,27 @@ import errno
 import os
 import random
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from conftest import SHB_PACK, base_env, extract, shbackup
-from conftest import sha256_file as sha
+from conftest import SHB_PACK, base_env, extract, files_of, name, sha256, shbackup
 from make_datadir import make_datadir
 
 PREFIX = "streamhub-backups"
 
 
-def files_of(root):
-    return sorted(str(p.relative_to(root)) for p in Path(root).rglob("*") if p.is_file())
-
-
 def unmount(m):
     subprocess.run(["fusermount3", "-u", str(m.path)], check=True)
     m.proc.wait(timeout=15)
+
+
+def same_files(m, ts, top):
+    """Asserts that backup ts in mount m has every file of folder top, byte
+    for byte; returns their paths, relative to top."""
+    rels = files_of(top)
+    for rel in rels:
+        assert sha256(m.path / ts / rel) == sha256(top / rel), (ts, rel)
+    return rels
 
 
 def read_pieces(path, piece=1 << 20):
@@ -68,14 +71,12 @@ def test_plain_archive_edited_after_indexing_reads_eio_never_wrong_bytes(tmp, mo
     local, cache = tmp / "plain", tmp / "cache"
     local.mkdir()
     ts = "20250101T000000Z"
-    archive = local / f"streamhub-backup-{ts}.tar.gz"
+    archive = local / name(ts)
     subprocess.run(["tar", "czf", archive, "-C", top, "."], check=True)
     env = base_env(BACKUP_LOCAL_DIR=local)
 
     m = mount(env, f"cache_dir={cache}")
-    rels = files_of(top)
-    for rel in rels:
-        assert sha(m.path / ts / rel) == sha(top / rel), rel
+    rels = same_files(m, ts, top)
     unmount(m)
     assert [p for p in cache.iterdir() if p.name.startswith("zidx-")]
 
@@ -114,13 +115,11 @@ def test_damaged_cached_index_is_rebuilt_not_used(tmp, mount):
     top = extract(ours, tmp / "x")
     local.mkdir()
     ts = "20250101T000000Z"
-    subprocess.run(["tar", "czf", local / f"streamhub-backup-{ts}.tar.gz", "-C", top, "."],
+    subprocess.run(["tar", "czf", local / name(ts), "-C", top, "."],
                    check=True)
     env = base_env(BACKUP_LOCAL_DIR=local)
     m = mount(env, f"cache_dir={cache}")
-    rels = files_of(top)
-    for rel in rels:
-        assert sha(m.path / ts / rel) == sha(top / rel), rel
+    same_files(m, ts, top)
     unmount(m)
     [zidx] = [p for p in cache.iterdir() if p.name.startswith("zidx-")]
     raw = bytearray(zidx.read_bytes())
@@ -132,8 +131,7 @@ def test_damaged_cached_index_is_rebuilt_not_used(tmp, mount):
     zidx.write_bytes(bytes(raw))
 
     m2 = mount(env, f"cache_dir={cache}")
-    for rel in rels:
-        assert sha(m2.path / ts / rel) == sha(top / rel), rel
+    same_files(m2, ts, top)
     assert "indexing" in m2.log()
 
 
@@ -182,12 +180,11 @@ def test_plain_archive_replaced_by_another_of_the_same_size_is_indexed_again(tmp
     a, b = same_size_pair(tmp, plain_of)
     local, cache, ts = tmp / "local", tmp / "cache", "20250101T000000Z"
     local.mkdir()
-    archive = local / f"streamhub-backup-{ts}.tar.gz"
+    archive = local / name(ts)
     archive.write_bytes(a.read_bytes())
     env = base_env(BACKUP_LOCAL_DIR=local)
     m = mount(env, f"cache_dir={cache}")
-    for rel in files_of(a.parent / "top"):
-        assert sha(m.path / ts / rel) == sha(a.parent / "top" / rel)
+    same_files(m, ts, a.parent / "top")
     unmount(m)
 
     st = archive.stat()
@@ -196,8 +193,7 @@ def test_plain_archive_replaced_by_another_of_the_same_size_is_indexed_again(tmp
     os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert archive.stat().st_ino == st.st_ino and archive.stat().st_size == st.st_size
     m2 = mount(env, f"cache_dir={cache}")
-    for rel in files_of(b.parent / "top"):
-        assert sha(m2.path / ts / rel) == sha(b.parent / "top" / rel), rel
+    same_files(m2, ts, b.parent / "top")
     assert "indexing" in m2.log()
 
 
@@ -216,13 +212,11 @@ def test_s3_object_overwritten_with_the_same_size_serves_the_new_bytes(swift, bu
     def upload(which):
         for ts, pair in pairs.items():
             swift.aws("s3", "cp", str(pair[which]),
-                      f"s3://{bucket}/{PREFIX}/streamhub-backup-{ts}.tar.gz")
+                      f"s3://{bucket}/{PREFIX}/{name(ts)}")
 
     def check(m, which):
         for ts, pair in pairs.items():
-            top = pair[which].parent / "top"
-            for rel in files_of(top):
-                assert sha(m.path / ts / rel) == sha(top / rel), (ts, rel)
+            same_files(m, ts, pair[which].parent / "top")
 
     upload(0)
     m = mount(env, f"cache_dir={cache}")
@@ -258,8 +252,8 @@ def padded(data):
 def tar_with_pax(pax, files):
     """A tar whose first file carries the pax record bytes `pax`."""
     out = tar_header("PaxHeaders/x", len(pax), b"x") + padded(pax)
-    for name, data in files:
-        out += tar_header(name, len(data), b"0") + padded(data)
+    for member, data in files:
+        out += tar_header(member, len(data), b"0") + padded(data)
     return out + bytes(1024)
 
 
@@ -305,9 +299,9 @@ def test_hostile_pax_records_are_refused_by_verify_and_the_mount(tmp, mount, cas
     local.mkdir()
     bad_ts, good_ts = "20250101T000000Z", "20250102T000000Z"
     raw = tar_with_pax(HOSTILE_PAX[case], [("streamhub.db", db), ("secrets.json", b"{}")])
-    bad = local / f"streamhub-backup-{bad_ts}.tar.gz"
+    bad = local / name(bad_ts)
     bad.write_bytes(gzip.compress(raw))
-    good = local / f"streamhub-backup-{good_ts}.tar.gz"
+    good = local / name(good_ts)
     good.write_bytes(gzip.compress(tar_with_pax(pax_record(b"path", b"streamhub.db"),
                                                 [("x", db), ("secrets.json", b"{}")])))
 

@@ -1,7 +1,6 @@
 """shbackup restore: round trips from every kind of source, the runbook's
 drill, each exit code with the target left byte-identical, SIGKILL at
 random points, a live -wal in the target, and hostile archives."""
-import hashlib
 import io
 import os
 import pty
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHBACKUP, backups_in, base_env, extract, integrity, shbackup
+from conftest import (SHBACKUP, backed_up, base_env, extract, integrity, make_backups,
+                      sha256, shbackup)
 from make_datadir import make_datadir
 
 
@@ -62,7 +62,7 @@ def tree(root):
             st = p.lstat()
             data = p.read_bytes() if stat.S_ISREG(st.st_mode) else os.readlink(p).encode()
             out[str(p.relative_to(root))] = (stat.S_IMODE(st.st_mode),
-                                             hashlib.sha256(data).hexdigest())
+                                             sha256(data))
     return out
 
 
@@ -74,11 +74,8 @@ def restore(*args, env, check=None):
 def world(tmp):
     """A source DATA_DIR with one backup, and a target holding other data."""
     src, target = tmp / "src", tmp / "target"
-    counts = make_datadir(src, apps=3, size_mb=4, seed=1)
+    env, [archive], counts = backed_up(src, apps=3, size_mb=4, seed=1)
     make_datadir(target, apps=4, size_mb=2, seed=2)
-    env = base_env(BACKUP_DATA_DIR=src)
-    shbackup("create", env=env, check=0)
-    [archive] = backups_in(src / "backups")
     return src, target, env, archive, counts
 
 
@@ -169,13 +166,20 @@ def test_from_s3_only(world, swift, bucket, tmp):
     assert "restored streamhub-backup-" in p.stdout
 
 
-def test_from_a_plain_archive_in_s3(world, swift, bucket, tmp):
-    src, target, env, archive, _ = world
+def plain_copy_in_s3(world, swift, bucket, tmp):
+    """Puts a plain tar.gz of world's backup (as `tar czf` makes) in S3 under
+    the same name; returns the env that sees only S3."""
+    src, _, _, archive, _ = world
     x = extract(archive, tmp / "x")
     plain = tmp / archive.name
     subprocess.run(["tar", "czf", plain, "-C", x.parent, x.name], check=True)
     swift.aws("s3", "cp", str(plain), f"s3://{bucket}/streamhub-backups/{plain.name}")
-    s3env = swift.env(bucket, BACKUP_DATA_DIR=src, BACKUP_LOCAL_DIR=tmp / "none")
+    return swift.env(bucket, BACKUP_DATA_DIR=src, BACKUP_LOCAL_DIR=tmp / "none")
+
+
+def test_from_a_plain_archive_in_s3(world, swift, bucket, tmp):
+    src, target, _, _, _ = world
+    s3env = plain_copy_in_s3(world, swift, bucket, tmp)
     restore("--from", "latest", "--target", target, "--yes", env=s3env, check=0)
     assert_restored(src, target)
 
@@ -184,12 +188,7 @@ def test_no_room_to_download_a_plain_archive_from_s3_is_exit_2(world, swift, buc
     """restore-by-fd #4: a plain archive in S3 is downloaded into the target
     first; no room there is a preflight failure, exit 2 as for a local
     archive (it was 4), with one line, and the target is left as it was."""
-    src, _, env, archive, _ = world
-    x = extract(archive, tmp / "x")
-    plain = tmp / archive.name
-    subprocess.run(["tar", "czf", plain, "-C", x.parent, x.name], check=True)
-    swift.aws("s3", "cp", str(plain), f"s3://{bucket}/streamhub-backups/{plain.name}")
-    s3env = swift.env(bucket, BACKUP_DATA_DIR=src, BACKUP_LOCAL_DIR=tmp / "none")
+    s3env = plain_copy_in_s3(world, swift, bucket, tmp)
     small = tmp / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
@@ -233,8 +232,7 @@ def test_exit_1_usage(world):
     restore("--from", "latest", env=env, check=1)
     restore("--from", "latest", "--target", target, "--bogus", env=env, check=1)
     restore("--from", "latest", "--target", target, "--app", "../x", env=env, check=1)
-    time.sleep(1.1)
-    shbackup("create", env=env, check=0)
+    make_backups(env)
     p = restore("--from", "streamhub-backup-", "--target", target, "--yes", env=env, check=1)
     assert "matches 2 backups" in p.stderr
     untouched(target, before)

@@ -2,7 +2,6 @@
 symlinks on the way of a write, what the rollback copy holds and the
 journal mode each db is left in (findings 4, 7 and 10 of the hardening pass
 on 4fe39f1)."""
-import hashlib
 import os
 import sqlite3
 import stat
@@ -11,27 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import backups_in, base_env, integrity, shbackup
-from make_datadir import make_datadir
+from conftest import integrity, one_line_error, sha256
 from test_restore import restore, tree, world  # noqa: F401  (world is a fixture)
 
 NOBODY = 65534
-
-
-def sha(p):
-    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 
 
 def journal_mode(db):
     # Reading the header does not open the db: opening would change nothing
     # either, but the header is what the core sees first.
     return {1: "delete", 2: "wal"}[Path(db).read_bytes()[18]]
-
-
-def one_line_error(p):
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
-    return lines[0]
 
 
 # --- owners (hardening #4) ----------------------------------------------------------
@@ -100,12 +88,12 @@ def test_a_symlink_on_the_way_of_a_write_is_refused(world, tmp, where):
         outside.mkdir()
         (outside / "app.db").write_bytes(b"keep me")
     link.symlink_to(outside)
-    before, out_before = tree(target), tree(tmp / "elsewhere") if outside.is_dir() else sha(outside)
+    before, out_before = tree(target), tree(tmp / "elsewhere") if outside.is_dir() else sha256(outside)
     p = restore("--from", "latest", "--target", target, "--yes", env=env, check=2)
     err = one_line_error(p)
     assert where in err and ("symlink" in err), err
     assert tree(target) == before
-    assert (tree(outside) if outside.is_dir() else sha(outside)) == out_before
+    assert (tree(outside) if outside.is_dir() else sha256(outside)) == out_before
 
 
 def test_a_symlinked_app_not_in_the_backup_is_not_followed(world, tmp):
@@ -145,7 +133,7 @@ def test_app_restore_rollback_is_a_snapshot_and_untouched_dbs_stay_wal(world):
         assert journal_mode(db) == "wal", db
     restore("--from", "latest", "--target", target, "--yes", "--app", "app-002", env=env, check=0)
     [rb] = list(target.glob("pre-restore-*"))
-    saved = {p: sha(p) for p in rb.rglob("*") if p.is_file()}
+    saved = {p: sha256(p) for p in rb.rglob("*") if p.is_file()}
     # Complete single files; the replaced db, saved as it was, keeps its WAL mode.
     assert not [p for p in saved if p.name.endswith(("-wal", "-shm", "-journal"))]
     assert journal_mode(rb / "apps/app-002/app.db") == "wal"
@@ -153,7 +141,7 @@ def test_app_restore_rollback_is_a_snapshot_and_untouched_dbs_stay_wal(world):
     for rel in ("streamhub.db", "apps/app-001/app.db", "apps/app-004/app.db"):
         assert journal_mode(target / rel) == "wal", rel
         insert(target / rel)
-    assert {p: sha(p) for p in rb.rglob("*") if p.is_file()} == saved
+    assert {p: sha256(p) for p in rb.rglob("*") if p.is_file()} == saved
     # The replaced one is back in the mode the target used.
     assert journal_mode(target / "apps/app-002/app.db") == "wal"
     con = sqlite3.connect(target / "apps/app-002/app.db")

@@ -9,19 +9,11 @@ import time
 import pytest
 
 from conftest import (FAULT_PROXY, OUTPUTS, S3_SECRET, SHBACKUP, SHBACKUPFS, backups_in,
-                      base_env, free_port_block, plain_targz, shb_s3, shbackup, umount,
-                      wait_for_mount)
+                      base_env, free_port_block, name, next_second, plain_targz, shb_s3,
+                      shbackup, stamp, umount, wait_for_mount)
 from make_datadir import make_datadir
 
 PREFIX = "streamhub-backups"
-
-
-def stamp(days_ago):
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - days_ago * 86400))
-
-
-def name(ts):
-    return f"streamhub-backup-{ts}.tar.gz"
 
 
 def keys(swift, bucket, prefix=""):
@@ -378,7 +370,7 @@ def test_thirty_kills_of_an_uploading_create(swift, bucket, tmp):
     rng = random.Random(29)
     kills = 0
     for _ in range(30):
-        time.sleep(1.05)  # a new second, a new backup name
+        next_second()  # a new second, a new backup name
         p = subprocess.Popen([str(SHBACKUP), "create"], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0, duration))

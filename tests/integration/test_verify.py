@@ -10,17 +10,15 @@ import time
 
 import pytest
 
-from conftest import SHB_PACK, backups_in, base_env, extract, shbackup
+from conftest import (SHB_PACK, backed_up, backups_in, extract, make_backups,
+                      name, next_second, shbackup)
 from make_datadir import make_datadir
 
 
 @pytest.fixture
 def one(tmp):
     data = tmp / "data"
-    counts = make_datadir(data, apps=2, size_mb=4, seed=12)
-    env = base_env(BACKUP_DATA_DIR=data)
-    shbackup("create", env=env, check=0)
-    [archive] = backups_in(data / "backups")
+    env, [archive], counts = backed_up(data, apps=2, size_mb=4, seed=12)
     return data, env, archive, counts
 
 
@@ -107,7 +105,7 @@ def test_restore_from_a_mounted_snapshot(one, tmp, mount):
 def repack(top, tmp):
     """Our format again from an extracted (and edited) backup: a rewritten index."""
     ts = "20260101T000000Z"
-    packed = tmp / f"streamhub-backup-{ts}.tar.gz"
+    packed = tmp / name(ts)
     subprocess.run([str(SHB_PACK), packed] + [f"streamhub-backup-{ts}/{p.relative_to(top)}={p}"
                    for p in sorted(top.rglob("*")) if p.is_file()], check=True)
     return packed
@@ -186,8 +184,7 @@ def test_exit_codes_and_all(one, tmp):
     shbackup("verify", "--all", "--from", "latest", env=env, check=1)
     shbackup("verify", "--from", "19990101", env=env, check=3)
     shbackup("verify", "--from", tmp / "missing.tar.gz", env=env, check=3)
-    time.sleep(1.1)
-    shbackup("create", env=env, check=0)
+    make_backups(env)
     table = shbackup("verify", "--all", env=env, check=0).stdout.splitlines()
     assert len(table) == 2 and all(line.endswith(" ok") for line in table)
 
@@ -218,7 +215,7 @@ def test_metrics_file(one, tmp):
     data, env, archive, _ = one
     prom = tmp / "shbackup.prom"
     env = dict(env, BACKUP_METRICS_FILE=str(prom))
-    time.sleep(1.1)
+    next_second()  # a second of its own, then time it
     t0 = time.time()
     shbackup("create", env=env, check=0)
     shbackup("verify", env=env, check=0)

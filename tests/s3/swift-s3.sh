@@ -149,6 +149,21 @@ except OSError:
 EOF
 }
 
+# server_defaults NAME PORT: the [DEFAULT] lines that start every server's
+# config (with write_configs' d and user).
+server_defaults() {
+    cat <<EOF
+[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = $2
+workers = 0
+user = $user
+swift_dir = $d/etc
+recon_cache_path = $d/cache
+log_name = $1
+EOF
+}
+
 write_configs() {  # write_configs DIR PORT
     local d=$1 port=$2 user
     user=$(id -un)
@@ -201,18 +216,10 @@ EOF
     local name p=$port
     for name in account container object; do
         p=$((p + 1))
-        cat >"$d/etc/$name-server.conf" <<EOF
-[DEFAULT]
-bind_ip = 127.0.0.1
-bind_port = $p
-workers = 0
-user = $user
-swift_dir = $d/etc
+        { server_defaults "$name-server" "$p"; cat; } >"$d/etc/$name-server.conf" <<EOF
 devices = $d/srv
 mount_check = false
 fallocate_reserve = 0
-recon_cache_path = $d/cache
-log_name = $name-server
 log_level = INFO
 
 [pipeline:main]
@@ -223,15 +230,7 @@ use = egg:swift#$name
 EOF
     done
 
-    cat >"$d/etc/proxy-server.conf" <<EOF
-[DEFAULT]
-bind_ip = 127.0.0.1
-bind_port = $port
-workers = 0
-user = $user
-swift_dir = $d/etc
-recon_cache_path = $d/cache
-log_name = proxy-server
+    { server_defaults proxy-server "$port"; cat; } >"$d/etc/proxy-server.conf" <<EOF
 
 [pipeline:main]
 pipeline = catch_errors gatekeeper proxy-logging cache listing_formats s3api tempauth copy slo dlo proxy-logging proxy-server

@@ -36,6 +36,29 @@ static void refuses(const struct shb_raw_entry *raw, size_t n, const char *why)
 		fprintf(stderr, "  message was: %s\n", shb_errmsg());
 }
 
+/* Layouts that must be refused (at most two entries each), and a piece of
+ * the message that names why. */
+static const struct {
+	struct shb_raw_entry raw[2];
+	size_t n;
+	const char *why;
+} refusals[] = {
+	{ { F("/etc/passwd"), F("streamhub.db") }, 2, "unsafe path '/etc/passwd'" },
+	{ { F("streamhub.db"), F("apps/../../x/app.db") }, 2, "unsafe path" },
+	{ { F("top/streamhub.db"), F("top/../evil") }, 2, "unsafe path 'top/../evil'" },
+	{ { F("streamhub.db"), { "apps/a/app.db", SHB_RAW_OTHER, 0 } }, 2,
+	  "link or special file 'apps/a/app.db'" },
+	{ { F("t/streamhub.db"), F("t/./streamhub.db") }, 2, "unsafe path" },
+	{ { F("streamhub.db"), F("./streamhub.db") }, 2, "duplicate entry './streamhub.db'" },
+	{ { F("streamhub.db"), F("notes.txt") }, 2, "unexpected entry 'notes.txt'" },
+	{ { F("streamhub.db"), F("apps/a/b/app.db") }, 2, "unexpected entry" },
+	{ { F("streamhub.db"), F("apps/.a/app.db") }, 2, "unexpected entry" },
+	{ { F("a/streamhub.db"), F("b/streamhub.db") }, 2, "unexpected entry" },
+	{ { F("secrets.json") }, 1, "holds no database" },
+	{ { F("streamhub.db"), F("streamhub.db-wal") }, 2, "unexpected entry 'streamhub.db-wal'" },
+	{ { D("x/") }, 1, "holds no database" },
+};
+
 /* The app-name rule (hardening #2): one list of what create skips and readers refuse. */
 static void app_names(void)
 {
@@ -99,33 +122,8 @@ int main(void)
 	accepts(root, N(root), 2, 0);
 	accepts(apps_only, N(apps_only), 1, 1);
 
-	const struct shb_raw_entry abs[] = { F("/etc/passwd"), F("streamhub.db") };
-	const struct shb_raw_entry dotdot[] = { F("streamhub.db"), F("apps/../../x/app.db") };
-	const struct shb_raw_entry dotdot2[] = { F("top/streamhub.db"), F("top/../evil") };
-	const struct shb_raw_entry link[] = { F("streamhub.db"), { "apps/a/app.db", SHB_RAW_OTHER, 0 } };
-	const struct shb_raw_entry dup[] = { F("t/streamhub.db"), F("t/./streamhub.db") };
-	const struct shb_raw_entry dup2[] = { F("streamhub.db"), F("./streamhub.db") };
-	const struct shb_raw_entry stray[] = { F("streamhub.db"), F("notes.txt") };
-	const struct shb_raw_entry deep[] = { F("streamhub.db"), F("apps/a/b/app.db") };
-	const struct shb_raw_entry hidden[] = { F("streamhub.db"), F("apps/.a/app.db") };
-	const struct shb_raw_entry twotops[] = { F("a/streamhub.db"), F("b/streamhub.db") };
-	const struct shb_raw_entry nodb[] = { F("secrets.json") };
-	const struct shb_raw_entry wal[] = { F("streamhub.db"), F("streamhub.db-wal") };
-	const struct shb_raw_entry empty[] = { D("x/") };
-
-	refuses(abs, N(abs), "unsafe path '/etc/passwd'");
-	refuses(dotdot, N(dotdot), "unsafe path");
-	refuses(dotdot2, N(dotdot2), "unsafe path 'top/../evil'");
-	refuses(link, N(link), "link or special file 'apps/a/app.db'");
-	refuses(dup, N(dup), "unsafe path");
-	refuses(dup2, N(dup2), "duplicate entry './streamhub.db'");
-	refuses(stray, N(stray), "unexpected entry 'notes.txt'");
-	refuses(deep, N(deep), "unexpected entry");
-	refuses(hidden, N(hidden), "unexpected entry");
-	refuses(twotops, N(twotops), "unexpected entry");
-	refuses(nodb, N(nodb), "holds no database");
-	refuses(wal, N(wal), "unexpected entry 'streamhub.db-wal'");
-	refuses(empty, N(empty), "holds no database");
+	for (size_t i = 0; i < N(refusals); i++)
+		refuses(refusals[i].raw, refusals[i].n, refusals[i].why);
 	app_names();
 	return check_done("test_layout");
 }
