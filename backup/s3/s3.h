@@ -11,8 +11,9 @@
  * codes SlowDown, InternalError and RequestTimeout are retried with
  * exponential backoff and full jitter, re-signed each time, within a bound
  * on attempts and on total time.  Any other error fails at once with the
- * server's code and message: SHB_ES3 in error.h terms is SHB_EIO with
- * shb_errmsg() like "cannot upload 's3://b/k': SignatureDoesNotMatch: ...".
+ * server's code and message: SHB_EREMOTE (error.h), or SHB_ENET when the
+ * server could not be reached in time, with shb_errmsg() like
+ * "cannot upload 's3://b/k': SignatureDoesNotMatch: ...".
  */
 #ifndef SHB_S3_H
 #define SHB_S3_H
@@ -50,6 +51,7 @@ int shb_s3_new(const struct shb_s3_config *cfg, struct shb_s3 **out);
  * SHB_EINVAL with a message naming what (e.g. the variable) and ep.
  */
 int shb_s3_endpoint_check(const char *ep, const char *what);
+/* Frees a client and its pooled connections; NULL is fine. */
 void shb_s3_free(struct shb_s3 *s3);
 
 /* "s3://bucket/key" for messages, into out. */
@@ -67,6 +69,7 @@ int shb_s3_get(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, voi
  */
 int shb_s3_get_tail(struct shb_s3 *s3, const char *key, size_t len, void *buf, size_t *got,
 		    uint64_t *total);
+/* Deletes an object; the error convention of the operations above. */
 int shb_s3_delete(struct shb_s3 *s3, const char *key);
 /*
  * Uploads the file at path as key: one PUT below the part size, else a
@@ -90,7 +93,7 @@ int shb_s3_upload_fd(struct shb_s3 *s3, const char *key, int fd, const char *nam
 long shb_s3_abort_stale_uploads(struct shb_s3 *s3, const char *prefix,
 				int (*keep)(const char *key, void *ctx), void *ctx);
 
-/* Requests sent and bytes received so far (for tests and statistics). */
+/* Requests sent so far, retries included (for tests and statistics). */
 uint64_t shb_s3_requests(const struct shb_s3 *s3);
 
 struct shb_source;
