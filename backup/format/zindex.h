@@ -47,6 +47,7 @@ struct shb_zpoint {
 	unsigned char window[32768];
 };
 
+/* An access-point index: immutable after build or decode, so threads share it freely. */
 struct shb_zindex {
 	uint64_t usize;         /* length of the uncompressed tar */
 	size_t npoints;
@@ -56,7 +57,11 @@ struct shb_zindex {
 	struct shb_index entries;  /* entries only: nmembers is 0 */
 };
 
-/* Builds the index of a plain tar.gz in one pass over src. */
+/*
+ * Builds the index of a plain tar.gz in one pass over src into a new *out
+ * (free with shb_zindex_free).  SHB_EFORMAT if src is not one gzip stream
+ * of a complete tar, or cannot be indexed (a deflate block too large).
+ */
 int shb_zindex_build(struct shb_source *src, struct shb_zindex **out);
 /*
  * Reads exactly len uncompressed bytes at off (off + len <= usize), checking
@@ -69,9 +74,12 @@ int shb_zindex_read(struct shb_source *src, const struct shb_zindex *z, uint64_t
 /*
  * Segment i: the bytes from access point i to the next (or to the end);
  * reading one whole inflates each byte once, which sequential readers want.
+ * shb_zindex_segment_at() returns the segment holding off (< usize) and
+ * its start and length.
  */
 size_t shb_zindex_segment_at(const struct shb_zindex *z, uint64_t off, uint64_t *start,
 			     size_t *len);
+/* Reads segment i whole into buf (room for its length), checked as shb_zindex_read(). */
 int shb_zindex_read_segment(struct shb_source *src, const struct shb_zindex *z, size_t i,
 			    unsigned char *buf);
 
@@ -81,8 +89,18 @@ int shb_zindex_read_segment(struct shb_source *src, const struct shb_zindex *z, 
  */
 int shb_gzip_check(struct shb_source *src);
 
+/*
+ * Encodes z for the disk cache into a malloc'd *out of *len bytes
+ * (zindex.c gives the layout).  SHB_ENOMEM on failure.
+ */
 int shb_zindex_encode(const struct shb_zindex *z, unsigned char **out, size_t *len);
+/*
+ * Decodes and validates an encoded index into a new *out (free with
+ * shb_zindex_free): SHB_EFORMAT for anything damaged or of another
+ * version, never an out-of-bounds access.
+ */
 int shb_zindex_decode(const unsigned char *p, size_t len, struct shb_zindex **out);
+/* Frees z and everything in it; NULL is fine. */
 void shb_zindex_free(struct shb_zindex *z);
 
 #endif
