@@ -1,10 +1,17 @@
 /*
- * Access points into a single gzip stream, and a tar header parser that
- * runs over the inflated bytes in the same pass (zindex.h).  The technique
- * is the one zlib's examples/zran.c describes: stop inflate at deflate
- * block boundaries (Z_BLOCK), and at most every span of output remember
- * the bit position and the last 32 KiB of output; a later read primes a
- * raw inflater with those and runs forward.
+ * Access points into a single gzip stream, and a tar header parser
+ * (ztar.c) that runs over the inflated bytes in the same pass (zindex.h).
+ *
+ * A gzip stream is a header (magic, flags, optional name and comment), a
+ * run of raw deflate blocks, and a trailer with the CRC32 and length of
+ * the output.  Deflate blocks are not byte-aligned, and each may refer
+ * back up to 32 KiB into the output before it, so inflation can only
+ * restart at a block boundary, given the bit offset there and the last
+ * 32 KiB of output.  The technique is the one zlib's examples/zran.c
+ * describes: stop inflate at block boundaries (Z_BLOCK), and at most every
+ * span of output remember the bit position and that window; a later read
+ * primes a raw inflater with those (inflatePrime, inflateSetDictionary)
+ * and runs forward, checking the CRC32 of each chunk it passes.
  */
 #include <stddef.h>
 #include <stdio.h>
