@@ -56,7 +56,7 @@ struct restore {
 	unsigned char *want;    /* per layout file */
 	unsigned char *wal;     /* per layout file: put the restored db in WAL mode */
 	int default_wal;        /* the target's journal mode, for dbs it does not have yet */
-	double last_progress;
+	double last_progress;   /* written by on_extract, under the input's own mutex (input.h) */
 };
 
 /*
