@@ -16,13 +16,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 #include <sqlite3.h>
 
 #include "btree.h"
 #include "catalog.h"
 #include "cli.h"
 #include "config.h"
+#include "entry_hash.h"
 #include "error.h"
 #include "input.h"
 #include "layout.h"
@@ -128,29 +128,39 @@ static void quick_db(struct check *c, sqlite3 *db, const char *rel)
 	file_result(c, rel, NULL, r.pages, line);
 }
 
-/* integrity_check, page count and rows per table of db. */
-static void check_db(struct check *c, sqlite3 *db, const char *rel)
+/* PRAGMA integrity_check: true if "ok", else the failure is reported for rel. */
+static int integrity_ok(struct check *c, sqlite3 *db, const char *rel)
 {
-	sqlite3_stmt *st = NULL, *cnt = NULL;
-	struct shb_buf detail = { 0 }, plain = { 0 };
+	sqlite3_stmt *st = NULL;
 	char first[256] = "", line[512];
-	long long pages = -1;
 
-	if (c->o->quick) {
-		quick_db(c, db, rel);
-		return;
-	}
 	if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK
 	    && sqlite3_step(st) == SQLITE_ROW)
 		snprintf(first, sizeof(first), "%s", (const char *)sqlite3_column_text(st, 0));
 	else
 		snprintf(first, sizeof(first), "%s", sqlite3_errmsg(db));
 	sqlite3_finalize(st);
-	if (strcmp(first, "ok")) {
-		snprintf(line, sizeof(line), "integrity_check failed: %s", first);
-		file_result(c, rel, line, -1, NULL);
+	if (!strcmp(first, "ok"))
+		return 1;
+	snprintf(line, sizeof(line), "integrity_check failed: %s", first);
+	file_result(c, rel, line, -1, NULL);
+	return 0;
+}
+
+/* integrity_check, page count and rows per table of db. */
+static void check_db(struct check *c, sqlite3 *db, const char *rel)
+{
+	sqlite3_stmt *st = NULL, *cnt = NULL;
+	struct shb_buf detail = { 0 }, plain = { 0 };
+	char line[512];
+	long long pages = -1;
+
+	if (c->o->quick) {
+		quick_db(c, db, rel);
 		return;
 	}
+	if (!integrity_ok(c, db, rel))
+		return;
 	if (sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &st, NULL) == SQLITE_OK
 	    && sqlite3_step(st) == SQLITE_ROW)
 		pages = sqlite3_column_int64(st, 0);
@@ -201,27 +211,20 @@ static const char *json_problem(const unsigned char *p, size_t n)
 
 /* --- an archive ------------------------------------------------------------------ */
 
-/* Reads entry e whole: its sha256 (when the index has one) and, if want, the bytes. */
+static int keep_piece(void *ctx, const unsigned char *p, size_t len, uint64_t off)
+{
+	(void)off;
+	return shb_buf_add(ctx, p, len);
+}
+
+/* Reads entry e whole: its sha256 (when the index has one) and, if keep, the bytes. */
 static int read_entry(struct shb_reader *r, const struct shb_entry *e, int hash,
 		      struct shb_buf *keep, int *sha_ok)
 {
-	unsigned char *buf = malloc(4u << 20), sum[32];
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	int rc = buf && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) ? SHB_OK : SHB_ENOMEM;
+	unsigned char sum[32];
+	int rc = shb_entry_hash_read(r, e, 4u << 20, keep ? keep_piece : NULL, keep, sum);
 
-	for (uint64_t off = 0; !rc && off < e->size; off += 4u << 20) {
-		size_t got;
-
-		if (!(rc = shb_reader_pread(r, e, buf, 4u << 20, off, &got))) {
-			EVP_DigestUpdate(md, buf, got);
-			if (keep)
-				rc = shb_buf_add(keep, buf, got);
-		}
-	}
-	EVP_DigestFinal_ex(md, sum, NULL);
-	*sha_ok = !hash || !memcmp(sum, e->sha256, 32);
-	EVP_MD_CTX_free(md);
-	free(buf);
+	*sha_ok = !hash || rc || !memcmp(sum, e->sha256, 32);
 	return rc;
 }
 

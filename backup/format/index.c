@@ -258,20 +258,29 @@ const struct shb_entry *shb_index_find(const struct shb_index *idx, const char *
 	return NULL;
 }
 
-size_t shb_index_member_at(const struct shb_index *idx, uint64_t uoff)
+size_t shb_uoff_search(const void *arr, size_t n, size_t stride, size_t field, uint64_t key)
 {
-	size_t lo = 0, hi = idx->nmembers;
+	const unsigned char *base = arr;
+	size_t lo = 0, hi = n;
 
 	/* Invariant: the answer lies in [lo, hi). */
 	while (hi - lo > 1) {
 		size_t mid = lo + (hi - lo) / 2;
+		uint64_t v;
 
-		if (idx->members[mid].uoff <= uoff)
+		memcpy(&v, base + mid * stride + field, sizeof(v));
+		if (v <= key)
 			lo = mid;
 		else
 			hi = mid;
 	}
 	return lo;
+}
+
+size_t shb_index_member_at(const struct shb_index *idx, uint64_t uoff)
+{
+	return shb_uoff_search(idx->members, idx->nmembers, sizeof(*idx->members),
+			       offsetof(struct shb_member, uoff), uoff);
 }
 
 /* --- gzip framing -------------------------------------------------------- */

@@ -116,6 +116,13 @@ const struct shb_entry *shb_index_find(const struct shb_index *idx, const char *
  * caller guarantees nmembers > 0 and uoff < idx->tar_size; never fails.
  */
 size_t shb_index_member_at(const struct shb_index *idx, uint64_t uoff);
+/*
+ * Binary search over n records of stride bytes at arr, sorted by the
+ * uint64_t at byte offset field of each (an output offset, strictly
+ * increasing): the index of the last record whose offset is <= key, or 0
+ * if none is (or n is 0).  Shared by members and access points.
+ */
+size_t shb_uoff_search(const void *arr, size_t n, size_t stride, size_t field, uint64_t key);
 
 /*
  * Appends to out the index members carrying blob[0..len) (65531-byte

@@ -1,11 +1,19 @@
 /*
- * Access points into a single gzip stream, and a tar header parser that
- * runs over the inflated bytes in the same pass (zindex.h).  The technique
- * is the one zlib's examples/zran.c describes: stop inflate at deflate
- * block boundaries (Z_BLOCK), and at most every span of output remember
- * the bit position and the last 32 KiB of output; a later read primes a
- * raw inflater with those and runs forward.
+ * Access points into a single gzip stream, and a tar header parser
+ * (ztar.c) that runs over the inflated bytes in the same pass (zindex.h).
+ *
+ * A gzip stream is a header (magic, flags, optional name and comment), a
+ * run of raw deflate blocks, and a trailer with the CRC32 and length of
+ * the output.  Deflate blocks are not byte-aligned, and each may refer
+ * back up to 32 KiB into the output before it, so inflation can only
+ * restart at a block boundary, given the bit offset there and the last
+ * 32 KiB of output.  The technique is the one zlib's examples/zran.c
+ * describes: stop inflate at block boundaries (Z_BLOCK), and at most every
+ * span of output remember the bit position and that window; a later read
+ * primes a raw inflater with those (inflatePrime, inflateSetDictionary)
+ * and runs forward, checking the CRC32 of each chunk it passes.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,268 +23,10 @@
 
 #include "error.h"
 #include "zindex.h"
+#include "ztar.h"
 
 #define WIN 32768u
 #define IN_CHUNK (256u * 1024u)
-#define MAX_ENTRIES 100000
-#define MAX_EXT (1u << 20)
-/* The largest entry size accepted: keeps size + padding and offsets from wrapping. */
-#define MAX_SIZE (UINT64_C(1) << 62)
-
-/* --- tar headers ---------------------------------------------------------- */
-
-struct tarp {
-	uint64_t pos;               /* offset of the next byte fed */
-	unsigned char hdr[512];
-	size_t hlen;
-	uint64_t skip;              /* data and padding still to pass over */
-	struct shb_buf ext;         /* pax or GNU long name being collected */
-	uint64_t ext_left, ext_pad;
-	char ext_type;
-	char *path_override;
-	uint64_t size_override;
-	int has_size_override;
-	int zeros, done, err, oom;
-	struct shb_index *idx;
-	size_t cap;
-};
-
-static uint64_t tar_number(const unsigned char *f, size_t n, int *bad)
-{
-	uint64_t v = 0;
-	size_t i = 0;
-
-	if (f[0] & 0x80) {  /* base-256 */
-		if (f[0] != 0x80)
-			*bad = 1;
-		for (i = 1; i < n; i++) {
-			if (v >> 56)
-				*bad = 1;
-			v = v << 8 | f[i];
-		}
-		return v;
-	}
-	while (i < n && (f[i] == ' ' || f[i] == '\0'))
-		i++;
-	for (; i < n && f[i] >= '0' && f[i] <= '7'; i++) {
-		if (v >> 60)
-			*bad = 1;
-		v = v * 8 + (uint64_t)(f[i] - '0');
-	}
-	return v;
-}
-
-static int checksum_ok(const unsigned char *h)
-{
-	int bad = 0;
-	uint64_t want = tar_number(h + 148, 8, &bad), sum = 0;
-
-	for (int i = 0; i < 512; i++)
-		sum += i >= 148 && i < 156 ? ' ' : h[i];
-	return !bad && sum == want;
-}
-
-/*
- * A decimal number made of exactly the n bytes at p: no sign, no spaces,
- * no overflow.  The bytes come from the archive and are not NUL-terminated,
- * so the strto* family (which reads until a non-digit, and skips leading
- * whitespace) must not be used on them.
- */
-static int pax_number(const char *p, size_t n, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (n == 0)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] < '0' || p[i] > '9' || v > (max - (uint64_t)(p[i] - '0')) / 10)
-			return -1;
-		v = v * 10 + (uint64_t)(p[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-/* Applies "len key=value\n" records of a pax header (n bytes at p). */
-static void parse_pax(struct tarp *t, const char *p, size_t n)
-{
-	while (n) {
-		const char *sp = memchr(p, ' ', n < 21 ? n : 21), *kv, *eq, *val;
-		uint64_t len;
-		size_t vlen;
-
-		/* The length counts the whole record, so it is at most what is left. */
-		if (!sp || pax_number(p, (size_t)(sp - p), n, &len) || len <= (uint64_t)(sp - p) + 1
-		    || p[len - 1] != '\n') {
-			t->err = 1;
-			return;
-		}
-		kv = sp + 1;
-		eq = memchr(kv, '=', (size_t)(p + len - 1 - kv));
-		if (!eq) {
-			t->err = 1;
-			return;
-		}
-		val = eq + 1;
-		vlen = (size_t)(p + len - 1 - val);
-		if (eq - kv == 4 && !memcmp(kv, "path", 4)) {
-			free(t->path_override);
-			if (!(t->path_override = strndup(val, vlen)))
-				t->oom = 1;
-		} else if (eq - kv == 4 && !memcmp(kv, "size", 4)) {
-			if (pax_number(val, vlen, MAX_SIZE, &t->size_override)) {
-				t->err = 1;
-				return;
-			}
-			t->has_size_override = 1;
-		}
-		p += len;
-		n -= (size_t)len;
-	}
-}
-
-static int add_entry(struct tarp *t, char *path, uint8_t type, uint32_t mode, uint64_t size)
-{
-	struct shb_index *idx = t->idx;
-
-	if (idx->nentries == MAX_ENTRIES)
-		return shb_fail(SHB_EFORMAT, "refusing backup: more than %d entries", MAX_ENTRIES);
-	/*
-	 * What the cached index cannot hold (index.h: a path is 1 to 65535
-	 * bytes) must not be indexed either: the cache would fail to decode.
-	 * No layout accepts such a name, so the archive is refused here.
-	 */
-	if (!*path || strlen(path) > 65535)
-		return shb_fail(SHB_EFORMAT, "tar entry at offset %llu has an %s name",
-				(unsigned long long)(t->pos - 512), *path ? "over-long" : "empty");
-	if (idx->nentries == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 32;
-		struct shb_entry *e = realloc(idx->entries, cap * sizeof(*e));
-
-		if (!e)
-			return shb_fail(SHB_ENOMEM, "out of memory");
-		idx->entries = e;
-		t->cap = cap;
-	}
-	idx->entries[idx->nentries++] = (struct shb_entry){
-		.path = path, .type = type, .mode = mode & 07777,
-		.size = type == SHB_ENTRY_FILE ? size : 0, .offset = t->pos };
-	return SHB_OK;
-}
-
-static int on_header(struct tarp *t)
-{
-	const unsigned char *h = t->hdr;
-	char name[257], type = (char)h[156];
-	int bad = 0, rc;
-	uint64_t size = tar_number(h + 124, 12, &bad);
-	uint32_t mode = (uint32_t)tar_number(h + 100, 8, &bad);
-	char *path;
-
-	if (!memcmp(h, (unsigned char[512]){ 0 }, 512)) {
-		t->done = ++t->zeros >= 2;
-		return SHB_OK;
-	}
-	if (t->zeros || bad || !checksum_ok(h))
-		return shb_fail(SHB_EFORMAT, "damaged tar header at offset %llu",
-				(unsigned long long)(t->pos - 512));
-	if (type == 'x' || type == 'g' || type == 'L' || type == 'K') {
-		if (size > MAX_EXT)
-			return shb_fail(SHB_EFORMAT, "oversized tar extension header");
-		t->ext_type = type;
-		t->ext_left = size;
-		t->ext_pad = (512 - size % 512) % 512;
-		t->ext.len = 0;
-		return SHB_OK;
-	}
-	if (t->has_size_override)
-		size = t->size_override;
-	if (size > MAX_SIZE)
-		return shb_fail(SHB_EFORMAT, "tar entry at offset %llu is too large",
-				(unsigned long long)(t->pos - 512));
-	if (t->path_override) {
-		path = t->path_override;
-		t->path_override = NULL;
-	} else {
-		size_t pl = strnlen((const char *)h + 345, 155);
-
-		if (!memcmp(h + 257, "ustar", 5) && pl)
-			snprintf(name, sizeof(name), "%.*s/%.*s", (int)pl, h + 345,
-				 (int)strnlen((const char *)h, 100), h);
-		else
-			snprintf(name, sizeof(name), "%.*s", (int)strnlen((const char *)h, 100), h);
-		path = strdup(name);
-	}
-	t->has_size_override = 0;
-	if (!path)
-		return shb_fail(SHB_ENOMEM, "out of memory");
-	t->skip = type == '0' || type == '\0' || type == '7' ? size + (512 - size % 512) % 512 : 0;
-	if ((rc = add_entry(t, path, type == '0' || type == '\0' || type == '7' ? SHB_ENTRY_FILE
-			    : type == '5' ? SHB_ENTRY_DIR : SHB_ENTRY_OTHER, mode, size)))
-		free(path);
-	return rc;
-}
-
-static int ext_done(struct tarp *t)
-{
-	if (t->ext_type == 'x')
-		parse_pax(t, (char *)t->ext.data, t->ext.len);
-	else if (t->ext_type == 'L') {
-		free(t->path_override);
-		/* An empty record never allocated ext.data: strndup(NULL, 0) is undefined. */
-		t->path_override = t->ext.len ? strndup((char *)t->ext.data, t->ext.len) : strdup("");
-		if (!t->path_override)
-			t->oom = 1;
-	}
-	t->ext_type = 0;
-	t->skip = t->ext_pad;
-	if (t->oom)
-		return shb_fail(SHB_ENOMEM, "out of memory");
-	return t->err ? shb_fail(SHB_EFORMAT, "damaged pax header at offset %llu",
-				 (unsigned long long)t->pos) : SHB_OK;
-}
-
-/* Feeds n inflated bytes to the parser. */
-static int tar_feed(struct tarp *t, const unsigned char *p, size_t n)
-{
-	int rc = SHB_OK;
-
-	while (n && !rc && !t->done) {
-		size_t k;
-
-		if (t->skip) {
-			k = t->skip < n ? (size_t)t->skip : n;
-			t->skip -= k;
-		} else if (t->ext_type) {
-			k = t->ext_left < n ? (size_t)t->ext_left : n;
-			rc = shb_buf_add(&t->ext, p, k);
-			t->ext_left -= k;
-			if (!rc && !t->ext_left) {
-				t->pos += k;
-				p += k;
-				n -= k;
-				rc = ext_done(t);
-				continue;
-			}
-		} else {
-			k = 512 - t->hlen < n ? 512 - t->hlen : n;
-			memcpy(t->hdr + t->hlen, p, k);
-			t->hlen += k;
-			if (t->hlen == 512) {
-				t->pos += k;
-				p += k;
-				n -= k;
-				t->hlen = 0;
-				rc = on_header(t);
-				continue;
-			}
-		}
-		t->pos += k;
-		p += k;
-		n -= k;
-	}
-	return rc;
-}
 
 /* --- building ---------------------------------------------------------------- */
 
@@ -352,83 +102,129 @@ static int add_point(struct shb_zindex *z, size_t *cap, struct chunker *k, uint6
 	return SHB_OK;
 }
 
-static int build(struct shb_source *src, struct shb_zindex *z, struct tarp *t)
+#define REFILL_END (-1)
+
+/*
+ * Gives s the next piece of src (at most IN_CHUNK bytes from *in_off, into
+ * in) once it has used up the last one.  SHB_OK; REFILL_END when src has
+ * no byte left and s none either; or the error of the read.  The one input
+ * loop of building, reading and checking.
+ */
+static int refill(struct shb_source *src, z_stream *s, unsigned char *in, uint64_t *in_off)
 {
-	unsigned char *in = malloc(IN_CHUNK), *win = calloc(1, WIN);
-	uint64_t in_off = 0, totin = 0, totout = 0, last = 0;
-	size_t cap = 0;
-	struct chunker k = { .crc = (uint32_t)crc32(0, NULL, 0) };
-	z_stream s = { 0 };
+	size_t n;
+	int rc;
+
+	if (s->avail_in)
+		return SHB_OK;
+	n = src->size - *in_off < IN_CHUNK ? (size_t)(src->size - *in_off) : IN_CHUNK;
+	if (!n)
+		return REFILL_END;
+	if ((rc = shb_source_read(src, in, n, *in_off)))
+		return rc;
+	*in_off += n;
+	s->next_in = in;
+	s->avail_in = (uInt)n;
+	return SHB_OK;
+}
+
+/* One pass of shb_zindex_build(): the inflater, its buffers and what it has seen. */
+struct builder {
+	struct shb_source *src;
+	struct shb_zindex *z;
+	struct shb_tarp *t;
+	struct chunker k;
+	z_stream s;
+	unsigned char *in, *win;    /* input piece; circular window of the last WIN bytes out */
+	uint64_t in_off;            /* offset in src of the next input piece */
+	uint64_t totin, totout;     /* bytes consumed and produced so far */
+	uint64_t last;              /* output offset of the last access point */
+	size_t cap;                 /* room in z->points */
+};
+
+/*
+ * One step of the pass: inflates up to the next deflate block boundary
+ * (Z_BLOCK) or the end of the window, feeds the new output to the tar
+ * parser and the chunk checksums, and records an access point when the
+ * step stopped at a block boundary (data_type bit 128) that is not the
+ * stream's last (bit 64) and a span of output has passed since the last.
+ * data_type & 7 is the number of bits of the last input byte not yet used.
+ */
+static int build_step(struct builder *b, int *zrc)
+{
+	z_stream *s = &b->s;
+	int rc = refill(b->src, s, b->in, &b->in_off);
+
+	if (rc == REFILL_END)
+		return shb_fail(SHB_EFORMAT, "'%s' ends before its gzip stream", b->src->name);
+	if (rc)
+		return rc;
+	if (!s->avail_out) {
+		s->next_out = b->win;
+		s->avail_out = WIN;
+	}
+	size_t wpos = WIN - s->avail_out, before_in = s->avail_in, before_out = s->avail_out;
+
+	*zrc = inflate(s, Z_BLOCK);
+	if (*zrc != Z_OK && *zrc != Z_STREAM_END)
+		return shb_fail(SHB_EFORMAT, "'%s' is not a valid gzip stream: %s", b->src->name,
+				s->msg ? s->msg : "inflate failed");
+	b->totin += before_in - s->avail_in;
+	b->totout += before_out - s->avail_out;
+	rc = shb_tarp_feed(b->t, b->win + wpos, before_out - s->avail_out);
+	if (!rc)
+		rc = chunk_feed(b->z, &b->k, b->win + wpos, before_out - s->avail_out);
+	if (rc || !(s->data_type & 128) || (s->data_type & 64)
+	    || (b->totout != 0 && b->totout - b->last <= SHB_ZSPAN))
+		return rc;
+	if (b->totout - b->last > SHB_ZSEGMENT_MAX)
+		return shb_fail(SHB_EFORMAT, "'%s' has a deflate block too large to index",
+				b->src->name);
+	rc = add_point(b->z, &b->cap, &b->k, b->totout, b->totin, s->data_type & 7, b->win,
+		       WIN - s->avail_out);
+	b->last = b->totout;
+	return rc;
+}
+
+/*
+ * Inflates the whole gzip stream of src once (windowBits 47: gzip or
+ * zlib header, 32 KiB window), building z's access points and chunk
+ * CRC32s and, through t, its entries.
+ */
+static int build(struct shb_source *src, struct shb_zindex *z, struct shb_tarp *t)
+{
+	struct builder b = { .src = src, .z = z, .t = t,
+			     .k = { .crc = (uint32_t)crc32(0, NULL, 0) },
+			     .in = malloc(IN_CHUNK), .win = calloc(1, WIN) };
 	int rc = SHB_OK, zrc = Z_OK;
 
-	if (!in || !win || inflateInit2(&s, 47) != Z_OK) {
+	if (!b.in || !b.win || inflateInit2(&b.s, 47) != Z_OK) {
 		rc = shb_fail(SHB_ENOMEM, "out of memory");
 		goto out;
 	}
-	while (zrc != Z_STREAM_END && !rc) {
-		if (!s.avail_in) {
-			size_t n = src->size - in_off < IN_CHUNK ? (size_t)(src->size - in_off) : IN_CHUNK;
-
-			if (!n) {
-				rc = shb_fail(SHB_EFORMAT, "'%s' ends before its gzip stream", src->name);
-				break;
-			}
-			if ((rc = shb_source_read(src, in, n, in_off)))
-				break;
-			in_off += n;
-			s.next_in = in;
-			s.avail_in = (uInt)n;
-		}
-		if (!s.avail_out) {
-			s.next_out = win;
-			s.avail_out = WIN;
-		}
-		size_t wpos = WIN - s.avail_out, before_in = s.avail_in, before_out = s.avail_out;
-
-		zrc = inflate(&s, Z_BLOCK);
-		if (zrc != Z_OK && zrc != Z_STREAM_END) {
-			rc = shb_fail(SHB_EFORMAT, "'%s' is not a valid gzip stream: %s", src->name,
-				      s.msg ? s.msg : "inflate failed");
-			break;
-		}
-		totin += before_in - s.avail_in;
-		totout += before_out - s.avail_out;
-		rc = tar_feed(t, win + wpos, before_out - s.avail_out);
-		if (!rc)
-			rc = chunk_feed(z, &k, win + wpos, before_out - s.avail_out);
-		if (!rc && (s.data_type & 128) && !(s.data_type & 64)
-		    && (totout == 0 || totout - last > SHB_ZSPAN)) {
-			if (totout - last > SHB_ZSEGMENT_MAX) {
-				rc = shb_fail(SHB_EFORMAT, "'%s' has a deflate block too large to "
-					      "index", src->name);
-				break;
-			}
-			rc = add_point(z, &cap, &k, totout, totin, s.data_type & 7, win,
-				       WIN - s.avail_out);
-			last = totout;
-		}
-	}
+	while (zrc != Z_STREAM_END && !rc)
+		rc = build_step(&b, &zrc);
 	/* Reaching Z_STREAM_END means zlib has checked the trailer's CRC32 and length. */
 	if (!rc)
-		rc = chunk_close(z, &k);
+		rc = chunk_close(z, &b.k);
 	if (!rc && !t->done)
 		rc = shb_fail(SHB_EFORMAT, "'%s' holds no complete tar archive", src->name);
 	if (!rc && !z->npoints)
 		rc = shb_fail(SHB_EFORMAT, "'%s' has no usable access point", src->name);
-	if (!rc && totout - last > SHB_ZSEGMENT_MAX)
+	if (!rc && b.totout - b.last > SHB_ZSEGMENT_MAX)
 		rc = shb_fail(SHB_EFORMAT, "'%s' has a deflate block too large to index", src->name);
-	z->usize = totout;
+	z->usize = b.totout;
 out:
-	inflateEnd(&s);
-	free(in);
-	free(win);
+	inflateEnd(&b.s);
+	free(b.in);
+	free(b.win);
 	return rc;
 }
 
 int shb_zindex_build(struct shb_source *src, struct shb_zindex **out)
 {
 	struct shb_zindex *z = calloc(1, sizeof(*z));
-	struct tarp t = { 0 };
+	struct shb_tarp t = { 0 };
 	int rc;
 
 	if (!z)
@@ -438,8 +234,7 @@ int shb_zindex_build(struct shb_source *src, struct shb_zindex **out)
 	t.idx = &z->entries;
 	rc = build(src, z, &t);
 	z->entries.tar_size = z->usize;
-	free(t.path_override);
-	shb_buf_free(&t.ext);
+	shb_tarp_release(&t);
 	if (rc) {
 		shb_zindex_free(z);
 		return rc;
@@ -452,23 +247,106 @@ int shb_zindex_build(struct shb_source *src, struct shb_zindex **out)
 
 static size_t point_before(const struct shb_zindex *z, uint64_t off)
 {
-	size_t lo = 0, hi = z->npoints;
-
-	while (hi - lo > 1) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (z->points[mid].uoff <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return lo;
+	return shb_uoff_search(z->points, z->npoints, sizeof(*z->points),
+			       offsetof(struct shb_zpoint, uoff), off);
 }
 
 /* The end of segment i: the next access point, or the end of the tar. */
 static uint64_t segment_end(const struct shb_zindex *z, size_t i)
 {
 	return i + 1 < z->npoints ? z->points[i + 1].uoff : z->usize;
+}
+
+/* One shb_zindex_read(): the range asked for and the inflation walking to it. */
+struct zread {
+	struct shb_source *src;
+	const struct shb_zindex *z;
+	z_stream s;
+	unsigned char *in, *scratch, *buf;
+	uint64_t off, end;          /* the range asked for; buf holds its bytes */
+	uint64_t pos;               /* output offset of the next byte inflated */
+	uint64_t cstart, cend;      /* the chunk being checked */
+	uint64_t send;              /* end of the segment pos is in */
+	uint64_t in_off;            /* offset in src of the next input piece */
+	size_t seg, ci;             /* that segment; the index in crcs of the chunk */
+	uint32_t crc;               /* of the chunk's bytes so far */
+};
+
+/*
+ * Primes a raw inflater (windowBits -15) at access point r->seg: the bits
+ * of the byte before coff still to use, then the 32 KiB window.
+ */
+static int read_start(struct zread *r)
+{
+	const struct shb_zpoint *p = &r->z->points[r->seg];
+	unsigned char byte;
+	int rc;
+
+	r->pos = r->cstart = p->uoff;
+	r->send = segment_end(r->z, r->seg);
+	r->cend = r->send - r->pos < SHB_ZCHUNK ? r->send : r->pos + SHB_ZCHUNK;
+	r->ci = p->chunk;
+	r->in_off = p->coff;
+	r->crc = (uint32_t)crc32(0, NULL, 0);
+	if (!(r->in = malloc(IN_CHUNK)) || !(r->scratch = malloc(SHB_ZCHUNK))
+	    || inflateInit2(&r->s, -15) != Z_OK)
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	if (p->bits) {
+		if ((rc = shb_source_read(r->src, &byte, 1, p->coff - 1)))
+			return rc;
+		inflatePrime(&r->s, p->bits, byte >> (8 - p->bits));
+	}
+	inflateSetDictionary(&r->s, p->window, WIN);
+	return SHB_OK;
+}
+
+/* At the end of a chunk: checks its CRC32 and moves on to the next one. */
+static int chunk_done(struct zread *r)
+{
+	if (r->crc != r->z->crcs[r->ci])
+		return shb_fail(SHB_ECORRUPT, "damaged data in '%s': tar bytes %llu-%llu "
+				"differ from when it was indexed", r->src->name,
+				(unsigned long long)r->cstart, (unsigned long long)r->cend);
+	r->ci++;
+	r->crc = (uint32_t)crc32(0, NULL, 0);
+	r->cstart = r->pos;
+	if (r->pos == r->send && r->seg + 1 < r->z->npoints)
+		r->send = segment_end(r->z, ++r->seg);
+	r->cend = r->send - r->pos < SHB_ZCHUNK ? r->send : r->pos + SHB_ZCHUNK;
+	return SHB_OK;
+}
+
+/* Inflates on to at most the end of the current chunk, keeping what falls in the range. */
+static int read_step(struct zread *r, int *zrc)
+{
+	z_stream *s = &r->s;
+	uInt want = (uInt)(r->cend - r->pos), got, had;
+	int rc = refill(r->src, s, r->in, &r->in_off);
+
+	if (rc == REFILL_END)
+		return shb_fail(SHB_ECORRUPT, "'%s' ends early", r->src->name);
+	if (rc)
+		return rc;
+	had = s->avail_in;
+	s->next_out = r->scratch;
+	s->avail_out = want;
+	*zrc = inflate(s, Z_NO_FLUSH);
+	/* No progress with input and room to spare cannot be a valid stream. */
+	if (*zrc == Z_BUF_ERROR && s->avail_in == had && s->avail_out == want)
+		*zrc = Z_DATA_ERROR;
+	if (*zrc != Z_OK && *zrc != Z_STREAM_END && *zrc != Z_BUF_ERROR)
+		return shb_fail(SHB_ECORRUPT, "damaged data in '%s' near offset %llu", r->src->name,
+				(unsigned long long)(r->in_off - s->avail_in));
+	got = want - s->avail_out;
+	r->crc = (uint32_t)crc32(r->crc, r->scratch, got);
+	if (r->pos + got > r->off && r->pos < r->end) {
+		uint64_t from = r->pos > r->off ? r->pos : r->off;
+		uint64_t to = r->pos + got < r->end ? r->pos + got : r->end;
+
+		memcpy(r->buf + (from - r->off), r->scratch + (from - r->pos), to - from);
+	}
+	r->pos += got;
+	return r->pos == r->cend ? chunk_done(r) : SHB_OK;
 }
 
 /*
@@ -481,95 +359,24 @@ static uint64_t segment_end(const struct shb_zindex *z, size_t i)
 int shb_zindex_read(struct shb_source *src, const struct shb_zindex *z, uint64_t off,
 		    size_t len, void *buf)
 {
-	unsigned char *in = NULL, *scratch = NULL, byte;
-	uint64_t end = off + len, pos, cstart, cend, send, in_off;
-	size_t seg, ci;
-	uint32_t crc = (uint32_t)crc32(0, NULL, 0);
-	z_stream s = { 0 };
-	int rc = SHB_OK, zrc = Z_OK;
+	struct zread r = { .src = src, .z = z, .buf = buf, .off = off, .end = off + len };
+	int rc, zrc = Z_OK;
 
 	if (off > z->usize || len > z->usize - off)
 		return shb_fail(SHB_EFORMAT, "read past the end of '%s'", src->name);
 	if (!len)
 		return SHB_OK;
-	seg = point_before(z, off);
-	pos = cstart = z->points[seg].uoff;
-	send = segment_end(z, seg);
-	cend = send - pos < SHB_ZCHUNK ? send : pos + SHB_ZCHUNK;
-	ci = z->points[seg].chunk;
-	in_off = z->points[seg].coff;
-	if (!(in = malloc(IN_CHUNK)) || !(scratch = malloc(SHB_ZCHUNK))
-	    || inflateInit2(&s, -15) != Z_OK) {
-		rc = shb_fail(SHB_ENOMEM, "out of memory");
-		goto out;
-	}
-	if (z->points[seg].bits) {
-		if ((rc = shb_source_read(src, &byte, 1, z->points[seg].coff - 1)))
-			goto out;
-		inflatePrime(&s, z->points[seg].bits, byte >> (8 - z->points[seg].bits));
-	}
-	inflateSetDictionary(&s, z->points[seg].window, WIN);
+	r.seg = point_before(z, off);
+	rc = read_start(&r);
 	/* Until every wanted byte is out and the chunk holding the last one is checked. */
-	while (pos < end || pos > cstart) {
-		uInt want = (uInt)(cend - pos), got;
-
-		if (!s.avail_in) {
-			size_t n = src->size - in_off < IN_CHUNK ? (size_t)(src->size - in_off) : IN_CHUNK;
-
-			if (!n) {
-				rc = shb_fail(SHB_ECORRUPT, "'%s' ends early", src->name);
-				break;
-			}
-			if ((rc = shb_source_read(src, in, n, in_off)))
-				break;
-			in_off += n;
-			s.next_in = in;
-			s.avail_in = (uInt)n;
-		}
-		uInt had = s.avail_in;
-
-		s.next_out = scratch;
-		s.avail_out = want;
-		zrc = inflate(&s, Z_NO_FLUSH);
-		/* No progress with input and room to spare cannot be a valid stream. */
-		if (zrc == Z_BUF_ERROR && s.avail_in == had && s.avail_out == want)
-			zrc = Z_DATA_ERROR;
-		if (zrc != Z_OK && zrc != Z_STREAM_END && zrc != Z_BUF_ERROR) {
-			rc = shb_fail(SHB_ECORRUPT, "damaged data in '%s' near offset %llu", src->name,
-				      (unsigned long long)(in_off - s.avail_in));
-			break;
-		}
-		got = want - s.avail_out;
-		crc = (uint32_t)crc32(crc, scratch, got);
-		if (pos + got > off && pos < end) {
-			uint64_t from = pos > off ? pos : off, to = pos + got < end ? pos + got : end;
-
-			memcpy((unsigned char *)buf + (from - off), scratch + (from - pos), to - from);
-		}
-		pos += got;
-		if (pos == cend) {
-			if (crc != z->crcs[ci]) {
-				rc = shb_fail(SHB_ECORRUPT, "damaged data in '%s': tar bytes %llu-%llu "
-					      "differ from when it was indexed", src->name,
-					      (unsigned long long)cstart, (unsigned long long)cend);
-				break;
-			}
-			ci++;
-			crc = (uint32_t)crc32(0, NULL, 0);
-			cstart = pos;
-			if (pos == send && seg + 1 < z->npoints)
-				send = segment_end(z, ++seg);
-			cend = send - pos < SHB_ZCHUNK ? send : pos + SHB_ZCHUNK;
-		}
-		if (zrc == Z_STREAM_END && (pos < end || pos > cstart)) {
+	while (!rc && (r.pos < r.end || r.pos > r.cstart)) {
+		rc = read_step(&r, &zrc);
+		if (!rc && zrc == Z_STREAM_END && (r.pos < r.end || r.pos > r.cstart))
 			rc = shb_fail(SHB_ECORRUPT, "'%s' ends early", src->name);
-			break;
-		}
 	}
-out:
-	inflateEnd(&s);
-	free(in);
-	free(scratch);
+	inflateEnd(&r.s);
+	free(r.in);
+	free(r.scratch);
 	return rc;
 }
 
@@ -604,17 +411,8 @@ int shb_gzip_check(struct shb_source *src)
 		goto out;
 	}
 	while (!rc) {
-		if (!s.avail_in) {
-			size_t n = src->size - off < IN_CHUNK ? (size_t)(src->size - off) : IN_CHUNK;
-
-			if (!n)
-				break;
-			if ((rc = shb_source_read(src, in, n, off)))
-				break;
-			off += n;
-			s.next_in = in;
-			s.avail_in = (uInt)n;
-		}
+		if ((rc = refill(src, &s, in, &off)))
+			break;
 		s.next_out = out;
 		s.avail_out = IN_CHUNK;
 		zrc = inflate(&s, Z_NO_FLUSH);
@@ -626,6 +424,8 @@ int shb_gzip_check(struct shb_source *src)
 				      s.msg ? s.msg : "inflate error");
 		}
 	}
+	if (rc == REFILL_END)
+		rc = SHB_OK;
 	/* Ending inside a member (zrc not at a member end) means truncation. */
 	if (!rc && (!members || (zrc != Z_STREAM_END && s.total_in)))
 		rc = shb_fail(SHB_ECORRUPT, "'%s' ends inside its gzip stream", src->name);

@@ -22,7 +22,7 @@ enum shb_input_kind {
 	SHB_INPUT_DIR,          /* a snapshot directory */
 };
 
-/* Called from extraction threads with bytes extracted so far (all files). */
+/* Called from extraction threads, one call at a time, with bytes extracted so far (all files). */
 typedef void (*shb_input_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 /*

@@ -1,5 +1,5 @@
 /*
- * The S3 client (s3.h).  Every operation goes through perform(), which
+ * The S3 client (s3.h).  Every operation goes through shb_s3_perform(), which
  * signs, sends, classifies the outcome and retries; the operations only
  * describe requests and read responses.  Easy handles are pooled so
  * connections are reused across requests and threads.
@@ -19,57 +19,10 @@
 
 #include "error.h"
 #include "s3.h"
+#include "s3_impl.h"
 #include "sigv4.h"
 
-#define POOL_MAX 16
-#define MAX_XML (16u << 20)
-#define BACKOFF_BASE 0.2
-#define BACKOFF_CAP 5.0
-
-struct shb_s3 {
-	struct shb_s3_config cfg;   /* strings owned */
-	char *origin;               /* "http://127.0.0.1:8080" */
-	char *host;                 /* Host header value */
-	char *base;                 /* "/bucket" (path-style) or "" */
-	pthread_mutex_t mu;
-	CURL *pool[POOL_MAX];
-	int npool;
-	uint64_t requests;
-};
-
-struct req {
-	const char *method;
-	const char *key;               /* NULL: the bucket itself */
-	struct shb_kv query[6];
-	size_t nquery;
-	char range[64];                /* "" for none */
-	const unsigned char *body;     /* PUT and POST */
-	size_t body_len;
-	void *out;                     /* GET into a caller buffer of out_cap */
-	size_t out_cap;
-	int exact;                     /* a 2xx must be a 206 filling out_cap exactly */
-	int error_in_200;              /* a 200 may carry <Error> */
-};
-
-struct resp {
-	long status;
-	struct shb_buf body;
-	size_t out_len;
-	char etag[128];
-	uint64_t total;                /* from Content-Range */
-	uint64_t length;               /* from Content-Length */
-	size_t sent;
-	int overflow;
-};
-
 /* --- handles -------------------------------------------------------------- */
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void init_curl(void)
-{
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static CURL *take_handle(struct shb_s3 *s3)
 {
@@ -394,13 +347,13 @@ static int judge(const struct req *rq, struct resp *rs, CURLcode cc, const char 
 	return shb_fail(SHB_EREMOTE, "%s: %s", e.code, e.message);
 }
 
-static void resp_reset(struct resp *rs)
+void shb_s3_resp_reset(struct resp *rs)
 {
 	shb_buf_free(&rs->body);
 	memset(rs, 0, sizeof(*rs));
 }
 
-static int perform(struct shb_s3 *s3, struct req *rq, struct resp *rs)
+int shb_s3_perform(struct shb_s3 *s3, struct req *rq, struct resp *rs)
 {
 	double deadline = shb_now() + s3->cfg.retry_seconds;
 	char err[CURL_ERROR_SIZE] = "";
@@ -410,7 +363,7 @@ static int perform(struct shb_s3 *s3, struct req *rq, struct resp *rs)
 		CURLcode cc;
 		double wait;
 
-		resp_reset(rs);
+		shb_s3_resp_reset(rs);
 		cc = attempt(s3, rq, rs, err);
 		rc = judge(rq, rs, cc, err, &retry);
 		if (!rc || !retry)
@@ -430,8 +383,7 @@ void shb_s3_url(const struct shb_s3 *s3, const char *key, char *out, size_t outl
 	snprintf(out, outlen, "s3://%s/%s", s3->cfg.bucket, key ? key : "");
 }
 
-/* Prefixes the current error with "cannot <verb> 's3://b/k': ". */
-static int context(const struct shb_s3 *s3, int rc, const char *verb, const char *key)
+int shb_s3_context(const struct shb_s3 *s3, int rc, const char *verb, const char *key)
 {
 	char url[1024];
 
@@ -445,12 +397,12 @@ int shb_s3_head(struct shb_s3 *s3, const char *key, uint64_t *size)
 {
 	struct req rq = { .method = "HEAD", .key = key };
 	struct resp rs = { 0 };
-	int rc = perform(s3, &rq, &rs);
+	int rc = shb_s3_perform(s3, &rq, &rs);
 
 	if (!rc)
 		*size = rs.length;
-	resp_reset(&rs);
-	return context(s3, rc, "stat", key);
+	shb_s3_resp_reset(&rs);
+	return shb_s3_context(s3, rc, "stat", key);
 }
 
 int shb_s3_get(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, void *buf)
@@ -463,9 +415,9 @@ int shb_s3_get(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, voi
 		return SHB_OK;
 	snprintf(rq.range, sizeof(rq.range), "bytes=%llu-%llu", (unsigned long long)off,
 		 (unsigned long long)(off + len - 1));
-	rc = perform(s3, &rq, &rs);
-	resp_reset(&rs);
-	return context(s3, rc, "read", key);
+	rc = shb_s3_perform(s3, &rq, &rs);
+	shb_s3_resp_reset(&rs);
+	return shb_s3_context(s3, rc, "read", key);
 }
 
 int shb_s3_get_tail(struct shb_s3 *s3, const char *key, size_t len, void *buf, size_t *got,
@@ -476,7 +428,7 @@ int shb_s3_get_tail(struct shb_s3 *s3, const char *key, size_t len, void *buf, s
 	int rc;
 
 	snprintf(rq.range, sizeof(rq.range), "bytes=-%zu", len);
-	rc = perform(s3, &rq, &rs);
+	rc = shb_s3_perform(s3, &rq, &rs);
 	/* 206 with Content-Range, or 200 with the whole (smaller) object. */
 	if (!rc && rs.status == 200)
 		rs.total = rs.out_len;
@@ -485,18 +437,18 @@ int shb_s3_get_tail(struct shb_s3 *s3, const char *key, size_t len, void *buf, s
 		rc = shb_fail(SHB_EREMOTE, "malformed suffix-range response");
 	*got = rs.out_len;
 	*total = rs.total;
-	resp_reset(&rs);
-	return context(s3, rc, "read", key);
+	shb_s3_resp_reset(&rs);
+	return shb_s3_context(s3, rc, "read", key);
 }
 
 int shb_s3_delete(struct shb_s3 *s3, const char *key)
 {
 	struct req rq = { .method = "DELETE", .key = key };
 	struct resp rs = { 0 };
-	int rc = perform(s3, &rq, &rs);
+	int rc = shb_s3_perform(s3, &rq, &rs);
 
-	resp_reset(&rs);
-	return context(s3, rc, "delete", key);
+	shb_s3_resp_reset(&rs);
+	return shb_s3_context(s3, rc, "delete", key);
 }
 
 int shb_s3_list(struct shb_s3 *s3, const char *prefix, struct shb_s3_page *out)
@@ -518,407 +470,15 @@ int shb_s3_list(struct shb_s3 *s3, const char *prefix, struct shb_s3_page *out)
 			rq.query[rq.nquery++] = (struct shb_kv){ "max-keys", max_keys };
 		if (token)
 			rq.query[rq.nquery++] = (struct shb_kv){ "continuation-token", token };
-		rc = perform(s3, &rq, &rs);
+		rc = shb_s3_perform(s3, &rq, &rs);
 		out->next_token = NULL;  /* the parser replaces it */
 		if (!rc)
 			rc = shb_s3xml_list((char *)rs.body.data, rs.body.len, 1, out);
 		free(token);
-		resp_reset(&rs);
+		shb_s3_resp_reset(&rs);
 	} while (!rc && out->truncated);
 	if (rc)
 		shb_s3_page_free(out);
-	return context(s3, rc, "list", prefix);
+	return shb_s3_context(s3, rc, "list", prefix);
 }
 
-/* --- uploads -------------------------------------------------------------- */
-
-static int put_object(struct shb_s3 *s3, const char *key, const unsigned char *body, size_t len,
-		      const struct shb_kv *query, size_t nquery, char *etag, size_t etag_cap)
-{
-	struct req rq = { .method = "PUT", .key = key, .body = body, .body_len = len,
-			  .nquery = nquery };
-	struct resp rs = { 0 };
-	int rc;
-
-	if (nquery)
-		memcpy(rq.query, query, nquery * sizeof(*query));
-	rc = perform(s3, &rq, &rs);
-	if (!rc && etag)
-		snprintf(etag, etag_cap, "%s", rs.etag);
-	if (!rc && etag && !etag[0])
-		rc = shb_fail(SHB_EREMOTE, "no ETag in the response to a part upload");
-	resp_reset(&rs);
-	return rc;
-}
-
-struct upload {
-	struct shb_s3 *s3;
-	const char *key;
-	const char *upload_id;
-	int fd;
-	uint64_t size;
-	size_t nparts;
-	char (*etags)[128];
-	pthread_mutex_t mu;
-	size_t next;
-	uint64_t done;
-	int rc;
-	char msg[1024];
-	shb_s3_progress_fn progress;
-	void *ctx;
-};
-
-static int upload_part(struct upload *u, size_t i, unsigned char *buf)
-{
-	uint64_t off = (uint64_t)i * u->s3->cfg.part_size;
-	size_t len = (size_t)(u->size - off < u->s3->cfg.part_size ? u->size - off
-								    : u->s3->cfg.part_size);
-	char num[24];
-	struct shb_kv q[2] = { { "partNumber", num }, { "uploadId", u->upload_id } };
-	int rc = shb_pread_all(u->fd, buf, len, off, u->key);
-
-	snprintf(num, sizeof(num), "%zu", i + 1);
-	if (!rc)
-		rc = put_object(u->s3, u->key, buf, len, q, 2, u->etags[i], sizeof(u->etags[i]));
-	pthread_mutex_lock(&u->mu);
-	u->done += rc ? 0 : len;
-	if (!rc && u->progress)
-		u->progress(u->ctx, u->done, u->size);
-	pthread_mutex_unlock(&u->mu);
-	return rc;
-}
-
-static void *part_worker(void *arg)
-{
-	struct upload *u = arg;
-	unsigned char *buf = malloc(u->s3->cfg.part_size);
-
-	for (;;) {
-		size_t i;
-		int rc;
-
-		pthread_mutex_lock(&u->mu);
-		i = u->next++;
-		if (u->rc || i >= u->nparts || !buf) {
-			if (!buf && !u->rc)
-				u->rc = shb_fail(SHB_ENOMEM, "out of memory for an upload part");
-			pthread_mutex_unlock(&u->mu);
-			break;
-		}
-		pthread_mutex_unlock(&u->mu);
-		rc = upload_part(u, i, buf);
-		if (rc) {
-			pthread_mutex_lock(&u->mu);
-			if (!u->rc) {
-				u->rc = rc;
-				snprintf(u->msg, sizeof(u->msg), "part %zu: %s", i + 1, shb_errmsg());
-			}
-			pthread_mutex_unlock(&u->mu);
-		}
-	}
-	free(buf);
-	return NULL;
-}
-
-static int start_multipart(struct shb_s3 *s3, const char *key, char **id)
-{
-	struct req rq = { .method = "POST", .key = key, .nquery = 1 };
-	struct resp rs = { 0 };
-	int rc;
-
-	rq.query[0] = (struct shb_kv){ "uploads", "" };
-	rc = perform(s3, &rq, &rs);
-	if (!rc && !(*id = shb_s3xml_upload_id((char *)rs.body.data, rs.body.len)))
-		rc = shb_fail(SHB_EREMOTE, "no UploadId in the response to CreateMultipartUpload");
-	resp_reset(&rs);
-	return rc;
-}
-
-static int complete_multipart(struct upload *u)
-{
-	struct shb_buf xml = { 0 };
-	struct req rq = { .method = "POST", .key = u->key, .nquery = 1, .error_in_200 = 1 };
-	struct resp rs = { 0 };
-	char part[sizeof(*u->etags) + 64];
-	int rc = shb_buf_add(&xml, "<CompleteMultipartUpload>", 25);
-
-	for (size_t i = 0; i < u->nparts && !rc; i++) {
-		/* snprintf returns what it would have written: check, never add it blindly. */
-		int n = snprintf(part, sizeof(part),
-				 "<Part><PartNumber>%zu</PartNumber><ETag>%s</ETag></Part>", i + 1,
-				 u->etags[i]);
-
-		rc = n < 0 || (size_t)n >= sizeof(part)
-			? shb_fail(SHB_EREMOTE, "part %zu: ETag too long", i + 1)
-			: shb_buf_add(&xml, part, (size_t)n);
-	}
-	if (!rc)
-		rc = shb_buf_add(&xml, "</CompleteMultipartUpload>", 26);
-	rq.query[0] = (struct shb_kv){ "uploadId", u->upload_id };
-	rq.body = xml.data;
-	rq.body_len = xml.len;
-	if (!rc)
-		rc = perform(u->s3, &rq, &rs);
-	resp_reset(&rs);
-	shb_buf_free(&xml);
-	return rc;
-}
-
-static void abort_multipart(struct shb_s3 *s3, const char *key, const char *id)
-{
-	struct req rq = { .method = "DELETE", .key = key, .nquery = 1 };
-	struct resp rs = { 0 };
-	char saved[1024];
-
-	/* Best effort; keep the error that made us abort. */
-	snprintf(saved, sizeof(saved), "%s", shb_errmsg());
-	rq.query[0] = (struct shb_kv){ "uploadId", id };
-	perform(s3, &rq, &rs);
-	resp_reset(&rs);
-	shb_fail(SHB_OK, "%s", saved);
-}
-
-static int multipart(struct shb_s3 *s3, struct upload *u)
-{
-	int nthreads = s3->cfg.connections, started = 0, rc;
-	pthread_t threads[64];
-	char *id = NULL;
-
-	if ((rc = start_multipart(s3, u->key, &id)))
-		return rc;
-	u->upload_id = id;
-	u->nparts = (size_t)((u->size + s3->cfg.part_size - 1) / s3->cfg.part_size);
-	u->etags = calloc(u->nparts, sizeof(*u->etags));
-	if (!u->etags) {
-		rc = shb_fail(SHB_ENOMEM, "out of memory");
-		goto out;
-	}
-	if ((size_t)nthreads > u->nparts)
-		nthreads = (int)u->nparts;
-	for (; started < nthreads && started < 64; started++)
-		if (pthread_create(&threads[started], NULL, part_worker, u))
-			break;
-	if (!started)
-		part_worker(u);
-	for (int i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
-	rc = u->rc ? shb_fail(u->rc, "%s", u->msg) : complete_multipart(u);
-out:
-	if (rc)
-		abort_multipart(s3, u->key, id);
-	free(u->etags);
-	free(id);
-	return rc;
-}
-
-int shb_s3_upload_fd(struct shb_s3 *s3, const char *key, int fd, const char *name,
-		     shb_s3_progress_fn progress, void *ctx)
-{
-	struct upload u = { .s3 = s3, .key = key, .progress = progress, .ctx = ctx, .fd = fd };
-	unsigned char *buf = NULL;
-	struct stat st;
-	int rc;
-
-	pthread_mutex_init(&u.mu, NULL);
-	if (fstat(u.fd, &st) < 0) {
-		rc = shb_fail_errno(SHB_EIO, "cannot open '%s'", name);
-		goto out;
-	}
-	u.size = (uint64_t)st.st_size;
-	if (u.size >= s3->cfg.part_size) {
-		rc = multipart(s3, &u);
-		goto out;
-	}
-	buf = malloc(u.size ? u.size : 1);
-	rc = buf ? shb_pread_all(u.fd, buf, u.size, 0, name) : shb_fail(SHB_ENOMEM, "out of memory");
-	if (!rc)
-		rc = put_object(s3, key, buf, u.size, NULL, 0, NULL, 0);
-	if (!rc && progress)
-		progress(ctx, u.size, u.size);
-out:
-	free(buf);
-	pthread_mutex_destroy(&u.mu);
-	return context(s3, rc, "upload", key);
-}
-
-int shb_s3_upload(struct shb_s3 *s3, const char *key, const char *path,
-		  shb_s3_progress_fn progress, void *ctx)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
-
-	if (fd < 0)
-		return context(s3, shb_fail_errno(SHB_EIO, "cannot open '%s'", path), "upload", key);
-	rc = shb_s3_upload_fd(s3, key, fd, path, progress, ctx);
-	close(fd);
-	return rc;
-}
-
-long shb_s3_abort_stale_uploads(struct shb_s3 *s3, const char *prefix,
-				int (*keep)(const char *key, void *ctx), void *ctx)
-{
-	struct req rq = { .method = "GET", .nquery = 2 };
-	struct resp rs = { 0 };
-	struct shb_s3_upload_item *v = NULL;
-	size_t n = 0;
-	long aborted = 0;
-	int rc;
-
-	rq.query[0] = (struct shb_kv){ "uploads", "" };
-	rq.query[1] = (struct shb_kv){ "prefix", prefix };
-	rc = perform(s3, &rq, &rs);
-	if (!rc)
-		rc = shb_s3xml_uploads((char *)rs.body.data, rs.body.len, &v, &n);
-	resp_reset(&rs);
-	if (context(s3, rc, "list uploads under", prefix))
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (keep && keep(v[i].key, ctx))
-			continue;
-		abort_multipart(s3, v[i].key, v[i].id);
-		aborted++;
-	}
-	shb_s3xml_uploads_free(v, n);
-	return aborted;
-}
-
-/* --- life cycle ----------------------------------------------------------- */
-
-static char *dup_or_null(const char *s)
-{
-	return s && *s ? strdup(s) : NULL;
-}
-
-int shb_s3_endpoint_check(const char *ep, const char *what)
-{
-	const char *host = !strncmp(ep, "http://", 7) ? ep + 7
-		: !strncmp(ep, "https://", 8) ? ep + 8 : NULL;
-	const char *end, *close, *p;
-
-	if (!host)
-		goto bad;
-	end = host + strlen(host);
-	while (end > host && end[-1] == '/')
-		end--;
-	/* An IPv6 literal is bracketed: its colons are not the port's. */
-	close = *host == '[' ? memchr(host, ']', (size_t)(end - host)) : NULL;
-	p = close ? close + 1 : host + strcspn(host, ":/");
-	if (p == host)
-		goto bad;
-	if (p < end && *p == ':') {
-		unsigned long port = 0;
-
-		if (++p == end)
-			goto bad;
-		for (; p < end && port <= 65535; p++) {
-			if (*p < '0' || *p > '9')
-				goto bad;
-			port = port * 10 + (unsigned long)(*p - '0');
-		}
-		if (port == 0 || port > 65535)
-			return shb_fail(SHB_EINVAL, "invalid %s '%s': port must be 1-65535", what, ep);
-	}
-	if (p != end)
-		return shb_fail(SHB_EINVAL, "invalid %s '%s': no path allowed", what, ep);
-	/*
-	 * Userinfo ("user@host") would be sent to the server as-is by curl and
-	 * is never how S3 credentials are given; '?' and '#' would end the
-	 * host part of every URL built on it.
-	 */
-	for (p = host; p < end; p++)
-		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '@' || *p == '?' || *p == '#')
-			goto bad;
-	return SHB_OK;
-bad:
-	return shb_fail(SHB_EINVAL, "invalid %s '%s': expected http(s)://host[:port]", what, ep);
-}
-
-/* Origin, Host and base path for path-style or virtual-hosted addressing. */
-static int address(struct shb_s3 *s3)
-{
-	const char *ep = s3->cfg.endpoint;
-
-	if (ep) {
-		const char *h = strstr(ep, "://");
-		size_t n = strlen(ep);
-		int rc;
-
-		if ((rc = shb_s3_endpoint_check(ep, "S3 endpoint")))
-			return rc;
-		while (n && ep[n - 1] == '/')
-			n--;
-		s3->origin = strndup(ep, n);
-		s3->host = strndup(h + 3, n - (size_t)(h + 3 - ep));
-		s3->base = shb_aprintf("/%s", s3->cfg.bucket);
-	} else {
-		s3->host = shb_aprintf("%s.s3.%s.amazonaws.com", s3->cfg.bucket, s3->cfg.region);
-		s3->origin = s3->host ? shb_aprintf("https://%s", s3->host) : NULL;
-		s3->base = strdup("");
-	}
-	return s3->origin && s3->host && s3->base ? SHB_OK : shb_fail(SHB_ENOMEM, "out of memory");
-}
-
-int shb_s3_new(const struct shb_s3_config *cfg, struct shb_s3 **out)
-{
-	struct shb_s3 *s3 = calloc(1, sizeof(*s3));
-	int rc;
-
-	pthread_once(&curl_once, init_curl);
-	if (!s3)
-		return shb_fail(SHB_ENOMEM, "out of memory");
-	pthread_mutex_init(&s3->mu, NULL);
-	s3->cfg = *cfg;
-	s3->cfg.endpoint = dup_or_null(cfg->endpoint);
-	s3->cfg.region = strdup(cfg->region ? cfg->region : "us-east-1");
-	s3->cfg.bucket = strdup(cfg->bucket ? cfg->bucket : "");
-	s3->cfg.access_key = strdup(cfg->access_key ? cfg->access_key : "");
-	s3->cfg.secret_key = strdup(cfg->secret_key ? cfg->secret_key : "");
-	s3->cfg.session_token = dup_or_null(cfg->session_token);
-	if (!s3->cfg.region || !s3->cfg.bucket || !s3->cfg.access_key || !s3->cfg.secret_key) {
-		rc = shb_fail(SHB_ENOMEM, "out of memory");
-		goto fail;
-	}
-	if (!*s3->cfg.access_key || !*s3->cfg.secret_key) {
-		rc = shb_fail(SHB_EINVAL, "no S3 credentials: set BACKUP_S3_ACCESS_KEY_ID and "
-			      "BACKUP_S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and "
-			      "AWS_SECRET_ACCESS_KEY)");
-		goto fail;
-	}
-	if ((rc = address(s3)))
-		goto fail;
-	*out = s3;
-	return SHB_OK;
-fail:
-	shb_s3_free(s3);
-	return rc;
-}
-
-static void free_secret(const char *s)
-{
-	if (s)
-		OPENSSL_cleanse((char *)s, strlen(s));
-	free((char *)s);
-}
-
-void shb_s3_free(struct shb_s3 *s3)
-{
-	if (!s3)
-		return;
-	for (int i = 0; i < s3->npool; i++)
-		curl_easy_cleanup(s3->pool[i]);
-	free((char *)s3->cfg.endpoint);
-	free((char *)s3->cfg.region);
-	free((char *)s3->cfg.bucket);
-	free((char *)s3->cfg.access_key);
-	free_secret(s3->cfg.secret_key);
-	free_secret(s3->cfg.session_token);
-	free(s3->origin);
-	free(s3->host);
-	free(s3->base);
-	pthread_mutex_destroy(&s3->mu);
-	free(s3);
-}
-
-uint64_t shb_s3_requests(const struct shb_s3 *s3)
-{
-	return s3->requests;
-}

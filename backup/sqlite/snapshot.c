@@ -93,19 +93,49 @@ out:
 	return rc;
 }
 
+/*
+ * Opens the db at path read-write and runs sql on it: SQLITE_OK or
+ * SQLite's code.  *db is left for the caller to read its message and close
+ * (also on failure).
+ */
+static int open_exec(const char *path, const char *sql, sqlite3 **db)
+{
+	int rc = sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(*db, sql, NULL, NULL, NULL);
+	return rc;
+}
+
 /* Rewrites the copy's header to rollback-journal mode. */
 static int to_rollback_mode(const char *dst)
 {
 	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(dst, &db, SQLITE_OPEN_READWRITE, NULL);
+	int rc = open_exec(dst, "PRAGMA journal_mode=DELETE", &db);
 
-	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(db, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		shb_fail(SHB_ESQLITE, "cannot set journal mode of snapshot '%s': %s", dst,
 			 sqlite3_errmsg(db));
 	sqlite3_close(db);
 	return rc == SQLITE_OK ? SHB_OK : SHB_ESQLITE;
+}
+
+int shb_fold_journal(const char *path)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc = open_exec(path, "SELECT count(*) FROM sqlite_master", &db), busy = 1;
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		busy = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK || busy)
+		shb_fail(SHB_ESQLITE, "cannot checkpoint '%s': %s", path,
+			 rc != SQLITE_OK ? sqlite3_errmsg(db) : "the database is busy");
+	sqlite3_close(db);
+	return rc == SQLITE_OK && !busy ? SHB_OK : SHB_ESQLITE;
 }
 
 /* Creates dst empty with mode 0600 so SQLite never creates it wider. */

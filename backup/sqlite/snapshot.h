@@ -46,6 +46,17 @@ int shb_snapshot_db(const char *src, const char *dst);
 int shb_snapshot_db_fd(int fd, const char *dst, int busy_ms);
 
 /*
+ * Leaves the db at path a single complete file, in the journal mode it has:
+ * the first read rolls a hot journal back, a checkpoint folds a -wal in
+ * and truncates it, and the close removes the empty -wal and the -shm.
+ * The mode is the core's choice and stays: a rollback copy linked to this
+ * file, or the file itself after an interrupted restore, keeps it.
+ * SHB_ESQLITE with the message set if SQLite fails or the checkpoint
+ * cannot finish (another connection is busy).
+ */
+int shb_fold_journal(const char *path);
+
+/*
  * Opens rel (relative, '/'-separated) beneath the directory dirfd, like
  * openat(dirfd, rel, flags), following symlinks only while every step
  * stays beneath dirfd: openat2() with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS.

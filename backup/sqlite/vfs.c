@@ -1,9 +1,13 @@
 /*
- * The read-only archive VFS (vfs.h).  Files are named "shb-<n>" in a small
- * registry that maps the name to the (reader, entry) pair being opened;
- * everything but reading is either a no-op (locks) or refused (writes),
+ * The read-only archive VFS (vfs.h).  shb_vfs_open() hands the (reader,
+ * entry) pair to xOpen through the open's own URI, as SQLite's memvfs
+ * does: "file:archive.db?immutable=1&shb=<hex address of a struct
+ * open_arg on its stack>", read back with sqlite3_uri_parameter() and
+ * checked by a magic number, so no global state is shared between opens.
+ * Everything but reading is either a no-op (locks) or refused (writes),
  * and time, randomness and sleep come from the default VFS.
  */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +25,7 @@ struct block {
 	uint64_t used;
 };
 
+/* One open db file: used by the one connection that opened it, never shared. */
 struct vfile {
 	sqlite3_file base;
 	struct shb_reader *r;
@@ -30,10 +35,14 @@ struct vfile {
 	uint64_t clock;
 };
 
-/* The pair being opened, handed from shb_vfs_open to xOpen. */
-static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct shb_reader *reg_r;
-static const struct shb_entry *reg_e;
+#define OPEN_MAGIC 0x73686276u  /* "shbv" */
+
+/* The pair being opened, handed from shb_vfs_open() to xOpen in the URI. */
+struct open_arg {
+	uint32_t magic;             /* OPEN_MAGIC: the address came from shb_vfs_open() */
+	struct shb_reader *r;
+	const struct shb_entry *e;
+};
 
 /* Entry block k, from the cache or one reader call. */
 static int block(struct vfile *f, uint64_t k, const unsigned char **p, size_t *len)
@@ -168,17 +177,35 @@ static const sqlite3_io_methods io = {
 	.xSectorSize = x_sector, .xDeviceCharacteristics = x_caps,
 };
 
+/* The open_arg whose address the URI of the main db name carries, or NULL. */
+static const struct open_arg *open_arg_of(const char *name, int flags)
+{
+	const char *v = (flags & SQLITE_OPEN_URI) && name ? sqlite3_uri_parameter(name, "shb") : NULL;
+	const struct open_arg *a;
+	char *end;
+	uintmax_t addr;
+
+	if (!v || !*v)
+		return NULL;
+	addr = strtoumax(v, &end, 16);
+	if (*end || !addr || addr > UINTPTR_MAX)
+		return NULL;
+	a = (const struct open_arg *)(uintptr_t)addr;
+	return a->magic == OPEN_MAGIC ? a : NULL;
+}
+
 static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out)
 {
 	struct vfile *f = (struct vfile *)file;
+	const struct open_arg *a = (flags & SQLITE_OPEN_MAIN_DB) ? open_arg_of(name, flags) : NULL;
 
-	(void)vfs; (void)name;
+	(void)vfs;
 	memset(f, 0, sizeof(*f));
-	if (!(flags & SQLITE_OPEN_MAIN_DB) || !reg_r)
+	if (!a)
 		return SQLITE_CANTOPEN;
-	f->r = reg_r;
-	f->e = reg_e;
-	f->bsize = shb_reader_index(reg_r)->block_size;
+	f->r = a->r;
+	f->e = a->e;
+	f->bsize = shb_reader_index(a->r)->block_size;
 	f->base.pMethods = &io;
 	if (out)
 		*out = SQLITE_OPEN_READONLY;
@@ -245,17 +272,13 @@ static void register_vfs(void)
 
 int shb_vfs_open(struct shb_reader *r, const struct shb_entry *e, sqlite3 **db)
 {
+	struct open_arg a = { .magic = OPEN_MAGIC, .r = r, .e = e };
+	char uri[64];
 	int rc;
 
 	pthread_once(&once, register_vfs);
-	pthread_mutex_lock(&reg_mu);
-	reg_r = r;
-	reg_e = e;
-	rc = sqlite3_open_v2("file:archive.db?immutable=1", db,
-			     SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "shb-archive");
-	reg_r = NULL;
-	reg_e = NULL;
-	pthread_mutex_unlock(&reg_mu);
+	snprintf(uri, sizeof(uri), "file:archive.db?immutable=1&shb=%" PRIxPTR, (uintptr_t)&a);
+	rc = sqlite3_open_v2(uri, db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "shb-archive");
 	if (rc != SQLITE_OK) {
 		shb_fail(SHB_ESQLITE, "cannot open '%s' in the archive: %s", e->path,
 			 sqlite3_errmsg(*db));

@@ -1,11 +1,14 @@
 /*
  * A read-only SQLite VFS over the archive reader, so a database inside a
  * backup opens in place: no extraction, no FUSE, and for S3 only the pages
- * SQLite reads are fetched.  Register once; then open a db with
+ * SQLite reads are fetched.  The VFS registers itself on first use; a db
+ * is opened with
  *
  *     shb_vfs_open(reader, entry, &db)
  *
- * which opens it immutable (no locks, no journal, no -wal).  Reads go in
+ * which opens it immutable (no locks, no journal, no -wal).  Opens carry
+ * their reader in their own URI, so any number may run at once, from any
+ * thread.  Reads go in
  * whole members (256 KiB) through a small per-file cache, so SQLite's page
  * by page reads inflate each member once; a WAL-flagged header is served
  * in rollback mode.
@@ -17,7 +20,11 @@
 
 #include "reader.h"
 
-/* Opens entry e of r as a read-only database (the reader must outlive db). */
+/*
+ * Opens entry e of r as a read-only database in *db, to be closed with
+ * sqlite3_close(); r and e must outlive it.  SHB_ESQLITE with SQLite's
+ * message on failure (*db is then NULL).
+ */
 int shb_vfs_open(struct shb_reader *r, const struct shb_entry *e, sqlite3 **db);
 
 #endif
