@@ -10,21 +10,10 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "strbuf.h"
+
 /* "YYYYMMDDTHHMMSSZ" plus the terminating NUL. */
 #define SHB_TS_LEN 17
-
-/* A growable byte buffer; zero-initialise before first use. */
-struct shb_buf {
-	unsigned char *data;
-	size_t len;
-	size_t cap;
-};
-
-/* Makes room for at least extra more bytes.  SHB_ENOMEM on failure. */
-int shb_buf_grow(struct shb_buf *b, size_t extra);
-/* Appends n bytes.  SHB_ENOMEM on failure. */
-int shb_buf_add(struct shb_buf *b, const void *p, size_t n);
-void shb_buf_free(struct shb_buf *b);
 
 /*
  * Appends s as a JSON string literal, quotes included: '"' and '\\' and

@@ -667,7 +667,7 @@ static int preflight(struct job *job)
 static enum item_state copy_secrets(struct job *job, int in, const struct stat *st,
 				    const struct item *it)
 {
-	struct shb_buf b = { 0 };
+	struct shb_buf b = SHB_BUF_INIT;
 	char buf[65536];
 	ssize_t n = 0;
 	int out = -1, rc = SHB_OK;

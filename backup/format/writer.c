@@ -64,10 +64,10 @@ static int deflate_job(z_stream *z, struct job *j)
 	z->next_in = j->in;
 	z->avail_in = (uInt)j->inlen;
 	z->next_out = j->out.data;
-	z->avail_out = (uInt)j->out.cap;
+	z->avail_out = (uInt)shb_buf_avail(&j->out);
 	if (deflate(z, Z_FINISH) != Z_STREAM_END)
 		return SHB_EIO;
-	j->out.len = j->out.cap - z->avail_out;
+	shb_buf_setlen(&j->out, shb_buf_avail(&j->out) - z->avail_out);
 	return SHB_OK;
 }
 
@@ -206,6 +206,7 @@ static int cut_member(struct shb_archive_writer *w)
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return w->rc = shb_fail(SHB_ENOMEM, "out of memory");
+	shb_buf_init(&j->out, 0);
 	j->in = w->chunk;
 	j->inlen = w->chunk_len;
 	w->chunk = malloc(SHB_BLOCK_SIZE);
@@ -429,7 +430,7 @@ fail:
 
 int shb_archive_finish(struct shb_archive_writer *w)
 {
-	struct shb_buf trailer = { 0 };
+	struct shb_buf trailer = SHB_BUF_INIT;
 	unsigned char *blob = NULL;
 	size_t len;
 	int rc;

@@ -186,7 +186,7 @@ static int on_header(struct tarp *t)
 		t->ext_type = type;
 		t->ext_left = size;
 		t->ext_pad = (512 - size % 512) % 512;
-		t->ext.len = 0;
+		shb_buf_reset(&t->ext);
 		return SHB_OK;
 	}
 	if (t->has_size_override)
@@ -220,11 +220,10 @@ static int on_header(struct tarp *t)
 static int ext_done(struct tarp *t)
 {
 	if (t->ext_type == 'x')
-		parse_pax(t, (char *)t->ext.data, t->ext.len);
+		parse_pax(t, shb_buf_str(&t->ext), t->ext.len);
 	else if (t->ext_type == 'L') {
 		free(t->path_override);
-		/* An empty record never allocated ext.data: strndup(NULL, 0) is undefined. */
-		t->path_override = t->ext.len ? strndup((char *)t->ext.data, t->ext.len) : strdup("");
+		t->path_override = strndup(shb_buf_str(&t->ext), t->ext.len);
 		if (!t->path_override)
 			t->oom = 1;
 	}
@@ -428,7 +427,7 @@ out:
 int shb_zindex_build(struct shb_source *src, struct shb_zindex **out)
 {
 	struct shb_zindex *z = calloc(1, sizeof(*z));
-	struct tarp t = { 0 };
+	struct tarp t = { .ext = SHB_BUF_INIT };
 	int rc;
 
 	if (!z)

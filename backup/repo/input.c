@@ -724,7 +724,7 @@ int shb_secrets_check(const void *p, size_t n, const char *rel)
 int shb_secrets_check_file(const char *path, const char *rel)
 {
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	struct shb_buf b = { 0 };
+	struct shb_buf b = SHB_BUF_INIT;
 	char buf[65536];
 	ssize_t n = 0;
 	int rc = fd < 0 ? shb_fail_errno(SHB_EIO, "cannot read '%s'", rel) : SHB_OK;

@@ -53,7 +53,7 @@ struct req {
 
 struct resp {
 	long status;
-	struct shb_buf body;
+	struct shb_buf body;           /* capped at MAX_XML by resp_reset() */
 	size_t out_len;
 	char etag[128];
 	uint64_t total;                /* from Content-Range */
@@ -112,7 +112,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *data)
 		rs->out_len += len;
 		return len;
 	}
-	if (rs->body.len + len > MAX_XML || shb_buf_add(&rs->body, p, len))
+	if (shb_buf_add(&rs->body, p, len))
 		return 0;
 	return len;
 }
@@ -183,8 +183,7 @@ static int build_url(struct shb_s3 *s3, const struct req *rq, struct shb_buf *ur
 	int rc;
 
 	if ((rc = shb_buf_add(path, s3->base, strlen(s3->base))) || (rc = shb_buf_add(path, "/", 1))
-	    || (rq->key && (rc = shb_buf_add(path, rq->key, strlen(rq->key))))
-	    || (rc = shb_buf_add(path, "", 1)))
+	    || (rq->key && (rc = shb_buf_add(path, rq->key, strlen(rq->key)))))
 		return rc;
 	if ((rc = shb_buf_add(url, s3->origin, strlen(s3->origin)))
 	    || (rc = shb_uri_encode(url, (char *)path->data, 1)))
@@ -194,7 +193,7 @@ static int build_url(struct shb_s3 *s3, const struct req *rq, struct shb_buf *ur
 			return rc;
 		return shb_sigv4_query(url, rq->query, rq->nquery);
 	}
-	return shb_buf_add(url, "", 1);
+	return SHB_OK;
 }
 
 static struct curl_slist *add_header(struct curl_slist *l, const char *name, const char *v,
@@ -268,7 +267,7 @@ static void set_method(CURL *h, const struct req *rq)
 /* One attempt: CURLE_OK and rs->status, or a curl error described in err. */
 static CURLcode attempt(struct shb_s3 *s3, struct req *rq, struct resp *rs, char *err)
 {
-	struct shb_buf url = { 0 }, path = { 0 };
+	struct shb_buf url = SHB_BUF_INIT, path = SHB_BUF_INIT;
 	struct curl_slist *hdrs = NULL;
 	void *pair[2] = { rq, rs };
 	CURL *h = take_handle(s3);
@@ -398,6 +397,7 @@ static void resp_reset(struct resp *rs)
 {
 	shb_buf_free(&rs->body);
 	memset(rs, 0, sizeof(*rs));
+	shb_buf_init(&rs->body, MAX_XML);
 }
 
 static int perform(struct shb_s3 *s3, struct req *rq, struct resp *rs)
@@ -636,7 +636,7 @@ static int start_multipart(struct shb_s3 *s3, const char *key, char **id)
 
 static int complete_multipart(struct upload *u)
 {
-	struct shb_buf xml = { 0 };
+	struct shb_buf xml = SHB_BUF_INIT;
 	struct req rq = { .method = "POST", .key = u->key, .nquery = 1, .error_in_200 = 1 };
 	struct resp rs = { 0 };
 	char part[sizeof(*u->etags) + 64];

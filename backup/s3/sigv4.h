@@ -45,9 +45,9 @@ struct shb_sigv4 {
 
 /* Appends s percent-encoded AWS-style; '/' is kept when keep_slash. */
 int shb_uri_encode(struct shb_buf *out, const char *s, int keep_slash);
-/* The canonical (and sendable) query string of q, NUL-terminated in out. */
+/* Appends the canonical (and sendable) query string of q to out. */
 int shb_sigv4_query(struct shb_buf *out, const struct shb_kv *q, size_t n);
-/* The canonical request, NUL-terminated in out (exposed for tests). */
+/* Appends the canonical request to out (exposed for tests). */
 int shb_sigv4_canonical(struct shb_buf *out, const struct shb_sigv4 *req);
 /* The Authorization header value, malloc'd into *auth. */
 int shb_sigv4_sign(const struct shb_sigv4 *req, char **auth);
