@@ -128,15 +128,8 @@ static int record_member(struct shb_archive_writer *w, const struct job *j)
 {
 	struct shb_member *m;
 
-	if (w->idx.nmembers == w->mcap) {
-		size_t cap = w->mcap ? w->mcap * 2 : 1024;
-
-		m = realloc(w->idx.members, cap * sizeof(*m));
-		if (!m)
-			return shb_fail(SHB_ENOMEM, "out of memory");
-		w->idx.members = m;
-		w->mcap = cap;
-	}
+	if (SHB_ALLOC_GROW(w->idx.members, w->idx.nmembers + 1, w->mcap))
+		return SHB_ENOMEM;
 	m = &w->idx.members[w->idx.nmembers++];
 	m->coff = w->file_off;
 	m->uoff = w->idx.tar_size;
@@ -258,15 +251,8 @@ static int record_entry(struct shb_archive_writer *w, const struct shb_entry *e)
 {
 	struct shb_entry *n;
 
-	if (w->idx.nentries == w->ecap) {
-		size_t cap = w->ecap ? w->ecap * 2 : 16;
-
-		n = realloc(w->idx.entries, cap * sizeof(*n));
-		if (!n)
-			return w->rc = shb_fail(SHB_ENOMEM, "out of memory");
-		w->idx.entries = n;
-		w->ecap = cap;
-	}
+	if (SHB_ALLOC_GROW(w->idx.entries, w->idx.nentries + 1, w->ecap))
+		return w->rc = SHB_ENOMEM;
 	n = &w->idx.entries[w->idx.nentries];
 	*n = *e;
 	n->path = strdup(e->path);

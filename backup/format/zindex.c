@@ -149,15 +149,8 @@ static int add_entry(struct tarp *t, char *path, uint8_t type, uint32_t mode, ui
 	if (!*path || strlen(path) > 65535)
 		return shb_fail(SHB_EFORMAT, "tar entry at offset %llu has an %s name",
 				(unsigned long long)(t->pos - 512), *path ? "over-long" : "empty");
-	if (idx->nentries == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 32;
-		struct shb_entry *e = realloc(idx->entries, cap * sizeof(*e));
-
-		if (!e)
-			return shb_fail(SHB_ENOMEM, "out of memory");
-		idx->entries = e;
-		t->cap = cap;
-	}
+	if (SHB_ALLOC_GROW(idx->entries, idx->nentries + 1, t->cap))
+		return SHB_ENOMEM;
 	idx->entries[idx->nentries++] = (struct shb_entry){
 		.path = path, .type = type, .mode = mode & 07777,
 		.size = type == SHB_ENTRY_FILE ? size : 0, .offset = t->pos };
@@ -291,15 +284,8 @@ static int chunk_close(struct shb_zindex *z, struct chunker *k)
 {
 	if (k->pos == k->start)
 		return SHB_OK;
-	if (z->nchunks == k->cap) {
-		size_t ncap = k->cap ? k->cap * 2 : 64;
-		uint32_t *c = realloc(z->crcs, ncap * sizeof(*c));
-
-		if (!c)
-			return shb_fail(SHB_ENOMEM, "out of memory");
-		z->crcs = c;
-		k->cap = ncap;
-	}
+	if (SHB_ALLOC_GROW(z->crcs, z->nchunks + 1, k->cap))
+		return SHB_ENOMEM;
 	z->crcs[z->nchunks++] = k->crc;
 	k->start = k->pos;
 	k->crc = (uint32_t)crc32(0, NULL, 0);
@@ -332,14 +318,8 @@ static int add_point(struct shb_zindex *z, size_t *cap, struct chunker *k, uint6
 	/* A segment starts here: so does its first chunk. */
 	if ((rc = chunk_close(z, k)))
 		return rc;
-	if (z->npoints == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 16;
-
-		if (!(p = realloc(z->points, ncap * sizeof(*p))))
-			return shb_fail(SHB_ENOMEM, "out of memory");
-		z->points = p;
-		*cap = ncap;
-	}
+	if (SHB_ALLOC_GROW(z->points, z->npoints + 1, *cap))
+		return SHB_ENOMEM;
 	p = &z->points[z->npoints++];
 	p->uoff = uoff;
 	p->coff = coff;
