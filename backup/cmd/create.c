@@ -100,7 +100,7 @@ struct job {
 	int lock_ms;            /* BACKUP_LOCK_TIMEOUT, in milliseconds */
 	int fail_code;          /* exit code for a preflight failure other than 2 */
 	struct item *items;
-	size_t nitems;
+	size_t nitems, items_alloc;
 
 	size_t napps, skipped;  /* main thread only */
 	int secrets_skipped;    /* main thread only: an invalid or odd secrets.json left out */
@@ -198,11 +198,10 @@ static int parse_args(struct job *job, int argc, char **argv)
 
 static int add_item(struct job *job, const char *rel, const char *app, int is_db)
 {
-	struct item *it, *grown = realloc(job->items, (job->nitems + 1) * sizeof(*grown));
+	struct item *it;
 
-	if (!grown)
-		return shb_fail(SHB_ENOMEM, "out of memory");
-	job->items = grown;
+	if (SHB_ALLOC_GROW(job->items, job->nitems + 1, job->items_alloc))
+		return SHB_ENOMEM;
 	it = &job->items[job->nitems];
 	memset(it, 0, sizeof(*it));
 	it->is_db = is_db;

@@ -34,7 +34,7 @@ struct shb_input {
 	char *path;                 /* TAR file or DIR */
 	struct shb_reader *reader;  /* INDEXED */
 	struct shb_raw_entry *raw;
-	size_t nraw;
+	size_t nraw, raw_alloc;
 	struct shb_layout layout;
 
 	/* extraction */
@@ -50,16 +50,12 @@ struct shb_input {
 
 static int add_raw(struct shb_input *in, const char *path, int type, uint64_t size)
 {
-	struct shb_raw_entry *grown = realloc(in->raw, (in->nraw + 1) * sizeof(*grown));
 	char *copy = strdup(path);
 
-	if (!grown || !copy) {
+	if (!copy || SHB_ALLOC_GROW(in->raw, in->nraw + 1, in->raw_alloc)) {
 		free(copy);
-		if (grown)
-			in->raw = grown;
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	}
-	in->raw = grown;
 	in->raw[in->nraw++] = (struct shb_raw_entry){ copy, type, size };
 	return SHB_OK;
 }
