@@ -18,8 +18,8 @@
 /*
  * Appends s as a JSON string literal, quotes included: '"' and '\\' and
  * every control byte escaped, bytes that are not UTF-8 as U+FFFD, other
- * bytes as they are.  The one JSON string
- * writer of every --json output.  SHB_ENOMEM on failure.
+ * bytes as they are.  The one JSON string writer of every --json output.
+ * SHB_ENOMEM (or SHB_ETOOBIG past b's cap) on failure.
  */
 int shb_json_quote(struct shb_buf *b, const char *s);
 

@@ -43,6 +43,11 @@ struct shb_sigv4 {
 	time_t time;                   /* the x-amz-date header's time */
 };
 
+/*
+ * The three appenders below add to out (a string buffer, strbuf.h, so the
+ * result is NUL-terminated) and fail only as it does: SHB_ENOMEM, or
+ * SHB_ETOOBIG past out's cap, with part of the text possibly appended.
+ */
 /* Appends s percent-encoded AWS-style; '/' is kept when keep_slash. */
 int shb_uri_encode(struct shb_buf *out, const char *s, int keep_slash);
 /* Appends the canonical (and sendable) query string of q to out. */
