@@ -1,6 +1,6 @@
 /*
- * The error code table and the per-thread "last error" message that lets a
- * failure deep in a layer reach the user with its context intact.
+ * The per-thread "last error" message that lets a failure deep in a layer
+ * reach the user with its context intact.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -10,28 +10,6 @@
 #include "error.h"
 
 static _Thread_local char last_msg[1024];
-
-static const char *const descriptions[SHB_ERR_LAST] = {
-	[SHB_OK]        = "no error",
-	[SHB_ENOMEM]    = "out of memory",
-	[SHB_EIO]       = "input/output error",
-	[SHB_EFORMAT]   = "invalid archive format",
-	[SHB_ECORRUPT]  = "checksum mismatch",
-	[SHB_ENOTFOUND] = "not found",
-	[SHB_EINVAL]    = "invalid argument",
-	[SHB_ESQLITE]   = "sqlite error",
-	[SHB_EARCHIVE]  = "archive library error",
-	[SHB_EBUSY]     = "resource busy",
-	[SHB_EREMOTE]   = "remote storage error",
-	[SHB_ENET]      = "network error",
-};
-
-const char *shb_strerror(int err)
-{
-	if (err < 0 || err >= SHB_ERR_LAST)
-		return "unknown error";
-	return descriptions[err];
-}
 
 /* Formats into a scratch buffer first: the arguments may point at last_msg. */
 static void set_msg(const char *suffix, const char *fmt, va_list ap)

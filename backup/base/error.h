@@ -25,11 +25,9 @@ enum shb_err {
 	SHB_EBUSY,      /* another process holds what we need */
 	SHB_EREMOTE,    /* the storage server refused a request */
 	SHB_ENET,       /* the storage server could not be reached in time */
+	SHB_ETOOBIG,    /* more bytes than a size limit allows */
 	SHB_ERR_LAST
 };
-
-/* A short constant description of an error code. */
-const char *shb_strerror(int err);
 
 /*
  * Records a printf-style message as this thread's last error and returns

@@ -17,46 +17,6 @@
 #include "error.h"
 #include "util.h"
 
-int shb_buf_grow(struct shb_buf *b, size_t extra)
-{
-	size_t want, cap;
-	unsigned char *p;
-
-	if (extra > SIZE_MAX - b->len)
-		return shb_fail(SHB_ENOMEM, "buffer size overflow");
-	want = b->len + extra;
-	if (want <= b->cap)
-		return SHB_OK;
-	cap = b->cap ? b->cap : 256;
-	while (cap < want)
-		cap = cap > SIZE_MAX / 2 ? want : cap * 2;
-	p = realloc(b->data, cap);
-	if (!p)
-		return shb_fail(SHB_ENOMEM, "out of memory growing a buffer to %zu bytes", cap);
-	b->data = p;
-	b->cap = cap;
-	return SHB_OK;
-}
-
-int shb_buf_add(struct shb_buf *b, const void *p, size_t n)
-{
-	int rc = shb_buf_grow(b, n);
-
-	if (rc)
-		return rc;
-	if (n)
-		memcpy(b->data + b->len, p, n);
-	b->len += n;
-	return SHB_OK;
-}
-
-void shb_buf_free(struct shb_buf *b)
-{
-	free(b->data);
-	b->data = NULL;
-	b->len = b->cap = 0;
-}
-
 /* Length of the valid UTF-8 sequence at s (1-4), or 0 if it is not one. */
 static size_t utf8_len(const unsigned char *s)
 {

@@ -23,27 +23,16 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "strbuf.h"
+
 /* "YYYYMMDDTHHMMSSZ" plus the terminating NUL. */
 #define SHB_TS_LEN 17
-
-/* A growable byte buffer; zero-initialise before first use. */
-struct shb_buf {
-	unsigned char *data;
-	size_t len;
-	size_t cap;
-};
-
-/* Makes room for at least extra more bytes.  SHB_ENOMEM on failure. */
-int shb_buf_grow(struct shb_buf *b, size_t extra);
-/* Appends n bytes.  SHB_ENOMEM on failure. */
-int shb_buf_add(struct shb_buf *b, const void *p, size_t n);
-void shb_buf_free(struct shb_buf *b);
 
 /*
  * Appends s as a JSON string literal, quotes included: '"' and '\\' and
  * every control byte escaped, bytes that are not UTF-8 as U+FFFD, other
- * bytes as they are.  The one JSON string
- * writer of every --json output.  SHB_ENOMEM on failure.
+ * bytes as they are.  The one JSON string writer of every --json output.
+ * SHB_ENOMEM (or SHB_ETOOBIG past b's cap) on failure.
  */
 int shb_json_quote(struct shb_buf *b, const char *s);
 

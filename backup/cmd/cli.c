@@ -57,7 +57,7 @@ int shb_usage_error(const char *usage, const char *fmt, ...)
 
 void shb_json_string(const char *s)
 {
-	struct shb_buf b = { 0 };
+	struct shb_buf b = SHB_BUF_INIT;
 
 	/* Out of memory prints null: still valid JSON. */
 	if (shb_json_quote(&b, s))

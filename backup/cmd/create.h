@@ -76,7 +76,7 @@ struct job {
 	int lock_ms;            /* BACKUP_LOCK_TIMEOUT, in milliseconds */
 	int fail_code;          /* exit code for a preflight failure other than 2 */
 	struct item *items;
-	size_t nitems;
+	size_t nitems, items_alloc;
 
 	size_t napps, skipped;  /* main thread only */
 	int secrets_skipped;    /* main thread only: an invalid or odd secrets.json left out */

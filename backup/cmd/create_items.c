@@ -32,11 +32,10 @@
 
 static int add_item(struct job *job, const char *rel, const char *app, int is_db)
 {
-	struct item *it, *grown = realloc(job->items, (job->nitems + 1) * sizeof(*grown));
+	struct item *it;
 
-	if (!grown)
-		return shb_fail(SHB_ENOMEM, "out of memory");
-	job->items = grown;
+	if (SHB_ALLOC_GROW(job->items, job->nitems + 1, job->items_alloc))
+		return SHB_ENOMEM;
 	it = &job->items[job->nitems];
 	memset(it, 0, sizeof(*it));
 	it->is_db = is_db;
@@ -229,7 +228,7 @@ int find_items(struct job *job)
 static enum item_state copy_secrets(struct job *job, int in, const struct stat *st,
 				    const struct item *it)
 {
-	struct shb_buf b = { 0 };
+	struct shb_buf b = SHB_BUF_INIT;
 	char buf[65536];
 	ssize_t n = 0;
 	int out = -1, rc = SHB_OK;

@@ -2,7 +2,6 @@
  * Textfile metrics (metrics.h).
  */
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,47 +59,25 @@ static int keep_others(const char *path, struct shb_buf *out, const struct shb_m
 	return rc;
 }
 
-/* Appends printf output of any length (no fixed line buffer to outgrow). */
-static int add_printf(struct shb_buf *out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static int add_printf(struct shb_buf *out, const char *fmt, ...)
-{
-	va_list ap;
-	int k, rc;
-
-	va_start(ap, fmt);
-	k = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (k < 0)
-		return shb_fail(SHB_EINVAL, "cannot format a metric line");
-	if ((rc = shb_buf_grow(out, (size_t)k + 1)))
-		return rc;
-	va_start(ap, fmt);
-	vsnprintf((char *)out->data + out->len, (size_t)k + 1, fmt, ap);
-	va_end(ap);
-	out->len += (size_t)k;
-	return SHB_OK;
-}
-
 static int append(struct shb_buf *out, const struct shb_metric *m, size_t n)
 {
 	int rc = SHB_OK;
 
 	for (size_t i = 0; i < n && !rc; i++) {
 		if (!i || strcmp(m[i - 1].name, m[i].name))
-			rc = add_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", m[i].name, m[i].help,
-					m[i].name);
+			rc = shb_buf_addf(out, "# HELP %s %s\n# TYPE %s gauge\n", m[i].name,
+					  m[i].help, m[i].name);
 		if (!rc && m[i].labels)
-			rc = add_printf(out, "%s{%s} %.17g\n", m[i].name, m[i].labels, m[i].value);
+			rc = shb_buf_addf(out, "%s{%s} %.17g\n", m[i].name, m[i].labels, m[i].value);
 		else if (!rc)
-			rc = add_printf(out, "%s %.17g\n", m[i].name, m[i].value);
+			rc = shb_buf_addf(out, "%s %.17g\n", m[i].name, m[i].value);
 	}
 	return rc;
 }
 
 int shb_metrics_write(const char *path, const struct shb_metric *m, size_t n)
 {
-	struct shb_buf out = { 0 };
+	struct shb_buf out = SHB_BUF_INIT;
 	char *tmp = shb_aprintf("%s.tmp.%d", path, (int)getpid());
 	int fd = -1, rc;
 

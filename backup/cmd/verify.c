@@ -151,7 +151,7 @@ static int integrity_ok(struct check *c, sqlite3 *db, const char *rel)
 static void check_db(struct check *c, sqlite3 *db, const char *rel)
 {
 	sqlite3_stmt *st = NULL, *cnt = NULL;
-	struct shb_buf detail = { 0 }, plain = { 0 };
+	struct shb_buf detail = SHB_BUF_INIT, plain = SHB_BUF_INIT;
 	char line[512];
 	long long pages = -1;
 
@@ -191,13 +191,12 @@ static void check_db(struct check *c, sqlite3 *db, const char *rel)
 		shb_buf_add(&plain, line, strlen(line));
 	}
 	sqlite3_finalize(st);
-	shb_buf_add(&detail, "}", 2);
+	shb_buf_add(&detail, "}", 1);
 	snprintf(line, sizeof(line), "%lld pages; ", pages);
-	struct shb_buf text = { 0 };
+	struct shb_buf text = SHB_BUF_INIT;
 	shb_buf_add(&text, line, strlen(line));
-	shb_buf_add(&text, plain.data ? plain.data : (unsigned char *)"", plain.len);
-	shb_buf_add(&text, "", 1);
-	file_result(c, rel, NULL, pages, c->o->json ? (char *)detail.data : (char *)text.data);
+	shb_buf_add(&text, plain.data, plain.len);
+	file_result(c, rel, NULL, pages, shb_buf_str(c->o->json ? &detail : &text));
 	shb_buf_free(&detail);
 	shb_buf_free(&plain);
 	shb_buf_free(&text);
@@ -233,7 +232,7 @@ static void check_archive_file(struct check *c, struct shb_reader *r,
 {
 	const struct shb_entry *e = &shb_reader_index(r)->entries[f->raw];
 	int hash = shb_reader_seekable(r), sha_ok = 1;
-	struct shb_buf bytes = { 0 };
+	struct shb_buf bytes = SHB_BUF_INIT;
 	sqlite3 *db;
 
 	if (f->kind == SHB_FILE_SECRETS) {

@@ -383,7 +383,7 @@ int shb_index_members_parse(const unsigned char *p, size_t len, const struct shb
 			    unsigned char **blob)
 {
 	struct cursor c = { p, len, 0 };
-	struct shb_buf b = { 0 };
+	struct shb_buf b = SHB_BUF_INIT;
 	unsigned char sum[32];
 	int rc = SHB_OK;
 
@@ -409,6 +409,6 @@ int shb_index_members_parse(const unsigned char *p, size_t len, const struct shb
 		shb_buf_free(&b);
 		return rc;
 	}
-	*blob = b.data;
-	return SHB_OK;
+	*blob = (unsigned char *)shb_buf_detach(&b, NULL);
+	return *blob ? SHB_OK : SHB_ENOMEM;
 }

@@ -141,6 +141,8 @@ int shb_footer_parse(const unsigned char *p, struct shb_footer *f);
 /*
  * Collects the blob from the index members in p[0..len) (the bytes from
  * footer.index_offset up to the footer), checking its length and sha256.
+ * *blob is malloc'd (free() it; never NULL on success, even for an empty
+ * blob); SHB_EFORMAT, SHB_ECORRUPT or SHB_ENOMEM with *blob untouched.
  */
 int shb_index_members_parse(const unsigned char *p, size_t len, const struct shb_footer *f,
 			    unsigned char **blob);

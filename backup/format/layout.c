@@ -195,12 +195,10 @@ static int bad(const char *path, const char *why)
 static int add_file(struct shb_layout *l, const char *rel, const char *app, int kind,
 		    const struct shb_raw_entry *r, size_t idx)
 {
-	struct shb_layout_file *f, *grown;
+	struct shb_layout_file *f;
 
-	grown = realloc(l->files, (l->n + 1) * sizeof(*grown));
-	if (!grown)
-		return shb_fail(SHB_ENOMEM, "out of memory");
-	l->files = grown;
+	if (SHB_ALLOC_GROW(l->files, l->n + 1, l->alloc))
+		return SHB_ENOMEM;
 	f = &l->files[l->n];
 	memset(f, 0, sizeof(*f));
 	f->rel = strdup(rel);

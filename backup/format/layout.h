@@ -46,6 +46,7 @@ struct shb_layout_file {
 struct shb_layout {
 	struct shb_layout_file *files;  /* main db, secrets, then apps by name */
 	size_t n;
+	size_t alloc;                   /* files allocated (SHB_ALLOC_GROW) */
 	size_t napps;
 };
 

@@ -64,10 +64,10 @@ static int deflate_job(z_stream *z, struct job *j)
 	z->next_in = j->in;
 	z->avail_in = (uInt)j->inlen;
 	z->next_out = j->out.data;
-	z->avail_out = (uInt)j->out.cap;
+	z->avail_out = (uInt)shb_buf_avail(&j->out);
 	if (deflate(z, Z_FINISH) != Z_STREAM_END)
 		return SHB_EIO;
-	j->out.len = j->out.cap - z->avail_out;
+	shb_buf_setlen(&j->out, shb_buf_avail(&j->out) - z->avail_out);
 	return SHB_OK;
 }
 
@@ -128,15 +128,8 @@ static int record_member(struct shb_archive_writer *w, const struct job *j)
 {
 	struct shb_member *m;
 
-	if (w->idx.nmembers == w->mcap) {
-		size_t cap = w->mcap ? w->mcap * 2 : 1024;
-
-		m = realloc(w->idx.members, cap * sizeof(*m));
-		if (!m)
-			return shb_fail(SHB_ENOMEM, "out of memory");
-		w->idx.members = m;
-		w->mcap = cap;
-	}
+	if (SHB_ALLOC_GROW(w->idx.members, w->idx.nmembers + 1, w->mcap))
+		return SHB_ENOMEM;
 	m = &w->idx.members[w->idx.nmembers++];
 	m->coff = w->file_off;
 	m->uoff = w->idx.tar_size;
@@ -206,6 +199,7 @@ static int cut_member(struct shb_archive_writer *w)
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return w->rc = shb_fail(SHB_ENOMEM, "out of memory");
+	shb_buf_init(&j->out, 0);
 	j->in = w->chunk;
 	j->inlen = w->chunk_len;
 	w->chunk = malloc(SHB_BLOCK_SIZE);
@@ -257,15 +251,8 @@ static int record_entry(struct shb_archive_writer *w, const struct shb_entry *e)
 {
 	struct shb_entry *n;
 
-	if (w->idx.nentries == w->ecap) {
-		size_t cap = w->ecap ? w->ecap * 2 : 16;
-
-		n = realloc(w->idx.entries, cap * sizeof(*n));
-		if (!n)
-			return w->rc = shb_fail(SHB_ENOMEM, "out of memory");
-		w->idx.entries = n;
-		w->ecap = cap;
-	}
+	if (SHB_ALLOC_GROW(w->idx.entries, w->idx.nentries + 1, w->ecap))
+		return w->rc = SHB_ENOMEM;
 	n = &w->idx.entries[w->idx.nentries];
 	*n = *e;
 	n->path = strdup(e->path);
@@ -429,7 +416,7 @@ fail:
 
 int shb_archive_finish(struct shb_archive_writer *w)
 {
-	struct shb_buf trailer = { 0 };
+	struct shb_buf trailer = SHB_BUF_INIT;
 	unsigned char *blob = NULL;
 	size_t len;
 	int rc;

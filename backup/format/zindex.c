@@ -42,15 +42,8 @@ static int chunk_close(struct shb_zindex *z, struct chunker *k)
 {
 	if (k->pos == k->start)
 		return SHB_OK;
-	if (z->nchunks == k->cap) {
-		size_t ncap = k->cap ? k->cap * 2 : 64;
-		uint32_t *c = realloc(z->crcs, ncap * sizeof(*c));
-
-		if (!c)
-			return shb_fail(SHB_ENOMEM, "out of memory");
-		z->crcs = c;
-		k->cap = ncap;
-	}
+	if (SHB_ALLOC_GROW(z->crcs, z->nchunks + 1, k->cap))
+		return SHB_ENOMEM;
 	z->crcs[z->nchunks++] = k->crc;
 	k->start = k->pos;
 	k->crc = (uint32_t)crc32(0, NULL, 0);
@@ -83,14 +76,8 @@ static int add_point(struct shb_zindex *z, size_t *cap, struct chunker *k, uint6
 	/* A segment starts here: so does its first chunk. */
 	if ((rc = chunk_close(z, k)))
 		return rc;
-	if (z->npoints == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 16;
-
-		if (!(p = realloc(z->points, ncap * sizeof(*p))))
-			return shb_fail(SHB_ENOMEM, "out of memory");
-		z->points = p;
-		*cap = ncap;
-	}
+	if (SHB_ALLOC_GROW(z->points, z->npoints + 1, *cap))
+		return SHB_ENOMEM;
 	p = &z->points[z->npoints++];
 	p->uoff = uoff;
 	p->coff = coff;
@@ -224,7 +211,7 @@ out:
 int shb_zindex_build(struct shb_source *src, struct shb_zindex **out)
 {
 	struct shb_zindex *z = calloc(1, sizeof(*z));
-	struct shb_tarp t = { 0 };
+	struct shb_tarp t = { .ext = SHB_BUF_INIT };
 	int rc;
 
 	if (!z)

@@ -139,15 +139,8 @@ static int add_entry(struct shb_tarp *t, char *path, uint8_t type, uint32_t mode
 	if (!*path || strlen(path) > 65535)
 		return shb_fail(SHB_EFORMAT, "tar entry at offset %llu has an %s name",
 				(unsigned long long)(t->pos - 512), *path ? "over-long" : "empty");
-	if (idx->nentries == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 32;
-		struct shb_entry *e = realloc(idx->entries, cap * sizeof(*e));
-
-		if (!e)
-			return shb_fail(SHB_ENOMEM, "out of memory");
-		idx->entries = e;
-		t->cap = cap;
-	}
+	if (SHB_ALLOC_GROW(idx->entries, idx->nentries + 1, t->cap))
+		return SHB_ENOMEM;
 	idx->entries[idx->nentries++] = (struct shb_entry){
 		.path = path, .type = type, .mode = mode & 07777,
 		.size = type == SHB_ENTRY_FILE ? size : 0, .offset = t->pos };
@@ -183,7 +176,7 @@ static int on_header(struct shb_tarp *t)
 		t->ext_type = type;
 		t->ext_left = size;
 		t->ext_pad = (512 - size % 512) % 512;
-		t->ext.len = 0;
+		shb_buf_reset(&t->ext);
 		return SHB_OK;
 	}
 	if (t->has_size_override)
@@ -217,11 +210,10 @@ static int on_header(struct shb_tarp *t)
 static int ext_done(struct shb_tarp *t)
 {
 	if (t->ext_type == 'x')
-		parse_pax(t, (char *)t->ext.data, t->ext.len);
+		parse_pax(t, shb_buf_str(&t->ext), t->ext.len);
 	else if (t->ext_type == 'L') {
 		free(t->path_override);
-		/* An empty record never allocated ext.data: strndup(NULL, 0) is undefined. */
-		t->path_override = t->ext.len ? strndup((char *)t->ext.data, t->ext.len) : strdup("");
+		t->path_override = strndup(shb_buf_str(&t->ext), t->ext.len);
 		if (!t->path_override)
 			t->oom = 1;
 	}

@@ -40,15 +40,13 @@ static int newest_first(const void *a, const void *b)
 static struct shb_backup *item_for(struct shb_catalog *cat, const char *name, const char *ts,
 				   time_t t)
 {
-	struct shb_backup *grown, *b;
+	struct shb_backup *b;
 
 	for (size_t i = 0; i < cat->n; i++)
 		if (!strcmp(cat->items[i].ts, ts))
 			return &cat->items[i];
-	grown = realloc(cat->items, (cat->n + 1) * sizeof(*grown));
-	if (!grown)
+	if (SHB_ALLOC_GROW(cat->items, cat->n + 1, cat->alloc))
 		return NULL;
-	cat->items = grown;
 	b = &cat->items[cat->n];
 	memset(b, 0, sizeof(*b));
 	memcpy(b->ts, ts, SHB_TS_LEN);
@@ -210,7 +208,7 @@ void shb_catalog_free(struct shb_catalog *cat)
 	}
 	free(cat->items);
 	cat->items = NULL;
-	cat->n = 0;
+	cat->n = cat->alloc = 0;
 	cat->ignored = 0;
 }
 

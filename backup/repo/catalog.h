@@ -47,6 +47,7 @@ struct shb_backup {
 struct shb_catalog {
 	struct shb_backup *items;  /* newest first */
 	size_t n;
+	size_t alloc;              /* items allocated (SHB_ALLOC_GROW) */
 	/*
 	 * Local entries with a backup's name that are not regular files (a
 	 * symlink, a dir, a fifo): never listed, opened or deleted.  How many,

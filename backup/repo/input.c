@@ -31,16 +31,12 @@
 
 static int add_raw(struct shb_input *in, const char *path, int type, uint64_t size)
 {
-	struct shb_raw_entry *grown = realloc(in->raw, (in->nraw + 1) * sizeof(*grown));
 	char *copy = strdup(path);
 
-	if (!grown || !copy) {
+	if (!copy || SHB_ALLOC_GROW(in->raw, in->nraw + 1, in->raw_alloc)) {
 		free(copy);
-		if (grown)
-			in->raw = grown;
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	}
-	in->raw = grown;
 	in->raw[in->nraw++] = (struct shb_raw_entry){ copy, type, size };
 	return SHB_OK;
 }
@@ -426,7 +422,7 @@ int shb_secrets_check(const void *p, size_t n, const char *rel)
 int shb_secrets_check_file(const char *path, const char *rel)
 {
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	struct shb_buf b = { 0 };
+	struct shb_buf b = SHB_BUF_INIT;
 	char buf[65536];
 	ssize_t n = 0;
 	int rc = fd < 0 ? shb_fail_errno(SHB_EIO, "cannot read '%s'", rel) : SHB_OK;

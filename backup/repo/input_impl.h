@@ -30,7 +30,7 @@ struct shb_input {
 	char *path;                 /* TAR file or DIR */
 	struct shb_reader *reader;  /* INDEXED */
 	struct shb_raw_entry *raw;
-	size_t nraw;
+	size_t nraw, raw_alloc;
 	struct shb_layout layout;
 
 	/* extraction */

@@ -65,7 +65,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *data)
 		rs->out_len += len;
 		return len;
 	}
-	if (rs->body.len + len > MAX_XML || shb_buf_add(&rs->body, p, len))
+	if (shb_buf_add(&rs->body, p, len))
 		return 0;
 	return len;
 }
@@ -136,8 +136,7 @@ static int build_url(struct shb_s3 *s3, const struct req *rq, struct shb_buf *ur
 	int rc;
 
 	if ((rc = shb_buf_add(path, s3->base, strlen(s3->base))) || (rc = shb_buf_add(path, "/", 1))
-	    || (rq->key && (rc = shb_buf_add(path, rq->key, strlen(rq->key))))
-	    || (rc = shb_buf_add(path, "", 1)))
+	    || (rq->key && (rc = shb_buf_add(path, rq->key, strlen(rq->key)))))
 		return rc;
 	if ((rc = shb_buf_add(url, s3->origin, strlen(s3->origin)))
 	    || (rc = shb_uri_encode(url, (char *)path->data, 1)))
@@ -147,7 +146,7 @@ static int build_url(struct shb_s3 *s3, const struct req *rq, struct shb_buf *ur
 			return rc;
 		return shb_sigv4_query(url, rq->query, rq->nquery);
 	}
-	return shb_buf_add(url, "", 1);
+	return SHB_OK;
 }
 
 static struct curl_slist *add_header(struct curl_slist *l, const char *name, const char *v,
@@ -221,7 +220,7 @@ static void set_method(CURL *h, const struct req *rq)
 /* One attempt: CURLE_OK and rs->status, or a curl error described in err. */
 static CURLcode attempt(struct shb_s3 *s3, struct req *rq, struct resp *rs, char *err)
 {
-	struct shb_buf url = { 0 }, path = { 0 };
+	struct shb_buf url = SHB_BUF_INIT, path = SHB_BUF_INIT;
 	struct curl_slist *hdrs = NULL;
 	void *pair[2] = { rq, rs };
 	CURL *h = take_handle(s3);
@@ -351,6 +350,7 @@ void shb_s3_resp_reset(struct resp *rs)
 {
 	shb_buf_free(&rs->body);
 	memset(rs, 0, sizeof(*rs));
+	shb_buf_init(&rs->body, MAX_XML);
 }
 
 int shb_s3_perform(struct shb_s3 *s3, struct req *rq, struct resp *rs)

@@ -58,7 +58,7 @@ struct req {
 /* What came back for one request: owned by the thread that sent it. */
 struct resp {
 	long status;
-	struct shb_buf body;
+	struct shb_buf body;           /* capped at MAX_XML by shb_s3_resp_reset() */
 	size_t out_len;
 	char etag[128];
 	uint64_t total;                /* from Content-Range */

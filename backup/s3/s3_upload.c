@@ -132,7 +132,7 @@ static int start_multipart(struct shb_s3 *s3, const char *key, char **id)
 
 static int complete_multipart(struct mpu *u)
 {
-	struct shb_buf xml = { 0 };
+	struct shb_buf xml = SHB_BUF_INIT;
 	struct req rq = { .method = "POST", .key = u->key, .nquery = 1, .error_in_200 = 1 };
 	struct resp rs = { 0 };
 	char part[sizeof(*u->etags) + 64];

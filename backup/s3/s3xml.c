@@ -175,14 +175,11 @@ static void list_end(void *data, const char *name, const char *text)
 		free(c->cur.etag);
 		c->cur.etag = strdup(text);
 	} else if (!strcmp(name, "Contents")) {
-		struct shb_s3_object *grown;
-
-		if (!c->cur.key || !(grown = realloc(pg->items, (pg->n + 1) * sizeof(*grown)))) {
+		if (!c->cur.key || SHB_ALLOC_GROW(pg->items, pg->n + 1, pg->alloc)) {
 			c->failed = 1;
 			free_object(&c->cur);
 			return;
 		}
-		pg->items = grown;
 		pg->items[pg->n++] = c->cur;
 		memset(&c->cur, 0, sizeof(c->cur));
 	} else if (!strcmp(name, "IsTruncated")) {
@@ -275,7 +272,7 @@ char *shb_s3xml_upload_id(const char *body, size_t len)
 
 struct uploads_ctx {
 	struct shb_s3_upload_item *v, cur;
-	size_t n;
+	size_t n, alloc;
 	int failed;
 };
 
@@ -289,15 +286,11 @@ static void uploads_end(void *data, const char *name, const char *text)
 		free(*field);
 		c->failed |= !(*field = strdup(text));
 	} else if (!strcmp(name, "Upload")) {
-		struct shb_s3_upload_item *grown = c->cur.key && c->cur.id
-			? realloc(c->v, (c->n + 1) * sizeof(*grown)) : NULL;
-
-		if (!grown) {
+		if (!c->cur.key || !c->cur.id || SHB_ALLOC_GROW(c->v, c->n + 1, c->alloc)) {
 			c->failed = 1;
 			free(c->cur.key);
 			free(c->cur.id);
 		} else {
-			c->v = grown;
 			c->v[c->n++] = c->cur;
 		}
 		memset(&c->cur, 0, sizeof(c->cur));

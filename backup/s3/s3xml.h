@@ -21,6 +21,7 @@ struct shb_s3_object {
 struct shb_s3_page {
 	struct shb_s3_object *items;
 	size_t n;
+	size_t alloc;      /* items allocated (SHB_ALLOC_GROW) */
 	int truncated;
 	char *next_token;  /* NULL when not truncated */
 };

@@ -38,21 +38,6 @@ int shb_uri_encode(struct shb_buf *out, const char *s, int keep_slash)
 	return rc;
 }
 
-static int add_str(struct shb_buf *b, const char *s)
-{
-	return shb_buf_add(b, s, strlen(s));
-}
-
-/* NUL-terminates without counting the NUL in len. */
-static int terminate(struct shb_buf *b)
-{
-	int rc = shb_buf_add(b, "", 1);
-
-	if (!rc)
-		b->len--;
-	return rc;
-}
-
 struct pair {
 	char *k, *v;
 };
@@ -67,13 +52,13 @@ static int by_pair(const void *a, const void *b)
 
 static char *encoded(const char *s)
 {
-	struct shb_buf b = { 0 };
+	struct shb_buf b = SHB_BUF_INIT;
 
-	if (shb_uri_encode(&b, s ? s : "", 0) || terminate(&b)) {
+	if (shb_uri_encode(&b, s ? s : "", 0)) {
 		shb_buf_free(&b);
 		return NULL;
 	}
-	return (char *)b.data;
+	return shb_buf_detach(&b, NULL);
 }
 
 int shb_sigv4_query(struct shb_buf *out, const struct shb_kv *q, size_t n)
@@ -91,16 +76,16 @@ int shb_sigv4_query(struct shb_buf *out, const struct shb_kv *q, size_t n)
 		qsort(pairs, n, sizeof(*pairs), by_pair);
 	for (size_t i = 0; i < n && !rc; i++) {
 		if (i)
-			rc = add_str(out, "&");
-		if (!rc && !(rc = add_str(out, pairs[i].k)) && !(rc = add_str(out, "=")))
-			rc = add_str(out, pairs[i].v);
+			rc = shb_buf_adds(out, "&");
+		if (!rc && !(rc = shb_buf_adds(out, pairs[i].k)) && !(rc = shb_buf_adds(out, "=")))
+			rc = shb_buf_adds(out, pairs[i].v);
 	}
 	for (size_t i = 0; pairs && i < n; i++) {
 		free(pairs[i].k);
 		free(pairs[i].v);
 	}
 	free(pairs);
-	return rc ? rc : terminate(out);
+	return rc;
 }
 
 /* Header value trimmed, with inner runs of spaces folded to one. */
@@ -155,7 +140,7 @@ static int add_headers(struct shb_buf *b, struct shb_buf *signed_names,
 			rc = shb_buf_add(b, "\n", 1);
 	}
 	free(sorted);
-	return rc ? rc : terminate(signed_names);
+	return rc;
 }
 
 /* The canonical request into out; the signed header names into names. */
@@ -163,19 +148,19 @@ static int canonical(struct shb_buf *out, struct shb_buf *names, const struct sh
 {
 	int rc;
 
-	if ((rc = add_str(out, req->method)) || (rc = add_str(out, "\n"))
-	    || (rc = shb_uri_encode(out, req->path, 1)) || (rc = add_str(out, "\n"))
-	    || (rc = shb_sigv4_query(out, req->query, req->nquery)) || (rc = add_str(out, "\n"))
+	if ((rc = shb_buf_adds(out, req->method)) || (rc = shb_buf_adds(out, "\n"))
+	    || (rc = shb_uri_encode(out, req->path, 1)) || (rc = shb_buf_adds(out, "\n"))
+	    || (rc = shb_sigv4_query(out, req->query, req->nquery)) || (rc = shb_buf_adds(out, "\n"))
 	    || (rc = add_headers(out, names, req->headers, req->nheaders))
-	    || (rc = add_str(out, "\n")) || (rc = add_str(out, (char *)names->data))
-	    || (rc = add_str(out, "\n")) || (rc = add_str(out, req->payload_sha256)))
+	    || (rc = shb_buf_adds(out, "\n")) || (rc = shb_buf_adds(out, shb_buf_str(names)))
+	    || (rc = shb_buf_adds(out, "\n")) || (rc = shb_buf_adds(out, req->payload_sha256)))
 		return rc;
-	return terminate(out);
+	return SHB_OK;
 }
 
 int shb_sigv4_canonical(struct shb_buf *out, const struct shb_sigv4 *req)
 {
-	struct shb_buf names = { 0 };
+	struct shb_buf names = SHB_BUF_INIT;
 	int rc = canonical(out, &names, req);
 
 	shb_buf_free(&names);
@@ -200,7 +185,7 @@ static void hmac(const unsigned char *key, size_t klen, const char *msg, unsigne
 
 int shb_sigv4_sign(const struct shb_sigv4 *req, char **auth)
 {
-	struct shb_buf canon = { 0 }, names = { 0 };
+	struct shb_buf canon = SHB_BUF_INIT, names = SHB_BUF_INIT;
 	char stamp[SHB_TS_LEN], day[9], hash[65], *scope = NULL, *to_sign = NULL, *key0 = NULL;
 	unsigned char k[32], sig[32];
 	char sighex[65];
@@ -228,7 +213,7 @@ int shb_sigv4_sign(const struct shb_sigv4 *req, char **auth)
 	for (int i = 0; i < 32; i++)
 		snprintf(sighex + 2 * i, 3, "%02x", sig[i]);
 	*auth = shb_aprintf("AWS4-HMAC-SHA256 Credential=%s/%s,SignedHeaders=%s,Signature=%s",
-			    req->access_key, scope, (char *)names.data, sighex);
+			    req->access_key, scope, shb_buf_str(&names), sighex);
 	rc = *auth ? SHB_OK : SHB_ENOMEM;
 out:
 	if (key0)

@@ -43,11 +43,16 @@ struct shb_sigv4 {
 	time_t time;                   /* the x-amz-date header's time */
 };
 
+/*
+ * The three appenders below add to out (a string buffer, strbuf.h, so the
+ * result is NUL-terminated) and fail only as it does: SHB_ENOMEM, or
+ * SHB_ETOOBIG past out's cap, with part of the text possibly appended.
+ */
 /* Appends s percent-encoded AWS-style; '/' is kept when keep_slash. */
 int shb_uri_encode(struct shb_buf *out, const char *s, int keep_slash);
-/* The canonical (and sendable) query string of q, NUL-terminated in out. */
+/* Appends the canonical (and sendable) query string of q to out. */
 int shb_sigv4_query(struct shb_buf *out, const struct shb_kv *q, size_t n);
-/* The canonical request, NUL-terminated in out (exposed for tests). */
+/* Appends the canonical request to out (exposed for tests). */
 int shb_sigv4_canonical(struct shb_buf *out, const struct shb_sigv4 *req);
 /*
  * The Authorization header value, malloc'd into *auth (the caller frees

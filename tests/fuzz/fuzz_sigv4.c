@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	char *copy = malloc(size + 1), *parts[9] = { 0 }, *auth = NULL;
 	struct shb_kv q[3], h[3];
-	struct shb_buf b = { 0 };
+	struct shb_buf b = SHB_BUF_INIT;
 	int n = 0;
 
 	if (!copy)

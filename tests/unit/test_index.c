@@ -90,7 +90,7 @@ static void test_hostile_blobs(void)
 
 static void test_trailer(void)
 {
-	struct shb_buf b = { 0 };
+	struct shb_buf b = SHB_BUF_INIT;
 	unsigned char big[200000], *blob = NULL;
 	struct shb_footer f;
 

@@ -112,10 +112,9 @@ static void test_json_quote(void)
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct shb_buf b = { 0 };
+		struct shb_buf b = SHB_BUF_INIT;
 
 		CHECK_OK(shb_json_quote(&b, cases[i].in));
-		CHECK_OK(shb_buf_add(&b, "", 1));
 		CHECK(b.data && !strcmp((const char *)b.data, cases[i].out));
 		shb_buf_free(&b);
 	}
