@@ -5,7 +5,8 @@
  * inner read, the cap holds with least recently used pieces evicted, a
  * damaged or short cache file is a miss (right bytes, fetched again), a
  * new identity misses, named blobs round-trip, a private cache's directory
- * goes at close and cap 0 disables the cache.
+ * goes at close and cap 0 disables the cache.  Also the memory cache of
+ * pieces (pieces.h): LRU within its byte cap.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "cache.h"
 #include "check.h"
 #include "error.h"
+#include "pieces.h"
 #include "source.h"
 #include "util.h"
 
@@ -261,6 +263,22 @@ static void test_private_and_disabled(const char *tmp, const unsigned char *data
 	shb_cache_close(c);
 }
 
+static void test_memory_pieces(void)
+{
+	struct shb_pieces *p;
+	unsigned char a[1000], b[100];
+
+	memset(a, 'a', sizeof(a));
+	CHECK_OK(shb_pieces_new(2500, &p));
+	shb_pieces_put(p, 1, 0, a, 1000);
+	shb_pieces_put(p, 1, 1, a, 1000);
+	CHECK(shb_pieces_read(p, 1, 0, 10, 100, b) == 0 && b[0] == 'a');  /* 0 is now newest */
+	shb_pieces_put(p, 2, 0, a, 1000);  /* over the cap: evicts (1, 1) */
+	CHECK(shb_pieces_has(p, 1, 0, 0) && !shb_pieces_has(p, 1, 1, 0) && shb_pieces_has(p, 2, 0, 0));
+	CHECK(shb_pieces_read(p, 2, 0, 950, 100, b) == -1);  /* past the piece's end */
+	shb_pieces_free(p);
+}
+
 int main(void)
 {
 	char tmp[] = "/tmp/shb-test-cache-XXXXXX", dir[4200];
@@ -279,6 +297,7 @@ int main(void)
 	snprintf(dir, sizeof(dir), "%s/c4", tmp);
 	test_blobs(dir);
 	test_private_and_disabled(tmp, data);
+	test_memory_pieces();
 	shb_remove_tree(tmp);
 	free(data);
 	return check_done("test_cache");
