@@ -405,7 +405,8 @@ static void write_file(struct shb_cache *c, const char *name, const void *a, siz
 {
 	char tmp[NAME_MAX_LEN + 32];
 	uint64_t charge = charge_of(alen + blen);
-	int fd, ok;
+	struct node *n;
+	int fd, ok, placed;
 
 	if (!shb_cache_enabled(c) || !name_ok(name) || charge + DIR_RESERVE > c->cap)
 		return;
@@ -425,10 +426,15 @@ static void write_file(struct shb_cache *c, const char *name, const void *a, siz
 	ok = fd >= 0 && !io_exact(fd, (void *)a, alen, 0, 1) && !io_exact(fd, (void *)b, blen, 0, 1);
 	if (fd >= 0)
 		close(fd);
-	if (!ok || renameat(c->dirfd, tmp, c->dirfd, name) < 0) {
+	/* Placed under mu: a file evicted while being written is not left untracked. */
+	pthread_mutex_lock(&c->mu);
+	n = find(c, name);
+	placed = ok && n && renameat(c->dirfd, tmp, c->dirfd, name) == 0;
+	if (!placed && n)
+		forget(c, n);
+	pthread_mutex_unlock(&c->mu);
+	if (!placed)
 		unlinkat(c->dirfd, tmp, 0);
-		shb_cache_drop(c, name);
-	}
 }
 
 /* --- named blobs ------------------------------------------------------------ */
