@@ -21,9 +21,12 @@
 
 enum backup_state { BACKUP_CLOSED, BACKUP_OPEN, BACKUP_FAILED };
 
-/* Bytes of inflated pieces the mount keeps in memory (pieces.h): room for
- * a few read-aheads, and for the largest segment a plain archive may have. */
-#define SHBFS_MEM_CACHE (64u << 20)
+/*
+ * Bytes of inflated pieces the mount keeps in memory (pieces.h): 64
+ * members of 256 KiB, as the old 64-slot cache; two read-aheads of 8 MiB,
+ * or four plain-archive segments of 4 MiB.
+ */
+#define SHBFS_MEM_CACHE (16u << 20)
 
 /* Seconds before a backup that failed to open is tried again. */
 #define SHBFS_RETRY_OPEN 5.0
