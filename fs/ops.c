@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,29 +19,6 @@
 #include "catalog.h"
 #include "error.h"
 #include "shbfs.h"
-
-static int use_syslog;
-
-void shbfs_log_to_syslog(void)
-{
-	openlog("shbackupfs", LOG_PID, LOG_DAEMON);
-	use_syslog = 1;
-}
-
-void shbfs_log(int priority, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (use_syslog) {
-		vsyslog(priority, fmt, ap);
-	} else {
-		fputs("shbackupfs: ", stderr);
-		vfprintf(stderr, fmt, ap);
-		fputc('\n', stderr);
-	}
-	va_end(ap);
-}
 
 static struct shbfs *fs_of(void)
 {
@@ -361,7 +337,7 @@ static void *shbfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->attr_timeout = fs->cfg.list_ttl;
 	cfg->negative_timeout = 0;
 	cfg->kernel_cache = 1;
-	shbfs_prefetch_start(fs);
+	shb_pieces_start(fs->pieces, (int)sysconf(_SC_NPROCESSORS_ONLN));
 	shbfs_lister_start(fs);
 	return fs;
 }
@@ -369,7 +345,6 @@ static void *shbfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 static void shbfs_destroy(void *data)
 {
 	shbfs_lister_stop(data);
-	shbfs_prefetch_stop(data);
 }
 
 static const struct fuse_operations ops = {
@@ -406,7 +381,11 @@ int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out)
 	fs->cfg.s3_prefix = cfg->s3_prefix ? strdup(cfg->s3_prefix) : NULL;
 	fs->cfg.cache_dir = cfg->cache_dir ? strdup(cfg->cache_dir) : NULL;
 	fs->mounted_at = time(NULL);
-	rc = shbfs_cache_new(fs->cfg.cache_dir, cfg->cache_size, 64, &fs->cache);
+	if ((rc = shb_pieces_new(SHBFS_MEM_CACHE, &fs->pieces))) {
+		shbfs_free(fs);
+		return rc;
+	}
+	rc = shb_cache_open(fs->cfg.cache_dir, fs->cfg.cache_dir ? cfg->cache_size : 0, &fs->cache);
 	if (rc && !cfg->s3 && fs->cfg.cache_dir) {
 		/*
 		 * Local archives are read in place: the disk cache only saves a
@@ -417,7 +396,7 @@ int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out)
 			  "indexed again at each mount)", shb_errmsg());
 		free((char *)fs->cfg.cache_dir);
 		fs->cfg.cache_dir = NULL;
-		rc = shbfs_cache_new(NULL, 0, 64, &fs->cache);
+		rc = shb_cache_open(NULL, 0, &fs->cache);
 	}
 	if (rc) {
 		shbfs_free(fs);
@@ -431,8 +410,9 @@ void shbfs_free(struct shbfs *fs)
 {
 	if (!fs)
 		return;
+	shb_pieces_free(fs->pieces);  /* its workers first: they use the readers */
 	shbfs_list_free(fs);
-	shbfs_cache_free(fs->cache);
+	shb_cache_close(fs->cache);
 	free((char *)fs->cfg.local_dir);
 	free((char *)fs->cfg.s3_prefix);
 	free((char *)fs->cfg.cache_dir);

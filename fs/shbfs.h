@@ -15,10 +15,18 @@
 #include "catalog.h"
 #include "fs.h"
 #include "layout.h"
+#include "pieces.h"
 #include "reader.h"
 #include "util.h"
 
 enum backup_state { BACKUP_CLOSED, BACKUP_OPEN, BACKUP_FAILED };
+
+/*
+ * Bytes of inflated pieces the mount keeps in memory (pieces.h): 64
+ * members of 256 KiB, as the old 64-slot cache; two read-aheads of 8 MiB,
+ * or four plain-archive segments of 4 MiB.
+ */
+#define SHBFS_MEM_CACHE (16u << 20)
 
 /* Seconds before a backup that failed to open is tried again. */
 #define SHBFS_RETRY_OPEN 5.0
@@ -50,7 +58,8 @@ struct shbfs_backup {
 
 struct shbfs {
 	struct shbfs_config cfg;    /* strings owned; read-only after shbfs_new */
-	struct shbfs_cache *cache;  /* thread-safe itself */
+	struct shb_cache *cache;    /* disk cache of fetched bytes and indexes; thread-safe itself */
+	struct shb_pieces *pieces;  /* inflated pieces and read-ahead workers; thread-safe itself */
 	time_t mounted_at;
 
 	/*
@@ -79,7 +88,6 @@ struct shbfs {
 
 	unsigned gen;               /* bumped by shbfs_refresh (SIGHUP); atomic */
 	int s3_down;                /* last S3 request failed; atomic */
-	struct shbfs_prefetch *prefetch;  /* read-ahead workers, NULL until init; atomic */
 };
 
 /* An open file. */
@@ -88,7 +96,7 @@ struct shbfs_handle {
 	size_t file;                /* index into b->layout.files */
 	pthread_mutex_t mu;         /* protects next_off and ahead */
 	uint64_t next_off;          /* where a sequential read would go on */
-	size_t ahead;               /* members of read-ahead, grows while sequential */
+	size_t ahead;               /* read-ahead in 256 KiB units, grows while sequential */
 };
 
 /* tree.c: the listing and opening backups. */
@@ -116,17 +124,10 @@ void shbfs_s3_status(struct shbfs *fs, int rc, const char *why);
 mode_t shbfs_file_mode(const struct shbfs *fs, const struct shbfs_backup *b, size_t i);
 mode_t shbfs_dir_mode(const struct shbfs *fs);
 
-/* read.c: bytes of an open file; -EIO on any failure, never wrong bytes. */
+/*
+ * read.c: bytes of an open file (b open): the number read, or -EIO on any
+ * failure, never wrong bytes.  Queues read-ahead while h reads sequentially.
+ */
 int shbfs_read(struct shbfs *fs, struct shbfs_handle *h, char *buf, size_t size, uint64_t off);
-/* read.c: members lo..hi of b into the memory cache (one fetch; errors ignored). */
-void shbfs_fill(struct shbfs *fs, struct shbfs_backup *b, size_t lo, size_t hi);
-
-/* prefetch.c: read-ahead inflated on worker threads. */
-void shbfs_prefetch_start(struct shbfs *fs);
-void shbfs_prefetch_stop(struct shbfs *fs);
-/* Queues members lo..hi not cached or in flight, per members a job. */
-void shbfs_prefetch(struct shbfs *fs, struct shbfs_backup *b, size_t lo, size_t hi, size_t per);
-/* Returns once member i of b is no longer being prefetched. */
-void shbfs_prefetch_wait(struct shbfs *fs, struct shbfs_backup *b, size_t i);
 
 #endif

@@ -335,9 +335,13 @@ static int cache_key(struct shbfs_backup *b, struct shb_source *src)
 
 static int reopen_source(struct shbfs *fs, struct shbfs_backup *b, struct shb_source **src)
 {
-	if (b->remote)
-		return shb_source_open_s3_etag(fs->cfg.s3, b->s3_key, b->s3_size, b->s3_etag, src);
-	return shb_source_open_backup_file(b->local_path, src);
+	int rc;
+
+	if (!b->remote)
+		return shb_source_open_backup_file(b->local_path, src);
+	if ((rc = shb_source_open_s3_etag(fs->cfg.s3, b->s3_key, b->s3_size, b->s3_etag, src)))
+		return rc;
+	return shb_source_cached(*src, fs->cache, src);
 }
 
 /*
@@ -353,14 +357,14 @@ static int open_plain(struct shbfs *fs, struct shbfs_backup *b)
 	int rc;
 
 	snprintf(name, sizeof(name), "zidx-%s", b->key);
-	if (shbfs_cache_get_all(fs->cache, name, &buf, &len) == 0) {
+	if (shb_cache_get_blob(fs->cache, name, &buf, &len) == 0) {
 		if ((rc = reopen_source(fs, b, &src)))
 			return rc;
 		rc = shb_reader_open_plain(src, buf, len, &b->reader);
 		free(buf);
 		if (!rc)
 			return SHB_OK;
-		shbfs_cache_drop(fs->cache, name);
+		shb_cache_drop(fs->cache, name);
 	}
 	if ((rc = reopen_source(fs, b, &src)))
 		return rc;
@@ -368,7 +372,7 @@ static int open_plain(struct shbfs *fs, struct shbfs_backup *b)
 	if ((rc = shb_reader_open_plain(src, NULL, 0, &b->reader)))
 		return rc;
 	if (!shb_reader_plain_index(b->reader, &buf, &len)) {
-		shbfs_cache_put(fs->cache, name, buf, len);
+		shb_cache_put_blob(fs->cache, name, buf, len);
 		free(buf);
 	}
 	return SHB_OK;
@@ -384,18 +388,18 @@ static int open_reader(struct shbfs *fs, struct shbfs_backup *b, struct shb_sour
 	int rc;
 
 	snprintf(name, sizeof(name), "zidx-%s", b->key);
-	if (shbfs_cache_has(fs->cache, name)) {
+	if (shb_cache_has_blob(fs->cache, name)) {
 		/* Known to be a plain archive: no need to look for our footer. */
 		shb_source_close(src);
 		return open_plain(fs, b);
 	}
 	snprintf(name, sizeof(name), "idx-%s", b->key);
-	if (shbfs_cache_get_all(fs->cache, name, &trailer, &len) == 0) {
+	if (shb_cache_get_blob(fs->cache, name, &trailer, &len) == 0) {
 		rc = shb_reader_open_trailer(src, trailer, len, &b->reader);
 		free(trailer);
 		if (!rc)
 			return SHB_OK;
-		shbfs_cache_drop(fs->cache, name);  /* damaged: read it again */
+		shb_cache_drop(fs->cache, name);  /* damaged: read it again */
 		if ((rc = reopen_source(fs, b, &src)))
 			return rc;
 	}
@@ -406,7 +410,7 @@ static int open_reader(struct shbfs *fs, struct shbfs_backup *b, struct shb_sour
 		return rc;
 	if (b->remote) {
 		shb_reader_trailer(b->reader, &t, &len);
-		shbfs_cache_put(fs->cache, name, t, len);
+		shb_cache_put_blob(fs->cache, name, t, len);
 	}
 	return SHB_OK;
 }
@@ -422,7 +426,8 @@ static int do_open(struct shbfs *fs, struct shbfs_backup *b)
 	} else if (b->s3_key && fs->cfg.s3) {
 		b->remote = 1;
 		if ((rc = shb_source_open_s3_etag(fs->cfg.s3, b->s3_key, b->s3_size, b->s3_etag,
-						  &src)))
+						  &src))
+		    || (rc = shb_source_cached(src, fs->cache, &src)))
 			return rc;
 	} else {
 		return shb_fail(SHB_ENOTFOUND, "no readable copy");

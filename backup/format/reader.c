@@ -1,6 +1,7 @@
 /*
  * The archive reader (reader.h): footer and index loading, and ranged reads
- * that inflate only the members a range touches.
+ * by pieces (members, or a plain archive's segments) that inflate only the
+ * pieces a range touches, through the memory cache of pieces.h when given.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +10,15 @@
 #include <zlib.h>
 
 #include "error.h"
+#include "pieces.h"
 #include "reader.h"
 #include "zindex.h"
+
+/* Compressed bytes at most in one source read of a run of members. */
+#define RUN_MAX (16u << 20)
+
+/* The next reader's serial number: owners in the memory cache are never reused. */
+static uint64_t next_serial;
 
 struct shb_reader {
 	struct shb_source *src;
@@ -18,7 +26,8 @@ struct shb_reader {
 	struct shb_zindex *z;       /* a plain tar.gz: access points */
 	unsigned char *trailer;  /* index members + footer: the file's last bytes */
 	size_t trailer_len;
-	uint64_t inflated;
+	uint64_t serial;            /* names this reader's pieces in a shb_pieces */
+	uint64_t inflated;          /* atomic */
 };
 
 static int check_trailer(struct shb_reader *r, const unsigned char *t, size_t len);
@@ -128,6 +137,7 @@ static int open_reader(struct shb_source *src, int plain, const unsigned char *s
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	}
 	r->src = src;
+	r->serial = __atomic_add_fetch(&next_serial, 1, __ATOMIC_RELAXED);
 	if (plain) {
 		rc = saved ? shb_zindex_decode(saved, len, &r->z) : shb_zindex_build(src, &r->z);
 		if (!rc)
@@ -168,17 +178,6 @@ int shb_reader_seekable(const struct shb_reader *r)
 	return r->z == NULL;
 }
 
-size_t shb_reader_segment_at(const struct shb_reader *r, uint64_t uoff, uint64_t *start,
-			     size_t *len)
-{
-	return shb_zindex_segment_at(r->z, uoff, start, len);
-}
-
-int shb_reader_read_segment(struct shb_reader *r, size_t i, unsigned char *buf)
-{
-	return shb_zindex_read_segment(r->src, r->z, i, buf);
-}
-
 int shb_reader_plain_index(const struct shb_reader *r, unsigned char **out, size_t *len)
 {
 	if (!r->z)
@@ -200,6 +199,66 @@ const struct shb_index *shb_reader_index(const struct shb_reader *r)
 struct shb_source *shb_reader_source(const struct shb_reader *r)
 {
 	return r->src;
+}
+
+/* --- reading: pieces, memory cache, read-ahead ------------------------------ */
+
+/* The piece holding tar offset uoff: a member, or a plain archive's segment. */
+static size_t piece_at(const struct shb_reader *r, uint64_t uoff)
+{
+	uint64_t start;
+	size_t len;
+
+	if (r->z)
+		return shb_zindex_segment_at(r->z, uoff, &start, &len);
+	return shb_index_member_at(r->idx, uoff);
+}
+
+/* The tar bytes piece i holds: [*start, *start + *len). */
+static void piece_span(const struct shb_reader *r, size_t i, uint64_t *start, uint64_t *len)
+{
+	if (r->z) {
+		uint64_t end = i + 1 < r->z->npoints ? r->z->points[i + 1].uoff : r->z->usize;
+
+		*start = r->z->points[i].uoff;
+		*len = end - *start;
+	} else {
+		*start = r->idx->members[i].uoff;
+		*len = r->idx->members[i].ulen;
+	}
+}
+
+/* A read in progress: tar bytes [start, end) into buf; buf NULL for read-ahead. */
+struct want {
+	uint64_t start, end;
+	unsigned char *buf;
+};
+
+/* The part of piece i that w wants: [*from, *to), empty when *from >= *to. */
+static void overlap(const struct shb_reader *r, size_t i, const struct want *w, uint64_t *ps,
+		    uint64_t *from, uint64_t *to)
+{
+	uint64_t len;
+
+	piece_span(r, i, ps, &len);
+	*from = *ps > w->start ? *ps : w->start;
+	*to = *ps + len < w->end ? *ps + len : w->end;
+}
+
+/* Piece i, inflated into plain: into the memory cache p, and its part of w into w->buf. */
+static void deliver(struct shb_reader *r, struct shb_pieces *p, size_t i,
+		    const unsigned char *plain, const struct want *w)
+{
+	uint64_t ps, len, from, to;
+
+	piece_span(r, i, &ps, &len);
+	if (p)
+		shb_pieces_put(p, r->serial, i, plain, (size_t)len);
+	if (!w || !w->buf)
+		return;
+	overlap(r, i, w, &ps, &from, &to);
+	if (from < to)
+		memcpy(w->buf + (from - w->start), plain + (from - ps), to - from);
 }
 
 /* Inflates one gzip member of exactly clen bytes into exactly ulen bytes. */
@@ -228,14 +287,8 @@ static int inflate_member(const unsigned char *in, uint32_t clen, unsigned char 
 		? SHB_OK : SHB_ECORRUPT;
 }
 
-int shb_reader_fetch(struct shb_reader *r, size_t lo, size_t hi, unsigned char *comp)
-{
-	const struct shb_member *m = r->idx->members;
-
-	return shb_source_read(r->src, comp, m[hi].coff + m[hi].clen - m[lo].coff, m[lo].coff);
-}
-
-int shb_reader_inflate(struct shb_reader *r, size_t i, const unsigned char *comp,
+/* Member i from its compressed bytes, CRC32- and length-checked (SHB_ECORRUPT). */
+static int inflate_one(struct shb_reader *r, size_t i, const unsigned char *comp,
 		       unsigned char *plain)
 {
 	const struct shb_member *m = &r->idx->members[i];
@@ -247,53 +300,139 @@ int shb_reader_inflate(struct shb_reader *r, size_t i, const unsigned char *comp
 	return SHB_OK;
 }
 
-int shb_reader_pread(struct shb_reader *r, const struct shb_entry *e, void *buf, size_t len,
-		     uint64_t off, size_t *got)
+/*
+ * Members i..k in one source read, k <= hi the last of the run of adjacent
+ * members not in p (nor, with fly, in flight there) within RUN_MAX
+ * compressed bytes; each inflated and delivered.  *n: k - i + 1.
+ */
+static int load_members(struct shb_reader *r, struct shb_pieces *p, size_t i, size_t hi, int fly,
+			const struct want *w, size_t *n)
 {
-	const struct shb_index *idx = r->idx;
+	const struct shb_member *m = r->idx->members;
 	unsigned char *comp = NULL, *plain = NULL;
-	uint64_t start, end, pos;
-	size_t lo, hi;
-	int rc = SHB_OK;
+	size_t k = i;
+	int rc;
+
+	while (k < hi && m[k + 1].coff + m[k + 1].clen - m[i].coff <= RUN_MAX
+	       && !(p && shb_pieces_has(p, r->serial, k + 1, fly)))
+		k++;
+	comp = malloc(m[k].coff + m[k].clen - m[i].coff + 1);
+	plain = malloc(r->idx->block_size + 1);
+	if (!comp || !plain) {
+		rc = shb_fail(SHB_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = shb_source_read(r->src, comp, m[k].coff + m[k].clen - m[i].coff, m[i].coff)))
+		goto out;
+	for (size_t x = i; x <= k && !rc; x++)
+		if (!(rc = inflate_one(r, x, comp + (m[x].coff - m[i].coff), plain)))
+			deliver(r, p, x, plain, w);
+	*n = k - i + 1;
+out:
+	free(plain);
+	free(comp);
+	return rc;
+}
+
+/* Segment i of a plain archive, inflated (chunk CRCs checked) and delivered. */
+static int load_segment(struct shb_reader *r, struct shb_pieces *p, size_t i,
+			const struct want *w, size_t *n)
+{
+	uint64_t ps, len;
+	unsigned char *seg;
+	int rc;
+
+	piece_span(r, i, &ps, &len);
+	if (!(seg = malloc(len + 1)))
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	if (!(rc = shb_zindex_read_segment(r->src, r->z, i, seg)))
+		deliver(r, p, i, seg, w);
+	free(seg);
+	*n = 1;
+	return rc;
+}
+
+static int load_run(struct shb_reader *r, struct shb_pieces *p, size_t i, size_t hi, int fly,
+		    const struct want *w, size_t *n)
+{
+	if (r->z)
+		return load_segment(r, p, i, w, n);
+	return load_members(r, p, i, hi, fly, w, n);
+}
+
+/* Piece i's part of w from the memory cache, once no worker has it in flight. */
+static int from_memory(struct shb_reader *r, struct shb_pieces *p, size_t i, const struct want *w)
+{
+	uint64_t ps, from, to;
+
+	shb_pieces_wait(p, r->serial, i);
+	overlap(r, i, w, &ps, &from, &to);
+	return shb_pieces_read(p, r->serial, i, from - ps, (size_t)(to - from),
+			       w->buf + (from - w->start));
+}
+
+int shb_reader_pread_cached(struct shb_reader *r, struct shb_pieces *p,
+			    const struct shb_entry *e, void *buf, size_t len, uint64_t off,
+			    size_t *got)
+{
+	struct want w = { e->offset + off, 0, buf };
+	size_t n;
+	int rc;
 
 	*got = 0;
 	if (off >= e->size || len == 0)
 		return SHB_OK;
 	if (len > e->size - off)
 		len = (size_t)(e->size - off);
-	if (r->z) {
-		if ((rc = shb_zindex_read(r->src, r->z, e->offset + off, len, buf)))
+	w.end = w.start + len;
+	if (r->z && !p) {
+		/* No cache to keep a segment in: inflate just up to the range's end. */
+		if ((rc = shb_zindex_read(r->src, r->z, w.start, len, buf)))
 			return rc;
 		*got = len;
 		return SHB_OK;
 	}
-	start = e->offset + off;
-	end = start + len;
-	lo = shb_index_member_at(idx, start);
-	hi = shb_index_member_at(idx, end - 1);
-	comp = malloc(idx->members[hi].coff + idx->members[hi].clen - idx->members[lo].coff);
-	plain = malloc(idx->block_size);
-	if (!comp || !plain) {
-		rc = shb_fail(SHB_ENOMEM, "out of memory");
-		goto out;
-	}
-	if ((rc = shb_reader_fetch(r, lo, hi, comp)))
-		goto out;
-	pos = start;
-	for (size_t i = lo; i <= hi; i++) {
-		const struct shb_member *m = &idx->members[i];
-		uint64_t n = m->uoff + m->ulen < end ? m->uoff + m->ulen - pos : end - pos;
-
-		if ((rc = shb_reader_inflate(r, i, comp + (m->coff - idx->members[lo].coff), plain)))
-			goto out;
-		memcpy((unsigned char *)buf + (pos - start), plain + (pos - m->uoff), n);
-		pos += n;
+	for (size_t i = piece_at(r, w.start), hi = piece_at(r, w.end - 1); i <= hi; i += n) {
+		n = 1;
+		if (p && !from_memory(r, p, i, &w))
+			continue;
+		if ((rc = load_run(r, p, i, hi, 1, &w, &n)))
+			return rc;
 	}
 	*got = len;
-out:
-	free(plain);
-	free(comp);
-	return rc;
+	return SHB_OK;
+}
+
+int shb_reader_pread(struct shb_reader *r, const struct shb_entry *e, void *buf, size_t len,
+		     uint64_t off, size_t *got)
+{
+	return shb_reader_pread_cached(r, NULL, e, buf, len, off, got);
+}
+
+/* A read-ahead job: pieces lo..hi of the reader arg into p. */
+static void fill(void *arg, struct shb_pieces *p, size_t lo, size_t hi)
+{
+	struct shb_reader *r = arg;
+	size_t n;
+
+	for (size_t i = lo; i <= hi; i += n) {
+		n = 1;
+		if (!shb_pieces_has(p, r->serial, i, 0) && load_run(r, p, i, hi, 0, NULL, &n))
+			break;
+	}
+}
+
+void shb_reader_readahead(struct shb_reader *r, struct shb_pieces *p, const struct shb_entry *e,
+			  uint64_t off, uint64_t len, size_t batch)
+{
+	uint64_t start = e->offset + off;
+
+	if (!p || off >= e->size || !len)
+		return;
+	if (len > e->size - off)
+		len = e->size - off;
+	shb_pieces_ahead(p, r->serial, piece_at(r, start), piece_at(r, start + len - 1),
+			 batch ? batch : 1, fill, r);
 }
 
 uint64_t shb_reader_inflated(const struct shb_reader *r)
