@@ -402,23 +402,9 @@ int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out)
 	pthread_cond_init(&fs->wake, NULL);
 	pthread_cond_init(&fs->listed_cv, NULL);
 	fs->cfg = *cfg;
-	fs->cfg.local_dir = cfg->local_dir ? strdup(cfg->local_dir) : NULL;
-	fs->cfg.s3_prefix = cfg->s3_prefix ? strdup(cfg->s3_prefix) : NULL;
-	fs->cfg.cache_dir = cfg->cache_dir ? strdup(cfg->cache_dir) : NULL;
 	fs->mounted_at = time(NULL);
-	rc = shbfs_cache_new(fs->cfg.cache_dir, cfg->cache_size, 64, &fs->cache);
-	if (rc && !cfg->s3 && fs->cfg.cache_dir) {
-		/*
-		 * Local archives are read in place: the disk cache only saves a
-		 * plain archive's indexing pass across mounts, and an open backup
-		 * keeps its index in memory anyway.
-		 */
-		shbfs_log(LOG_WARNING, "%s: mounting without a disk cache (plain archives are "
-			  "indexed again at each mount)", shb_errmsg());
-		free((char *)fs->cfg.cache_dir);
-		fs->cfg.cache_dir = NULL;
-		rc = shbfs_cache_new(NULL, 0, 64, &fs->cache);
-	}
+	/* Inflated members in memory; fetched bytes are the repository's cache. */
+	rc = shbfs_cache_new(NULL, 0, 64, &fs->cache);
 	if (rc) {
 		shbfs_free(fs);
 		return rc;
@@ -433,9 +419,6 @@ void shbfs_free(struct shbfs *fs)
 		return;
 	shbfs_list_free(fs);
 	shbfs_cache_free(fs->cache);
-	free((char *)fs->cfg.local_dir);
-	free((char *)fs->cfg.s3_prefix);
-	free((char *)fs->cfg.cache_dir);
 	pthread_cond_destroy(&fs->wake);
 	pthread_cond_destroy(&fs->listed_cv);
 	pthread_mutex_destroy(&fs->mu);

@@ -49,7 +49,7 @@ struct shbfs_backup {
 };
 
 struct shbfs {
-	struct shbfs_config cfg;    /* strings owned; read-only after shbfs_new */
+	struct shbfs_config cfg;    /* read-only after shbfs_new; cfg.repo borrowed, thread-safe */
 	struct shbfs_cache *cache;  /* thread-safe itself */
 	time_t mounted_at;
 

@@ -37,7 +37,7 @@
 #include "config.h"
 #include "error.h"
 #include "fs.h"
-#include "s3.h"
+#include "repo.h"
 #include "util.h"
 
 struct options {
@@ -363,9 +363,8 @@ static int check_overlap(const char *mnt, const char *local, const char *cache)
 	return -1;
 }
 
-/* Fills the shbfs config (and the S3 client) from options and environment. */
-static int configure(struct options *o, struct shb_config *env, struct shbfs_config *c,
-		     struct shb_s3 **s3)
+/* Fills env (the repository's) and the shbfs config from options and environment. */
+static int configure(struct options *o, struct shb_config *env, struct shbfs_config *c)
 {
 	double ttl = 60, timeout = 10;
 	uint64_t v;
@@ -387,11 +386,9 @@ static int configure(struct options *o, struct shb_config *env, struct shbfs_con
 	if (env->local_dir && replace_abs(&env->local_dir, env->local_dir))
 		return -1;
 	memset(c, 0, sizeof(*c));
-	c->local_dir = env->local_dir;
-	c->s3_prefix = env->s3_prefix;
 	c->uid = getuid();
 	c->gid = getgid();
-	c->cache_size = 1ull << 30;
+	env->cache_size = 1ull << 30;
 	if ((o->list_ttl && parse_number("list_ttl", o->list_ttl, 0, 1e7, &ttl))
 	    || (o->timeout && parse_number("timeout", o->timeout, 1, 3600, &timeout)))
 		return -1;
@@ -412,7 +409,7 @@ static int configure(struct options *o, struct shb_config *env, struct shbfs_con
 		c->umask = (mode_t)v;
 	}
 	if (o->cache_size
-	    && parse_uint("cache_size", o->cache_size, 10, 1, 0, 1ull << 40, &c->cache_size))
+	    && parse_uint("cache_size", o->cache_size, 10, 1, 0, 1ull << 40, &env->cache_size))
 		return -1;
 	c->list_ttl = ttl;
 	/*
@@ -420,13 +417,13 @@ static int configure(struct options *o, struct shb_config *env, struct shbfs_con
 	 * "no backups": refuse it, unless it is the default one and S3 is set
 	 * (a host that keeps its backups in S3 only).
 	 */
-	if (c->local_dir && (local_given || getenv("BACKUP_LOCAL_DIR") || !env->s3_bucket)) {
-		const char *why = stat(c->local_dir, &st) < 0 ? strerror(errno)
+	if (env->local_dir && (local_given || getenv("BACKUP_LOCAL_DIR") || !env->s3_bucket)) {
+		const char *why = stat(env->local_dir, &st) < 0 ? strerror(errno)
 				  : !S_ISDIR(st.st_mode) ? "not a directory" : NULL;
 
 		if (why) {
 			fprintf(stderr, "shbackupfs: cannot use backup directory '%s': %s\n",
-				c->local_dir, why);
+				env->local_dir, why);
 			return -1;
 		}
 	}
@@ -434,13 +431,21 @@ static int configure(struct options *o, struct shb_config *env, struct shbfs_con
 		env->s3_max_attempts = 3;
 		env->s3_retry_seconds = (int)timeout;
 		env->s3_timeout = (int)timeout;
-		if (shb_config_s3(env, s3)) {
-			fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
-			return -1;
-		}
-		c->s3 = *s3;
 	}
 	return 0;
+}
+
+/* The repository; without S3 a bad cache_dir costs only plain archives' index passes. */
+static int open_repo(const struct shb_config *env, const char *dir, struct shb_repo **out)
+{
+	int bad = shb_repo_open(env, dir, env->cache_size, out);
+
+	if (bad && !env->s3_bucket)
+		shbfs_log(LOG_WARNING, "%s: mounting without a disk cache (plain archives are "
+			  "indexed again at each mount)", shb_errmsg());
+	if (bad && (env->s3_bucket || shb_repo_open(env, NULL, 0, out)))
+		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
+	return *out ? 0 : -1;
 }
 
 /* Splits line at spaces into at most max fields, in place; returns how many. */
@@ -671,8 +676,7 @@ int main(int argc, char **argv)
 	struct fuse_cmdline_opts cl = { 0 };
 	struct options o = { 0 };
 	struct shb_config env = { 0 };
-	struct shbfs_config c;
-	struct shb_s3 *s3 = NULL;
+	struct shbfs_config c = { 0 };
 	char *cache_dir = NULL, *fstype = NULL;
 	int rc = 1;
 
@@ -697,7 +701,7 @@ int main(int argc, char **argv)
 	}
 	if (fuse_opt_add_arg(&args, o.mountpoint)
 	    || fuse_opt_add_arg(&args, "-oro,default_permissions,fsname=shbackupfs,subtype=shbackupfs")
-	    || fuse_parse_cmdline(&args, &cl) || configure(&o, &env, &c, &s3))
+	    || fuse_parse_cmdline(&args, &cl) || configure(&o, &env, &c))
 		goto out;
 	if ((fstype = mounted_fstype(cl.mountpoint)) && !strncmp(fstype, "fuse", 4)) {
 		/* A second FUSE mount on top would hide the first, silently. */
@@ -711,8 +715,8 @@ int main(int argc, char **argv)
 			o.cache_dir ? o.cache_dir : "(default)", strerror(errno));
 		goto out;
 	}
-	c.cache_dir = cache_dir;
-	if (check_overlap(cl.mountpoint, c.local_dir, cache_dir))
+	if (check_overlap(cl.mountpoint, env.local_dir, cache_dir)
+	    || open_repo(&env, cache_dir, &c.repo))
 		goto out;
 	if (shbfs_new(&c, &the_fs)) {
 		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
@@ -721,7 +725,7 @@ int main(int argc, char **argv)
 	rc = run(&args, &cl, the_fs);
 out:
 	shbfs_free(the_fs);
-	shb_s3_free(s3);
+	shb_repo_close(c.repo);
 	shb_config_free(&env);
 	free(cache_dir);
 	free(fstype);
