@@ -16,8 +16,9 @@
  * Modes: dirs 0500 and files their archived mode less write bits, owned by
  * cfg.uid/gid; with cfg.umask_set, dirs 0555 and files 0444 less the umask.
  * secrets.json is 0400 always.  A backup is opened (index
- * read: from the disk cache, or one tail read) the first time something
- * inside it is looked at.  Reads fetch only the members they need.
+ * read: one tail read, through the repository's disk cache for S3) the
+ * first time something inside it is looked at.  Reads fetch only the
+ * members they need.
  */
 #ifndef SHBFS_FS_H
 #define SHBFS_FS_H
@@ -25,15 +26,16 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-struct shb_s3;
+struct shb_repo;
 struct shbfs;
 
 struct shbfs_config {
-	const char *local_dir;    /* NULL: no local source */
-	struct shb_s3 *s3;        /* NULL: no S3 source; borrowed */
-	const char *s3_prefix;
-	const char *cache_dir;    /* NULL: no disk cache */
-	uint64_t cache_size;      /* disk cache cap in bytes */
+	/*
+	 * Where the backups are (local dir, S3 bucket, both) and the disk
+	 * cache remote bytes are read through (repo.h); borrowed, must
+	 * outlive the filesystem.
+	 */
+	struct shb_repo *repo;
 	double list_ttl;          /* seconds a root listing is served */
 	uid_t uid;                /* owner of every file */
 	gid_t gid;
@@ -41,7 +43,13 @@ struct shbfs_config {
 	mode_t umask;             /* else files 0444 & ~umask, dirs 0555 & ~umask */
 };
 
+/*
+ * A new filesystem over cfg (copied; cfg->repo borrowed), nothing listed
+ * yet.  SHB_OK and *out (free with shbfs_free, after unmounting); else an
+ * error code with shb_errmsg() set.
+ */
 int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out);
+/* Frees fs (NULL is fine): every backup object, reader and cache of it. */
 void shbfs_free(struct shbfs *fs);
 
 /*

@@ -377,27 +377,9 @@ int shbfs_new(const struct shbfs_config *cfg, struct shbfs **out)
 	pthread_cond_init(&fs->wake, NULL);
 	pthread_cond_init(&fs->listed_cv, NULL);
 	fs->cfg = *cfg;
-	fs->cfg.local_dir = cfg->local_dir ? strdup(cfg->local_dir) : NULL;
-	fs->cfg.s3_prefix = cfg->s3_prefix ? strdup(cfg->s3_prefix) : NULL;
-	fs->cfg.cache_dir = cfg->cache_dir ? strdup(cfg->cache_dir) : NULL;
 	fs->mounted_at = time(NULL);
-	if ((rc = shb_pieces_new(SHBFS_MEM_CACHE, &fs->pieces))) {
-		shbfs_free(fs);
-		return rc;
-	}
-	rc = shb_cache_open(fs->cfg.cache_dir, fs->cfg.cache_dir ? cfg->cache_size : 0, &fs->cache);
-	if (rc && !cfg->s3 && fs->cfg.cache_dir) {
-		/*
-		 * Local archives are read in place: the disk cache only saves a
-		 * plain archive's indexing pass across mounts, and an open backup
-		 * keeps its index in memory anyway.
-		 */
-		shbfs_log(LOG_WARNING, "%s: mounting without a disk cache (plain archives are "
-			  "indexed again at each mount)", shb_errmsg());
-		free((char *)fs->cfg.cache_dir);
-		fs->cfg.cache_dir = NULL;
-		rc = shb_cache_open(NULL, 0, &fs->cache);
-	}
+	/* Inflated pieces in memory; fetched bytes are the repository's cache. */
+	rc = shb_pieces_new(SHBFS_MEM_CACHE, &fs->pieces);
 	if (rc) {
 		shbfs_free(fs);
 		return rc;
@@ -412,10 +394,6 @@ void shbfs_free(struct shbfs *fs)
 		return;
 	shb_pieces_free(fs->pieces);  /* its workers first: they use the readers */
 	shbfs_list_free(fs);
-	shb_cache_close(fs->cache);
-	free((char *)fs->cfg.local_dir);
-	free((char *)fs->cfg.s3_prefix);
-	free((char *)fs->cfg.cache_dir);
 	pthread_cond_destroy(&fs->wake);
 	pthread_cond_destroy(&fs->listed_cv);
 	pthread_mutex_destroy(&fs->mu);

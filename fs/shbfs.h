@@ -11,7 +11,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "cache.h"
+
 #include "catalog.h"
 #include "fs.h"
 #include "layout.h"
@@ -57,8 +57,7 @@ struct shbfs_backup {
 };
 
 struct shbfs {
-	struct shbfs_config cfg;    /* strings owned; read-only after shbfs_new */
-	struct shb_cache *cache;    /* disk cache of fetched bytes and indexes; thread-safe itself */
+	struct shbfs_config cfg;    /* read-only after shbfs_new; cfg.repo borrowed, thread-safe */
 	struct shb_pieces *pieces;  /* inflated pieces and read-ahead workers; thread-safe itself */
 	time_t mounted_at;
 

@@ -14,9 +14,8 @@
 
 #include "catalog.h"
 #include "error.h"
-#include "s3.h"
+#include "repo.h"
 #include "shbfs.h"
-#include "source.h"
 
 static int same_str(const char *a, const char *b)
 {
@@ -121,11 +120,8 @@ static void relist(struct shbfs *fs)
 	int lrc = SHB_OK, rrc = SHB_OK;
 	char why[512] = "";
 
-	if (fs->cfg.local_dir) {
-		lrc = shb_catalog_add_local(&local, fs->cfg.local_dir);
-		if (lrc)
-			snprintf(why, sizeof(why), "%s", shb_errmsg());
-	}
+	if ((lrc = shb_repo_list_local(fs->cfg.repo, &local)))
+		snprintf(why, sizeof(why), "%s", shb_errmsg());
 	pthread_mutex_lock(&fs->mu);
 	/* Logged when it first shows, not at every listing. */
 	if (!lrc && local.ignored && (fs->local.ignored != local.ignored
@@ -151,9 +147,9 @@ static void relist(struct shbfs *fs)
 	pthread_mutex_unlock(&fs->mu);
 	shb_catalog_free(&local);
 
-	if (!fs->cfg.s3)
+	if (!shb_repo_has_s3(fs->cfg.repo))
 		return;
-	rrc = shb_catalog_add_s3(&remote, fs->cfg.s3, fs->cfg.s3_prefix);
+	rrc = shb_repo_list_s3(fs->cfg.repo, &remote);
 	if (rrc)
 		snprintf(why, sizeof(why), "cannot list backups, serving the last listing: %s",
 			 shb_errmsg());
@@ -319,128 +315,30 @@ struct shbfs_backup *shbfs_find(struct shbfs *fs, const char *ts)
 /* --- opening ------------------------------------------------------------- */
 
 /*
- * Every cache name of b (its index, its members, in memory and on disk)
- * starts with this key: the content identity of the source (store.h), so an
- * archive rewritten under the same name and size is a different key.
+ * Opens the local copy when it can be read, else the S3 copy (repo.h);
+ * a plain archive's access-point index comes from the repository's cache.
+ * b->key, the source's content identity, starts every cache name of b.
  */
-static int cache_key(struct shbfs_backup *b, struct shb_source *src)
-{
-	unsigned char sum[32];
-	int rc = shb_source_identity(src, sum);
-
-	for (int i = 0; !rc && i < 16; i++)
-		snprintf(b->key + 2 * i, 3, "%02x", sum[i]);
-	return rc;
-}
-
-static int reopen_source(struct shbfs *fs, struct shbfs_backup *b, struct shb_source **src)
-{
-	int rc;
-
-	if (!b->remote)
-		return shb_source_open_backup_file(b->local_path, src);
-	if ((rc = shb_source_open_s3_etag(fs->cfg.s3, b->s3_key, b->s3_size, b->s3_etag, src)))
-		return rc;
-	return shb_source_cached(*src, fs->cache, src);
-}
-
-/*
- * A plain tar.gz: its access-point index from the disk cache, or built in
- * one pass and cached (for local archives too: the pass reads everything).
- */
-static int open_plain(struct shbfs *fs, struct shbfs_backup *b)
-{
-	struct shb_source *src;
-	unsigned char *buf;
-	size_t len;
-	char name[64];
-	int rc;
-
-	snprintf(name, sizeof(name), "zidx-%s", b->key);
-	if (shb_cache_get_blob(fs->cache, name, &buf, &len) == 0) {
-		if ((rc = reopen_source(fs, b, &src)))
-			return rc;
-		rc = shb_reader_open_plain(src, buf, len, &b->reader);
-		free(buf);
-		if (!rc)
-			return SHB_OK;
-		shb_cache_drop(fs->cache, name);
-	}
-	if ((rc = reopen_source(fs, b, &src)))
-		return rc;
-	shbfs_log(LOG_INFO, "indexing %s (not a seekable archive): one pass over it", b->ts);
-	if ((rc = shb_reader_open_plain(src, NULL, 0, &b->reader)))
-		return rc;
-	if (!shb_reader_plain_index(b->reader, &buf, &len)) {
-		shb_cache_put_blob(fs->cache, name, buf, len);
-		free(buf);
-	}
-	return SHB_OK;
-}
-
-/* The reader, from the cached trailer when there is one. */
-static int open_reader(struct shbfs *fs, struct shbfs_backup *b, struct shb_source *src)
-{
-	char name[64];
-	unsigned char *trailer;
-	size_t len;
-	const unsigned char *t;
-	int rc;
-
-	snprintf(name, sizeof(name), "zidx-%s", b->key);
-	if (shb_cache_has_blob(fs->cache, name)) {
-		/* Known to be a plain archive: no need to look for our footer. */
-		shb_source_close(src);
-		return open_plain(fs, b);
-	}
-	snprintf(name, sizeof(name), "idx-%s", b->key);
-	if (shb_cache_get_blob(fs->cache, name, &trailer, &len) == 0) {
-		rc = shb_reader_open_trailer(src, trailer, len, &b->reader);
-		free(trailer);
-		if (!rc)
-			return SHB_OK;
-		shb_cache_drop(fs->cache, name);  /* damaged: read it again */
-		if ((rc = reopen_source(fs, b, &src)))
-			return rc;
-	}
-	rc = shb_reader_open(src, &b->reader);
-	if (rc == SHB_EFORMAT)
-		return open_plain(fs, b);
-	if (rc)
-		return rc;
-	if (b->remote) {
-		shb_reader_trailer(b->reader, &t, &len);
-		shb_cache_put_blob(fs->cache, name, t, len);
-	}
-	return SHB_OK;
-}
-
-/* Opens the local copy when there is one, else the S3 copy. */
 static int do_open(struct shbfs *fs, struct shbfs_backup *b)
 {
-	struct shb_source *src = NULL;
+	struct shb_backup item = { .local_path = b->local_path, .local_size = b->local_size,
+				   .s3_key = b->s3_key, .s3_size = b->s3_size,
+				   .s3_etag = b->s3_etag, .time = b->time };
+	struct shb_repo_opened how;
 	int rc;
 
-	if (b->local_path && shb_source_open_backup_file(b->local_path, &src) == SHB_OK) {
-		b->remote = 0;
-	} else if (b->s3_key && fs->cfg.s3) {
-		b->remote = 1;
-		if ((rc = shb_source_open_s3_etag(fs->cfg.s3, b->s3_key, b->s3_size, b->s3_etag,
-						  &src))
-		    || (rc = shb_source_cached(src, fs->cache, &src)))
-			return rc;
-	} else {
-		return shb_fail(SHB_ENOTFOUND, "no readable copy");
-	}
-	if ((rc = cache_key(b, src))) {
-		shb_source_close(src);
-		return rc;
-	}
-	rc = open_reader(fs, b, src);
+	memcpy(item.ts, b->ts, SHB_TS_LEN);
+	item.name = item.ts;
+	rc = shb_repo_open_reader(fs->cfg.repo, &item, SHB_COPY_ANY, &b->reader, &how);
+	b->remote = how.remote;
 	if (b->remote)
 		shbfs_s3_status(fs, rc, shb_errmsg());
 	if (rc)
 		return rc;
+	memcpy(b->key, how.key, sizeof(b->key));
+	if (how.indexed)
+		shbfs_log(LOG_INFO, "indexing %s (not a seekable archive) took one pass over it",
+			  b->ts);
 	if ((rc = shb_layout_from_index(shb_reader_index(b->reader), &b->layout))) {
 		shb_reader_close(b->reader);
 		b->reader = NULL;

@@ -39,7 +39,7 @@
 #include "fs.h"
 #include "mountpoint.h"
 #include "options.h"
-#include "s3.h"
+#include "repo.h"
 #include "util.h"
 
 /*
@@ -361,27 +361,32 @@ static int check_local_dir(const struct shb_config *env, int local_given)
 	return -1;
 }
 
-/*
- * Where the backups come from, into c: env's local dir and prefix and,
- * with a bucket, an S3 client (*s3, which c->s3 borrows) whose requests
- * give up after timeout seconds.  0, or -1 after saying why.
- */
-static int make_source(struct shb_config *env, double timeout, struct shbfs_config *c,
-		       struct shb_s3 **s3)
+/* S3 requests of the mount give up after timeout seconds, three tries at most. */
+static void s3_settings(struct shb_config *env, double timeout)
 {
-	c->local_dir = env->local_dir;
-	c->s3_prefix = env->s3_prefix;
 	if (env->s3_bucket) {
 		env->s3_max_attempts = 3;
 		env->s3_retry_seconds = (int)timeout;
 		env->s3_timeout = (int)timeout;
-		if (shb_config_s3(env, s3)) {
-			fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
-			return -1;
-		}
-		c->s3 = *s3;
 	}
-	return 0;
+}
+
+/*
+ * The repository the mount reads (repo.h) with its disk cache in dir;
+ * 0, or -1 after saying why.  Without S3 a cache dir that cannot be used
+ * costs only plain archives' indexing passes, so the mount goes on
+ * without one.
+ */
+static int open_repo(const struct shb_config *env, const char *dir, struct shb_repo **out)
+{
+	int bad = shb_repo_open(env, dir, env->cache_size, out);
+
+	if (bad && !env->s3_bucket)
+		shbfs_log(LOG_WARNING, "%s: mounting without a disk cache (plain archives are "
+			  "indexed again at each mount)", shb_errmsg());
+	if (bad && (env->s3_bucket || shb_repo_open(env, NULL, 0, out)))
+		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
+	return *out ? 0 : -1;
 }
 
 /*
@@ -389,8 +394,7 @@ static int make_source(struct shb_config *env, double timeout, struct shbfs_conf
  * options give) and the shbfs config c from them; 0, or -1 after saying
  * why.
  */
-static int configure(struct options *o, struct shb_config *env, struct shbfs_config *c,
-		     struct shb_s3 **s3)
+static int configure(struct options *o, struct shb_config *env, struct shbfs_config *c)
 {
 	const struct values *v = &o->v;
 	int local_given;
@@ -417,11 +421,12 @@ static int configure(struct options *o, struct shb_config *env, struct shbfs_con
 	c->gid = v->gid;
 	c->umask_set = o->raw[O_UMASK] != NULL;
 	c->umask = v->umask;
-	c->cache_size = v->cache_size;
+	env->cache_size = v->cache_size;
 	c->list_ttl = v->list_ttl;
 	if (check_local_dir(env, local_given))
 		return -1;
-	return make_source(env, v->timeout, c, s3);
+	s3_settings(env, v->timeout);
+	return 0;
 }
 
 /* --- running --------------------------------------------------------------------- */
@@ -634,8 +639,7 @@ int main(int argc, char **argv)
 	struct fuse_cmdline_opts cl = { 0 };
 	struct options o = { 0 };
 	struct shb_config env = { 0 };
-	struct shbfs_config c;
-	struct shb_s3 *s3 = NULL;
+	struct shbfs_config c = { 0 };
 	char *cache_dir = NULL;
 	int rc = 1;
 
@@ -648,10 +652,10 @@ int main(int argc, char **argv)
 	rc = 1;
 	if (fuse_opt_add_arg(&args, o.mountpoint)
 	    || fuse_opt_add_arg(&args, "-oro,default_permissions,fsname=shbackupfs,subtype=shbackupfs")
-	    || fuse_parse_cmdline(&args, &cl) || configure(&o, &env, &c, &s3)
-	    || !(cache_dir = check_mountpoint(&o, cl.mountpoint, env.local_dir)))
+	    || fuse_parse_cmdline(&args, &cl) || configure(&o, &env, &c)
+	    || !(cache_dir = check_mountpoint(&o, cl.mountpoint, env.local_dir))
+	    || open_repo(&env, cache_dir, &c.repo))
 		goto out;
-	c.cache_dir = cache_dir;
 	if (shbfs_new(&c, &the_fs)) {
 		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
 		goto out;
@@ -659,7 +663,7 @@ int main(int argc, char **argv)
 	rc = run(&args, &cl, the_fs);
 out:
 	shbfs_free(the_fs);
-	shb_s3_free(s3);
+	shb_repo_close(c.repo);
 	shb_config_free(&env);
 	free(cache_dir);
 	free(cl.mountpoint);

@@ -41,6 +41,7 @@
 #include "metrics.h"
 #include "options.h"
 #include "prune.h"
+#include "repo.h"
 #include "s3.h"
 #include "snapshot.h"
 #include "util.h"
@@ -121,6 +122,7 @@ static void write_metrics(struct job *job, uint64_t size, double secs)
 {
 	const char *path = getenv("BACKUP_METRICS_FILE");
 	struct shb_catalog cat = { 0 };
+	struct shb_repo *repo = NULL;
 	struct shb_metric m[5] = {
 		{ "shbackup_create_last_success_timestamp_seconds",
 		  "When the last successful backup was created.", NULL, (double)time(NULL) },
@@ -133,14 +135,14 @@ static void write_metrics(struct job *job, uint64_t size, double secs)
 
 	if (!path || !*path)
 		return;
-	if (!shb_catalog_add_local(&cat, job->cfg.local_dir)
-	    && (!job->s3 || !shb_catalog_add_s3(&cat, job->s3, job->cfg.s3_prefix))) {
+	if (!shb_repo_load(&job->cfg, NULL, 0, &repo, &cat)) {
 		shb_metrics_counts(&cat, m + 3);
 		n = 5;
 	}
 	if (shb_metrics_write(path, m, n))
 		shb_warning("%s", shb_errmsg());
 	shb_catalog_free(&cat);
+	shb_repo_close(repo);
 }
 
 /*
@@ -150,17 +152,19 @@ static void write_metrics(struct job *job, uint64_t size, double secs)
  */
 static void prune(struct job *job, int with_s3)
 {
-	struct shb_s3 *s3 = with_s3 ? job->s3 : NULL;
+	struct shb_config cfg = job->cfg;  /* no bucket: local only; no cache: a tail or two */
 	struct shb_catalog cat = { 0 };
+	struct shb_repo *repo = NULL;
 
-	if (shb_catalog_add_local(&cat, job->cfg.local_dir)
-	    || (s3 && shb_catalog_add_s3(&cat, s3, job->cfg.s3_prefix))) {
+	cfg.s3_bucket = with_s3 ? cfg.s3_bucket : NULL;
+	if (shb_repo_load(&cfg, NULL, 0, &repo, &cat)) {
 		shb_warning("retention skipped: %s", shb_errmsg());
 	} else {
 		shb_warn_future(&cat);
-		shb_prune(&cat, job->cfg.retention_days, time(NULL), 0, s3, report_pruned, NULL);
+		shb_prune(&cat, job->cfg.retention_days, time(NULL), 0, repo, report_pruned, NULL);
 	}
 	shb_catalog_free(&cat);
+	shb_repo_close(repo);
 }
 
 /* --- the command --------------------------------------------------------- */

@@ -15,23 +15,19 @@
 #include "options.h"
 #include "prune.h"
 #include "reader.h"
-#include "s3.h"
+#include "repo.h"
 
 static const char list_usage[] = "shbackup list [--json]";
 static const char prune_usage[] = "shbackup prune [--dry-run] [--days N]";
 
 /* Apps in the backup per its index; -1 when it has none (foreign archive). */
-static long count_apps(const struct shb_backup *b, struct shb_s3 *s3)
+static long count_apps(const struct shb_backup *b, struct shb_repo *repo)
 {
-	struct shb_source *src = NULL;
+	struct shb_source *src;
 	struct shb_reader *r;
 	long n;
 
-	if (b->local_path)
-		shb_source_open_backup_file(b->local_path, &src);
-	else if (s3)
-		shb_source_open_s3(s3, b->s3_key, b->s3_size, &src);
-	if (!src || shb_reader_open(src, &r))
+	if (shb_repo_open_source(repo, b, SHB_COPY_PREFERRED, &src, NULL) || shb_reader_open(src, &r))
 		return -1;
 	n = (long)shb_index_count_apps(shb_reader_index(r));
 	shb_reader_close(r);
@@ -43,12 +39,12 @@ static uint64_t size_of(const struct shb_backup *b)
 	return b->local_path ? b->local_size : b->s3_size;
 }
 
-static void print_json(const struct shb_catalog *cat, struct shb_s3 *s3)
+static void print_json(const struct shb_catalog *cat, struct shb_repo *repo)
 {
 	printf("[");
 	for (size_t i = 0; i < cat->n; i++) {
 		const struct shb_backup *b = &cat->items[i];
-		long apps = count_apps(b, s3);
+		long apps = count_apps(b, repo);
 
 		printf("%s\n  {\"timestamp\": \"%s\", \"time\": %lld, \"name\": ", i ? "," : "",
 		       b->ts, (long long)b->time);
@@ -72,12 +68,12 @@ static void print_json(const struct shb_catalog *cat, struct shb_s3 *s3)
 	printf("%s]\n", cat->n ? "\n" : "");
 }
 
-static void print_table(const struct shb_catalog *cat, struct shb_s3 *s3)
+static void print_table(const struct shb_catalog *cat, struct shb_repo *repo)
 {
 	printf("%-17s  %10s  %4s  %-6s  %s\n", "TIMESTAMP", "SIZE", "APPS", "SOURCE", "NAME");
 	for (size_t i = 0; i < cat->n; i++) {
 		const struct shb_backup *b = &cat->items[i];
-		long apps = count_apps(b, s3);
+		long apps = count_apps(b, repo);
 		char size[32], napps[24];
 
 		shb_human_size(size_of(b), size, sizeof(size));
@@ -91,10 +87,10 @@ static void print_table(const struct shb_catalog *cat, struct shb_s3 *s3)
 }
 
 /*
- * Loads configuration, S3 client and catalog; returns an exit code.  An
+ * Loads configuration, repository and catalog; returns an exit code.  An
  * unreachable S3 leaves the local part of the catalog and exit code 2.
  */
-static int load(struct shb_config *cfg, struct shb_s3 **s3, struct shb_catalog *cat)
+static int load(struct shb_config *cfg, struct shb_repo **repo, struct shb_catalog *cat)
 {
 	int code = SHB_EXIT_OK;
 
@@ -102,15 +98,15 @@ static int load(struct shb_config *cfg, struct shb_s3 **s3, struct shb_catalog *
 		shb_error("%s", shb_errmsg());
 		return SHB_EXIT_USAGE;
 	}
-	if (cfg->s3_bucket && shb_config_s3(cfg, s3)) {
+	if (shb_repo_open(cfg, cfg->cache_dir, cfg->cache_size, repo)) {
 		shb_error("%s", shb_errmsg());
 		return SHB_EXIT_PREFLIGHT;
 	}
-	if (shb_catalog_add_local(cat, cfg->local_dir)) {
+	if (shb_repo_list_local(*repo, cat)) {
 		shb_error("%s", shb_errmsg());
 		code = SHB_EXIT_PREFLIGHT;
 	}
-	if (*s3 && shb_catalog_add_s3(cat, *s3, cfg->s3_prefix)) {
+	if (shb_repo_list_s3(*repo, cat)) {
 		shb_error("%s", shb_errmsg());
 		code = SHB_EXIT_PREFLIGHT;
 	}
@@ -134,7 +130,7 @@ int cmd_list(int argc, char **argv)
 {
 	struct shb_config cfg = { 0 };
 	struct shb_catalog cat = { 0 };
-	struct shb_s3 *s3 = NULL;
+	struct shb_repo *repo = NULL;
 	int json = 0, code;
 	const struct shb_option opts[] = {
 		SHB_OPT_FLAG(0, "json", &json, "machine-readable output"),
@@ -143,18 +139,19 @@ int cmd_list(int argc, char **argv)
 
 	if ((code = shb_options_parse(&list_doc, opts, argc, argv)) != SHB_OPTS_RUN)
 		return code;
-	code = load(&cfg, &s3, &cat);
+	code = load(&cfg, &repo, &cat);
 	if (code == SHB_EXIT_USAGE || (code && !cat.n))
 		goto out;
 	if (json)
-		print_json(&cat, s3);
+		print_json(&cat, repo);
 	else if (cat.n)
-		print_table(&cat, s3);
+		print_table(&cat, repo);
 	else
-		fprintf(stderr, "no backups in '%s'%s\n", cfg.local_dir, s3 ? " nor in S3" : "");
+		fprintf(stderr, "no backups in '%s'%s\n", cfg.local_dir,
+			shb_repo_has_s3(repo) ? " nor in S3" : "");
 out:
 	shb_catalog_free(&cat);
-	shb_s3_free(s3);
+	shb_repo_close(repo);
 	shb_config_free(&cfg);
 	return code;
 }
@@ -187,7 +184,7 @@ int cmd_prune(int argc, char **argv)
 {
 	struct shb_config cfg = { 0 };
 	struct shb_catalog cat = { 0 };
-	struct shb_s3 *s3 = NULL;
+	struct shb_repo *repo = NULL;
 	int dry_run = 0, code, days = -1;
 	const struct shb_option opts[] = {
 		SHB_OPT_FLAG('n', "dry-run", &dry_run, "print what would be deleted, delete nothing"),
@@ -199,15 +196,15 @@ int cmd_prune(int argc, char **argv)
 	if ((code = shb_options_parse(&prune_doc, opts, argc, argv)) != SHB_OPTS_RUN)
 		return code;
 	/* A partial catalog could make an old copy look like the newest one. */
-	if ((code = load(&cfg, &s3, &cat)))
+	if ((code = load(&cfg, &repo, &cat)))
 		goto out;
 	if (days < 0)
 		days = cfg.retention_days;
-	if (shb_prune(&cat, days, time(NULL), dry_run, s3, report, &dry_run))
+	if (shb_prune(&cat, days, time(NULL), dry_run, repo, report, &dry_run))
 		code = SHB_EXIT_PREFLIGHT;
 out:
 	shb_catalog_free(&cat);
-	shb_s3_free(s3);
+	shb_repo_close(repo);
 	shb_config_free(&cfg);
 	return code;
 }

@@ -30,7 +30,7 @@
 #include "error.h"
 #include "input.h"
 #include "options.h"
-#include "s3.h"
+#include "repo.h"
 #include "snapshot.h"
 #include "util.h"
 
@@ -132,9 +132,7 @@ static int open_input(struct restore *r, int *code)
 		return rc;
 	}
 	*code = SHB_EXIT_PREFLIGHT;
-	if ((rc = shb_catalog_add_local(&cat, r->cfg.local_dir))
-	    || (r->cfg.s3_bucket && ((rc = shb_config_s3(&r->cfg, &r->s3))
-				     || (rc = shb_catalog_add_s3(&cat, r->s3, r->cfg.s3_prefix)))))
+	if ((rc = shb_repo_load(&r->cfg, r->cfg.cache_dir, r->cfg.cache_size, &r->repo, &cat)))
 		goto out;
 	if (!(b = shb_pick_backup(&cat, r->from, code))) {
 		rc = SHB_ENOTFOUND;
@@ -144,7 +142,7 @@ static int open_input(struct restore *r, int *code)
 	r->backup_name = strdup(b->name);
 	*code = EXIT_VERIFY;
 	rc = b->local_path ? shb_input_open_backup_file(b->local_path, &r->in)
-		: shb_input_open_s3(r->s3, b->s3_key, b->s3_size, r->scratch, &r->in);
+		: shb_input_open_s3(r->repo, b, r->scratch, &r->in);
 	/* A plain archive downloaded into the target: no room there is preflight, as locally. */
 	if (rc == SHB_EIO && !b->local_path)
 		*code = SHB_EXIT_PREFLIGHT;
@@ -317,7 +315,7 @@ static void cleanup(struct restore *r)
 	if (r->target_fd >= 0)
 		close(r->target_fd);
 	shb_input_close(r->in);
-	shb_s3_free(r->s3);
+	shb_repo_close(r->repo);
 	shb_config_free(&r->cfg);
 	free(r->staging);
 	free(r->staging_name);

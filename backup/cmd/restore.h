@@ -21,7 +21,7 @@
 
 #include "config.h"
 #include "input.h"
-#include "s3.h"
+#include "repo.h"
 
 #define STAGING_PREFIX ".shbackup-restore-"
 #define ROLLBACK_PREFIX "pre-restore-"
@@ -50,7 +50,7 @@ struct restore {
 	char *staging;          /* "/proc/self/fd/<staging_fd>"; NULL in a dry run */
 	char *scratch;          /* where S3 archives may be downloaded */
 	char *rollback;         /* final rollback dir, once made (for messages) */
-	struct shb_s3 *s3;
+	struct shb_repo *repo;  /* the backups' places; the input reads through it */
 	struct shb_input *in;
 	char *backup_name;
 	unsigned char *want;    /* per layout file */

@@ -21,7 +21,6 @@
 #include "error.h"
 #include "input.h"
 #include "restore.h"
-#include "s3.h"
 #include "snapshot.h"
 #include "util.h"
 

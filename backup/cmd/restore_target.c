@@ -23,7 +23,6 @@
 #include "input.h"
 #include "dirfd.h"
 #include "restore.h"
-#include "s3.h"
 #include "snapshot.h"
 #include "util.h"
 

@@ -29,8 +29,7 @@
 #include "metrics.h"
 #include "options.h"
 #include "reader.h"
-#include "s3.h"
-#include "source.h"
+#include "repo.h"
 #include "vfs.h"
 
 static const char usage[] =
@@ -263,34 +262,13 @@ static void check_archive_file(struct check *c, struct shb_reader *r,
 	sqlite3_close(db);
 }
 
-/* Where an archive is, so it can be opened again as a plain tar.gz. */
-struct place {
-	const char *path;           /* local file, or NULL */
-	int backup;                 /* path is a catalog backup's: no symlink (store.h) */
-	struct shb_s3 *s3;
-	const char *key;
-	uint64_t size;
-};
-
-static int open_source(const struct place *p, struct shb_source **src)
+/* Checks every file of the archive open in r (taken); NULL: it did not open (shb_errmsg). */
+static void check_archive(struct check *c, struct shb_reader *r)
 {
-	return p->path ? (p->backup ? shb_source_open_backup_file : shb_source_open_file)(p->path, src)
-		: shb_source_open_s3(p->s3, p->key, p->size, src);
-}
-
-static void check_archive(struct check *c, const struct place *where)
-{
-	struct shb_reader *r = NULL;
 	struct shb_layout l = { 0 };
-	struct shb_source *src;
-	int rc = open_source(where, &src);
+	int rc;
 
-	if (!rc && (rc = shb_reader_open(src, &r)) == SHB_EFORMAT) {
-		/* Not ours: a plain tar.gz, read through access points. */
-		if (!(rc = open_source(where, &src)))
-			rc = shb_reader_open_plain(src, NULL, 0, &r);
-	}
-	if (rc) {
+	if (!r) {
 		file_result(c, "(archive)", shb_errmsg(), -1, NULL);
 		return;
 	}
@@ -416,13 +394,13 @@ static int parse_args(struct opts *o, int argc, char **argv)
 }
 
 /* Checks one catalog backup, local copy preferred. */
-static int check_backup(const struct opts *o, const struct shb_backup *b, struct shb_s3 *s3)
+static int check_backup(const struct opts *o, const struct shb_backup *b, struct shb_repo *repo)
 {
 	struct check c = { o, b->name, b->local_path ? "local" : "s3", 1, 0 };
-	struct place where = { b->local_path, 1, s3, b->s3_key, b->s3_size };
+	struct shb_reader *r;
 
 	begin(&c);
-	check_archive(&c, &where);
+	check_archive(&c, shb_repo_open_reader(repo, b, SHB_COPY_PREFERRED, &r, NULL) ? NULL : r);
 	end(&c);
 	return c.ok;
 }
@@ -430,7 +408,7 @@ static int check_backup(const struct opts *o, const struct shb_backup *b, struct
 static int check_path(const struct opts *o, const char *path, int *code)
 {
 	struct check c = { o, path, "path", 1, 0 };
-	struct place where = { path, 0, NULL, NULL, 0 };
+	struct shb_reader *r;
 	struct stat st;
 
 	if (stat(path, &st) < 0) {
@@ -442,7 +420,7 @@ static int check_path(const struct opts *o, const char *path, int *code)
 	if (S_ISDIR(st.st_mode))
 		check_dir(&c, path);
 	else
-		check_archive(&c, &where);
+		check_archive(&c, shb_repo_open_path_reader(path, &r) ? NULL : r);
 	end(&c);
 	return c.ok;
 }
@@ -464,13 +442,10 @@ static void write_metrics(const char *path, int ok, const struct shb_catalog *ca
 		shb_warning("%s", shb_errmsg());
 }
 
-static int load_catalog(struct shb_config *cfg, struct shb_s3 **s3, struct shb_catalog *cat,
+static int load_catalog(struct shb_config *cfg, struct shb_repo **repo, struct shb_catalog *cat,
 			int all)
 {
-	if (cfg->s3_bucket && shb_config_s3(cfg, s3))
-		return SHB_EXIT_PREFLIGHT;
-	if (shb_catalog_add_local(cat, cfg->local_dir)
-	    || (*s3 && shb_catalog_add_s3(cat, *s3, cfg->s3_prefix)))
+	if (shb_repo_load(cfg, cfg->cache_dir, cfg->cache_size, repo, cat))
 		return SHB_EXIT_PREFLIGHT;
 	if (all)
 		shb_warn_future(cat);  /* --from latest warns as it picks */
@@ -482,7 +457,7 @@ int cmd_verify(int argc, char **argv)
 	struct opts o = { 0 };
 	struct shb_config cfg = { 0 };
 	struct shb_catalog cat = { 0 };
-	struct shb_s3 *s3 = NULL;
+	struct shb_repo *repo = NULL;
 	const struct shb_backup *b;
 	const char *metrics;
 	int code, ok = 1, have_cat = 0;
@@ -497,7 +472,7 @@ int cmd_verify(int argc, char **argv)
 	metrics = o.metrics ? o.metrics : getenv("BACKUP_METRICS_FILE");
 	if (!o.all && shb_from_is_path(o.from)) {
 		ok = check_path(&o, o.from, &code);
-	} else if ((code = load_catalog(&cfg, &s3, &cat, o.all))) {
+	} else if ((code = load_catalog(&cfg, &repo, &cat, o.all))) {
 		shb_error("%s", shb_errmsg());
 		goto out;
 	} else if (o.all) {
@@ -507,7 +482,7 @@ int cmd_verify(int argc, char **argv)
 		for (size_t i = 0; i < cat.n; i++) {
 			if (o.json && i)
 				printf(",\n");
-			ok &= check_backup(&o, &cat.items[i], s3);
+			ok &= check_backup(&o, &cat.items[i], repo);
 		}
 		if (o.json)
 			printf("]\n");
@@ -515,7 +490,7 @@ int cmd_verify(int argc, char **argv)
 			fprintf(stderr, "no backups to verify\n");
 	} else if ((b = shb_pick_backup(&cat, o.from, &code))) {
 		have_cat = 1;
-		ok = check_backup(&o, b, s3);
+		ok = check_backup(&o, b, repo);
 	}
 	if (o.json && !o.all && !code)
 		printf("\n");
@@ -525,7 +500,7 @@ int cmd_verify(int argc, char **argv)
 		write_metrics(metrics, code == SHB_EXIT_OK, have_cat ? &cat : NULL);
 out:
 	shb_catalog_free(&cat);
-	shb_s3_free(s3);
+	shb_repo_close(repo);
 	shb_config_free(&cfg);
 	return code;
 }

@@ -44,6 +44,19 @@ static int env_int(const char *name, int def, int lo, int hi, const char *unit, 
 	return SHB_OK;
 }
 
+/* BACKUP_CACHE_SIZE: bytes with an optional K/M/G/T, 0 to SHB_MAX_CACHE_SIZE. */
+static int env_cache_size(uint64_t *out)
+{
+	const char *v = getenv("BACKUP_CACHE_SIZE");
+	long long n = SHB_DEFAULT_CACHE_SIZE;
+
+	if (v && *v && shb_parse_number(v, SHB_NUM_SIZE, 0, (long long)SHB_MAX_CACHE_SIZE, &n))
+		return shb_fail(SHB_EINVAL, "invalid BACKUP_CACHE_SIZE '%s': expected bytes (an "
+				"optional K, M, G or T) from 0 to 1T", v);
+	*out = (uint64_t)n;
+	return SHB_OK;
+}
+
 char *shb_s3_prefix_normalize(const char *prefix)
 {
 	size_t n = 0;
@@ -114,6 +127,8 @@ int shb_config_load(struct shb_config *cfg)
 			     &cfg->s3_retry_seconds))
 	    || (rc = env_int("BACKUP_S3_TIMEOUT", 30, 1, 3600, "seconds", &cfg->s3_timeout))
 	    || (rc = env_int("BACKUP_S3_PAGE_SIZE", 0, 0, 1000, "a count", &cfg->s3_page_size))
+	    || (rc = env_cache_size(&cfg->cache_size))
+	    || (rc = env_dup("BACKUP_CACHE_DIR", NULL, &cfg->cache_dir))
 	    || (rc = env_dup("BACKUP_S3_BUCKET", NULL, &cfg->s3_bucket))
 	    || (rc = env_dup("BACKUP_S3_ENDPOINT", NULL, &cfg->s3_endpoint))
 	    || (rc = env_dup("BACKUP_S3_PREFIX", SHB_DEFAULT_S3_PREFIX, &cfg->s3_prefix))
@@ -155,6 +170,7 @@ void shb_config_free(struct shb_config *cfg)
 	free(cfg->s3_access_key);
 	free(cfg->s3_secret_key);
 	free(cfg->s3_session_token);
+	free(cfg->cache_dir);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

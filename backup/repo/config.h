@@ -8,11 +8,15 @@
 #ifndef SHB_CONFIG_H
 #define SHB_CONFIG_H
 
+#include <stdint.h>
+
 #define SHB_DEFAULT_DATA_DIR "/opt/streamhub/data"
 #define SHB_DEFAULT_RETENTION_DAYS 30
 #define SHB_MAX_RETENTION_DAYS 100000
 #define SHB_DEFAULT_S3_PREFIX "streamhub-backups"
 #define SHB_DEFAULT_S3_REGION "us-east-1"
+#define SHB_DEFAULT_CACHE_SIZE (1ull << 30)
+#define SHB_MAX_CACHE_SIZE (1ull << 40)
 
 struct shb_config {
 	char *data_dir;
@@ -31,6 +35,8 @@ struct shb_config {
 	int s3_retry_seconds;  /* BACKUP_S3_RETRY_SECONDS, default 60 */
 	int s3_timeout;        /* BACKUP_S3_TIMEOUT, default 30 */
 	int s3_page_size;      /* BACKUP_S3_PAGE_SIZE, default 0 (server's) */
+	char *cache_dir;       /* BACKUP_CACHE_DIR: S3 bytes kept across runs; NULL: private, per run */
+	uint64_t cache_size;   /* BACKUP_CACHE_SIZE, bytes, default 1 GiB; 0: no cache */
 };
 
 struct shb_s3;

@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +21,7 @@
 #include "input.h"
 #include "input_impl.h"
 #include "reader.h"
-#include "s3.h"
+#include "repo.h"
 #include "snapshot.h"
 #include "util.h"
 #include "zindex.h"
@@ -260,54 +259,55 @@ int shb_input_open_backup_file(const char *path, struct shb_input **out)
 	return open_path(path, 1, out);
 }
 
-static int download(struct shb_s3 *s3, const char *key, uint64_t size, const char *path)
+static int download(struct shb_repo *r, const struct shb_backup *b, const char *path)
 {
 	unsigned char *buf = malloc(CHUNK);
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	int rc = buf && fd >= 0 ? SHB_OK : shb_fail_errno(SHB_EIO, "cannot create '%s'", path);
+	struct shb_source *src = NULL;
+	uint64_t size = b->s3_size;
 	struct statvfs v;
 
 	/* The same bound as extraction's: never start what cannot fit. */
 	if (!rc && fstatvfs(fd, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < size)
-		rc = shb_fail(SHB_EIO, "no room to download '%s' (%llu bytes): %llu bytes free", key,
-			      (unsigned long long)size, (unsigned long long)v.f_bavail * v.f_frsize);
+		rc = shb_fail(SHB_EIO, "no room to download '%s' (%llu bytes): %llu bytes free",
+			      b->s3_key, (unsigned long long)size,
+			      (unsigned long long)v.f_bavail * v.f_frsize);
+	if (!rc)
+		rc = shb_repo_open_source(r, b, SHB_COPY_S3, &src, NULL);
 	for (uint64_t off = 0; !rc && off < size; off += CHUNK) {
 		size_t n = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
 
-		if (!(rc = shb_s3_get(s3, key, off, n, buf)))
+		if (!(rc = shb_source_read(src, buf, n, off)))
 			rc = shb_write_all(fd, buf, n, path);
 	}
+	shb_source_close(src);
 	if (fd >= 0)
 		close(fd);
 	free(buf);
 	return rc;
 }
 
-int shb_input_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
-		      const char *scratch_dir, struct shb_input **out)
+int shb_input_open_s3(struct shb_repo *r, const struct shb_backup *b, const char *scratch_dir,
+		      struct shb_input **out)
 {
-	char url[1024];
 	struct shb_input *in;
 	struct shb_source *src;
-	char *copy;
 	int rc;
 
-	shb_s3_url(s3, key, url, sizeof(url));
-	if (!(in = new_input(url, NULL)))
-		return shb_fail(SHB_ENOMEM, "out of memory");
-	if ((rc = shb_source_open_s3(s3, key, size, &src))) {
-		shb_input_close(in);
+	if ((rc = shb_repo_open_source(r, b, SHB_COPY_S3, &src, NULL)))
 		return rc;
+	if (!(in = new_input(src->name, NULL))) {
+		shb_source_close(src);
+		return shb_fail(SHB_ENOMEM, "out of memory");
 	}
 	rc = shb_reader_open(src, &in->reader);
 	if (!rc) {
 		in->kind = SHB_INPUT_INDEXED;
 		return finish_open(in, out);
 	}
-	copy = rc == SHB_EFORMAT ? strdup(key) : NULL;
-	in->path = copy ? shb_aprintf("%s/%s", scratch_dir, basename(copy)) : NULL;
-	free(copy);
-	if (!in->path || (rc = download(s3, key, size, in->path))) {
+	in->path = rc == SHB_EFORMAT ? shb_aprintf("%s/%s", scratch_dir, b->name) : NULL;
+	if (!in->path || (rc = download(r, b, in->path))) {
 		shb_input_close(in);
 		return rc ? rc : shb_fail(SHB_ENOMEM, "out of memory");
 	}

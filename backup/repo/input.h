@@ -13,8 +13,9 @@
 
 #include "layout.h"
 
+struct shb_backup;
 struct shb_input;
-struct shb_s3;
+struct shb_repo;
 
 enum shb_input_kind {
 	SHB_INPUT_INDEXED = 1,  /* our format: ranged reads, sha256 per file */
@@ -41,12 +42,15 @@ int shb_input_open_path(const char *path, struct shb_input **out);
  */
 int shb_input_open_backup_file(const char *path, struct shb_input **out);
 /*
- * Opens an archive stored in S3.  Ours is read in place with ranged GETs;
- * a plain tar.gz is first downloaded whole into scratch_dir.  The client is
- * borrowed and must outlive the input.
+ * Opens the S3 copy of catalog backup b of repository r (repo.h), read
+ * through r's cache: ours in place with ranged reads, a plain tar.gz
+ * first copied whole into a new file <scratch_dir>/<name> (left for the
+ * caller to remove).  r is borrowed and must outlive the input.  SHB_OK
+ * and the input in *out (shb_input_close); else an error code with
+ * shb_errmsg() set.
  */
-int shb_input_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
-		      const char *scratch_dir, struct shb_input **out);
+int shb_input_open_s3(struct shb_repo *r, const struct shb_backup *b, const char *scratch_dir,
+		      struct shb_input **out);
 
 /*
  * What an open input holds (pointer into in), its enum shb_input_kind and

@@ -9,6 +9,7 @@
 #include "error.h"
 #include "prune.h"
 #include "reader.h"
+#include "repo.h"
 #include "s3.h"
 #include "source.h"
 
@@ -17,13 +18,13 @@
  * the rule every command uses (shb_open_backup_dir): were the dir replaced
  * by someone else's link since it was listed, nothing is deleted.
  */
-static int delete_local(const struct shb_backup *b, struct shb_s3 *s3)
+static int delete_local(const struct shb_backup *b, struct shb_repo *r)
 {
 	size_t n = strlen(b->local_path), m = strlen(b->name);
 	char *dir;
 	int fd, rc;
 
-	(void)s3;
+	(void)r;
 	if (n <= m || b->local_path[n - m - 1] != '/' || strcmp(b->local_path + n - m, b->name))
 		return shb_fail(SHB_EINVAL, "cannot delete '%s': not in a backup dir", b->local_path);
 	if (!(dir = strndup(b->local_path, n - m - 1)))
@@ -38,9 +39,9 @@ static int delete_local(const struct shb_backup *b, struct shb_s3 *s3)
 	return rc;
 }
 
-static int delete_s3(const struct shb_backup *b, struct shb_s3 *s3)
+static int delete_s3(const struct shb_backup *b, struct shb_repo *r)
 {
-	return shb_s3_delete(s3, b->s3_key);
+	return shb_s3_delete(shb_repo_s3(r), b->s3_key);
 }
 
 static int has_local(const struct shb_backup *b)
@@ -53,22 +54,11 @@ static int has_s3(const struct shb_backup *b)
 	return b->s3_key != NULL;
 }
 
-static int open_local(const struct shb_backup *b, struct shb_s3 *s3, struct shb_source **src)
-{
-	(void)s3;
-	return shb_source_open_backup_file(b->local_path, src);
-}
-
-static int open_s3(const struct shb_backup *b, struct shb_s3 *s3, struct shb_source **src)
-{
-	return shb_source_open_s3_etag(s3, b->s3_key, b->s3_size, b->s3_etag, src);
-}
-
 struct place {
 	const char *name;
+	int copy;  /* enum shb_repo_copy */
 	int (*has)(const struct shb_backup *b);
-	int (*delete)(const struct shb_backup *b, struct shb_s3 *s3);
-	int (*open)(const struct shb_backup *b, struct shb_s3 *s3, struct shb_source **src);
+	int (*delete)(const struct shb_backup *b, struct shb_repo *r);
 };
 
 /* A plain tar.gz, as far as its first and last bytes tell (prune.h). */
@@ -98,19 +88,19 @@ static int plain_ok(struct shb_source *src)
  * an index that parses, or a plain tar.gz (plain_ok).  SHB_OK if so;
  * SHB_ENET or SHB_ENOMEM when that could not be told; another code if not.
  */
-static int readable(const struct place *pl, const struct shb_backup *b, struct shb_s3 *s3)
+static int readable(const struct place *pl, const struct shb_backup *b, struct shb_repo *repo)
 {
 	struct shb_source *src;
 	struct shb_reader *r;
 	int rc;
 
-	if ((rc = pl->open(b, s3, &src)))
+	if ((rc = shb_repo_open_source(repo, b, pl->copy, &src, NULL)))
 		return rc;
 	if (!(rc = shb_reader_open(src, &r))) {
 		shb_reader_close(r);
 		return SHB_OK;
 	}
-	if (rc != SHB_EFORMAT || (rc = pl->open(b, s3, &src)))
+	if (rc != SHB_EFORMAT || (rc = shb_repo_open_source(repo, b, pl->copy, &src, NULL)))
 		return rc;
 	rc = plain_ok(src);
 	shb_source_close(src);
@@ -125,7 +115,7 @@ static int readable(const struct place *pl, const struct shb_backup *b, struct s
  */
 static const struct shb_backup *newest_readable(const struct place *pl,
 						const struct shb_catalog *cat, time_t now,
-						struct shb_s3 *s3, shb_prune_fn report, void *ctx,
+						struct shb_repo *r, shb_prune_fn report, void *ctx,
 						int *rc)
 {
 	size_t bad = 0;
@@ -136,7 +126,7 @@ static const struct shb_backup *newest_readable(const struct place *pl,
 
 		if (!pl->has(b) || shb_backup_time_in_future(b->time, now))
 			continue;
-		if (!(err = readable(pl, b, s3)))
+		if (!(err = readable(pl, b, r)))
 			return b;
 		if (err == SHB_ENET || err == SHB_ENOMEM) {
 			*rc = shb_fail(err, "%s retention skipped: cannot tell whether %s can be "
@@ -159,7 +149,7 @@ static const struct shb_backup *newest_readable(const struct place *pl,
 }
 
 static int prune_place(const struct place *pl, const struct shb_catalog *cat, time_t now,
-		       time_t cutoff, int dry_run, struct shb_s3 *s3, shb_prune_fn report,
+		       time_t cutoff, int dry_run, struct shb_repo *r, shb_prune_fn report,
 		       void *ctx)
 {
 	const struct shb_backup *keep;
@@ -172,7 +162,7 @@ static int prune_place(const struct place *pl, const struct shb_catalog *cat, ti
 	 * cannot be read (junk under a backup's name), which the days rule
 	 * still deletes like any other.
 	 */
-	if (!(keep = newest_readable(pl, cat, now, s3, report, ctx, &rc))) {
+	if (!(keep = newest_readable(pl, cat, now, r, report, ctx, &rc))) {
 		if (rc && report)
 			report(ctx, NULL, pl->name, SHB_PRUNE_SKIPPED);
 		return rc;
@@ -184,7 +174,7 @@ static int prune_place(const struct place *pl, const struct shb_catalog *cat, ti
 		if (!pl->has(b) || shb_backup_time_in_future(b->time, now) || b == keep
 		    || b->time >= cutoff)
 			continue;
-		if (!dry_run && (err = pl->delete(b, s3)))
+		if (!dry_run && (err = pl->delete(b, r)))
 			rc = err;
 		if (report)
 			report(ctx, b, pl->name, err != SHB_OK ? SHB_PRUNE_FAILED : SHB_PRUNE_DELETED);
@@ -193,17 +183,17 @@ static int prune_place(const struct place *pl, const struct shb_catalog *cat, ti
 }
 
 int shb_prune(const struct shb_catalog *cat, int days, time_t now, int dry_run,
-	      struct shb_s3 *s3, shb_prune_fn report, void *ctx)
+	      struct shb_repo *r, shb_prune_fn report, void *ctx)
 {
-	static const struct place local = { "local", has_local, delete_local, open_local };
-	static const struct place remote = { "s3", has_s3, delete_s3, open_s3 };
+	static const struct place local = { "local", SHB_COPY_LOCAL, has_local, delete_local };
+	static const struct place remote = { "s3", SHB_COPY_S3, has_s3, delete_s3 };
 	time_t cutoff = now - (time_t)days * 86400;
 	int rc, rc2 = SHB_OK;
 
 	if (days <= 0)
 		return SHB_OK;
-	rc = prune_place(&local, cat, now, cutoff, dry_run, s3, report, ctx);
-	if (s3)
-		rc2 = prune_place(&remote, cat, now, cutoff, dry_run, s3, report, ctx);
+	rc = prune_place(&local, cat, now, cutoff, dry_run, r, report, ctx);
+	if (r && shb_repo_has_s3(r))
+		rc2 = prune_place(&remote, cat, now, cutoff, dry_run, r, report, ctx);
 	return rc ? rc : rc2;
 }

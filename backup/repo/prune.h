@@ -13,7 +13,7 @@
 
 #include "catalog.h"
 
-struct shb_s3;
+struct shb_repo;
 
 /*
  * What the callback is told, in where ("local" or "s3").  Anything but
@@ -40,7 +40,8 @@ typedef void (*shb_prune_fn)(void *ctx, const struct shb_backup *b, const char *
 
 /*
  * Deletes the copies in cat older than days (age > days * 24 h at now):
- * local files, and S3 objects when s3 is not NULL.  days == 0 disables
+ * local files, and S3 objects when repository r (repo.h, borrowed; where
+ * copies are opened and deleted) has a bucket; r NULL: local files only.  days == 0 disables
  * pruning.  In a place where no copy can be read (see above), or where
  * that could not be told (S3 unreachable), nothing is deleted.  Returns
  * SHB_OK, or the error of the last deletion that failed in a place (or of
@@ -50,6 +51,6 @@ typedef void (*shb_prune_fn)(void *ctx, const struct shb_backup *b, const char *
  * borrowed.
  */
 int shb_prune(const struct shb_catalog *cat, int days, time_t now, int dry_run,
-	      struct shb_s3 *s3, shb_prune_fn report, void *ctx);
+	      struct shb_repo *r, shb_prune_fn report, void *ctx);
 
 #endif
