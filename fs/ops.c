@@ -267,6 +267,28 @@ static int shbfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, of
 	return 0;
 }
 
+/*
+ * Whether the kernel may keep the pages it cached of file i of b.  Only
+ * once this backup object served that file: a backup replaced under the
+ * same name (another size or ETag) is a new object at the same path, and
+ * its first open must drop the old object's pages, or a reader would get
+ * a mix of both archives.
+ */
+static int keep_pages(struct shbfs_backup *b, size_t i)
+{
+	int keep = 0;
+
+	pthread_mutex_lock(&b->mu);
+	if (!b->served)
+		b->served = calloc(b->layout.n ? b->layout.n : 1, 1);
+	if (b->served) {
+		keep = b->served[i];
+		b->served[i] = 1;
+	}
+	pthread_mutex_unlock(&b->mu);
+	return keep;
+}
+
 static int shbfs_open(const char *path, struct fuse_file_info *fi)
 {
 	struct shbfs *fs = fs_of();
@@ -286,7 +308,7 @@ static int shbfs_open(const char *path, struct fuse_file_info *fi)
 	h->file = nd.file;
 	pthread_mutex_init(&h->mu, NULL);
 	fi->fh = (uint64_t)(uintptr_t)h;
-	fi->keep_cache = 1;  /* backups never change */
+	fi->keep_cache = keep_pages(h->b, h->file);
 	return 0;
 }
 
@@ -336,7 +358,8 @@ static void *shbfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->entry_timeout = fs->cfg.list_ttl;
 	cfg->attr_timeout = fs->cfg.list_ttl;
 	cfg->negative_timeout = 0;
-	cfg->kernel_cache = 1;
+	/* Not kernel_cache: shbfs_open says per file whether cached pages are still good. */
+	fs->fuse = fuse_get_context()->fuse;
 	shb_pieces_start(fs->pieces, (int)sysconf(_SC_NPROCESSORS_ONLN));
 	shbfs_lister_start(fs);
 	return fs;

@@ -19,6 +19,8 @@
 #include "reader.h"
 #include "util.h"
 
+struct fuse;
+
 enum backup_state { BACKUP_CLOSED, BACKUP_OPEN, BACKUP_FAILED };
 
 /*
@@ -53,12 +55,18 @@ struct shbfs_backup {
 	double failed_at;
 	struct shb_reader *reader;
 	struct shb_layout layout;
+	/*
+	 * Per layout file: it was opened through this object, so the kernel's
+	 * cached pages of that path are this object's bytes (see keep_pages).
+	 */
+	unsigned char *served;
 	struct shbfs_backup *next;  /* every backup ever seen, for freeing; protected by shbfs.mu */
 };
 
 struct shbfs {
 	struct shbfs_config cfg;    /* read-only after shbfs_new; cfg.repo borrowed, thread-safe */
 	struct shb_pieces *pieces;  /* inflated pieces and read-ahead workers; thread-safe itself */
+	struct fuse *fuse;          /* set by init before the lister starts; NULL before */
 	time_t mounted_at;
 
 	/*

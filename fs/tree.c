@@ -12,6 +12,8 @@
 #include <syslog.h>
 #include <time.h>
 
+#include <fuse.h>
+
 #include "catalog.h"
 #include "error.h"
 #include "repo.h"
@@ -80,7 +82,53 @@ void shbfs_s3_status(struct shbfs *fs, int rc, const char *why)
  * first (each is sorted so).  Swapped in only if every object could be
  * made; otherwise the previous listing stays.  fs->mu held.
  */
-static void publish(struct shbfs *fs)
+/* Backups a new listing replaced, for forget_replaced(). */
+struct replaced {
+	struct shbfs_backup **b;
+	size_t n, alloc;
+};
+
+/*
+ * The backups of the old listing that the new one replaces under the same
+ * name (another size or ETag: another object), added to *gone.
+ */
+static void note_replaced(struct shbfs *fs, struct shbfs_backup **list, size_t n,
+			  struct replaced *gone)
+{
+	for (size_t i = 0; i < fs->n; i++)
+		for (size_t k = 0; k < n; k++)
+			if (list[k] != fs->list[i] && !strcmp(list[k]->ts, fs->list[i]->ts)
+			    && !SHB_ALLOC_GROW(gone->b, gone->n + 1, gone->alloc))
+				gone->b[gone->n++] = fs->list[i];
+}
+
+/*
+ * Makes the kernel forget what it cached of the files of replaced backups
+ * (their pages and sizes), so no reader gets the old archive's bytes, or
+ * old and new mixed, at the old object's paths.  No lock held: the kernel
+ * may call back into the filesystem.
+ */
+static void forget_replaced(struct shbfs *fs, struct replaced *gone)
+{
+	char path[SHB_TS_LEN + 4096];
+
+	for (size_t i = 0; fs->fuse && i < gone->n; i++) {
+		struct shbfs_backup *b = gone->b[i];
+
+		pthread_mutex_lock(&b->mu);
+		for (size_t f = 0; b->state == BACKUP_OPEN && f < b->layout.n; f++) {
+			snprintf(path, sizeof(path), "/%s/%s", b->ts, b->layout.files[f].rel);
+			fuse_invalidate_path(fs->fuse, path);
+		}
+		pthread_mutex_unlock(&b->mu);
+		snprintf(path, sizeof(path), "/%s", b->ts);
+		fuse_invalidate_path(fs->fuse, path);
+	}
+	free(gone->b);
+	memset(gone, 0, sizeof(*gone));
+}
+
+static void publish(struct shbfs *fs, struct replaced *gone)
 {
 	const struct shb_catalog *l = &fs->local, *r = &fs->remote;
 	struct shbfs_backup **list = calloc(l->n + r->n + 1, sizeof(*list));
@@ -108,6 +156,7 @@ static void publish(struct shbfs *fs)
 			return;
 		}
 	}
+	note_replaced(fs, list, n, gone);
 	free(fs->list);
 	fs->list = list;
 	fs->n = n;
@@ -117,6 +166,7 @@ static void publish(struct shbfs *fs)
 static void relist(struct shbfs *fs)
 {
 	struct shb_catalog local = { 0 }, remote = { 0 };
+	struct replaced gone = { 0 };
 	int lrc = SHB_OK, rrc = SHB_OK;
 	char why[512] = "";
 
@@ -143,9 +193,10 @@ static void relist(struct shbfs *fs)
 		fs->local_failed = 1;
 	}
 	/* Local backups show at once, whatever S3 does next. */
-	publish(fs);
+	publish(fs, &gone);
 	pthread_mutex_unlock(&fs->mu);
 	shb_catalog_free(&local);
+	forget_replaced(fs, &gone);
 
 	if (!shb_repo_has_s3(fs->cfg.repo))
 		return;
@@ -163,10 +214,11 @@ static void relist(struct shbfs *fs)
 		shb_catalog_free(&fs->remote);
 		fs->remote = remote;
 		memset(&remote, 0, sizeof(remote));
-		publish(fs);
+		publish(fs, &gone);
 	}
 	pthread_mutex_unlock(&fs->mu);
 	shb_catalog_free(&remote);
+	forget_replaced(fs, &gone);
 }
 
 /* Whether the listing should be made again (fs->mu held). */
@@ -286,6 +338,7 @@ void shbfs_list_free(struct shbfs *fs)
 		fs->all = b->next;
 		shb_reader_close(b->reader);
 		shb_layout_free(&b->layout);
+		free(b->served);
 		pthread_mutex_destroy(&b->mu);
 		free(b->local_path);
 		free(b->s3_key);

@@ -50,7 +50,7 @@
  * overflow without a word.
  */
 enum opt_type {
-	T_STRING,   /* kept as given */
+	T_STRING,   /* kept as given; never empty */
 	T_SIZE,     /* bytes, with an optional K/M/G/T suffix, in [lo, hi] */
 	T_SECONDS,  /* a decimal number of seconds in [lo, hi] */
 	T_OCTAL,    /* a mode mask in [lo, hi] */
@@ -233,6 +233,8 @@ static int parse_value(int i, const char *raw, struct values *v)
 	opt_name(i, name, sizeof(name));
 	switch (d->type) {
 	case T_STRING:
+		/* "cache_dir=" would be the working directory: refused, not guessed. */
+		bad = !*raw;
 		*(const char **)field = raw;
 		break;
 	case T_SECONDS:

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,13 +86,39 @@ static size_t piece_bucket(const char *id, uint64_t off)
 	return (hash(id) + (size_t)(off >> REGION) * 2654435761u) % BUCKETS;
 }
 
-/* A name the cache accepts: no path, no dot file, no temporary's suffix. */
+/*
+ * A name the cache makes and so may read, charge and evict: a lower-case
+ * word, then '-' and groups of hex digits separated by '-' ("m-<id>-<off>-
+ * <len>", "zidx-<id>").  Anything else in the directory (a backup, a file
+ * of the user's, since a cache dir may be pointed anywhere) is never
+ * touched, not even counted.
+ */
 static int name_ok(const char *name)
 {
-	size_t n = strlen(name);
+	size_t n = strlen(name), word = strspn(name, "abcdefghijklmnopqrstuvwxyz");
+	const char *p = name + word;
 
-	return n && n < NAME_MAX_LEN - 24 && name[0] != '.' && !strchr(name, '/')
-	       && !strstr(name, ".tmp");
+	if (!word || word > 8 || n >= NAME_MAX_LEN - 24 || *p != '-')
+		return 0;
+	for (; *p; p += 1 + strspn(p + 1, "0123456789abcdef"))
+		if (*p != '-' || !strchr("0123456789abcdef", p[1]) || !p[1])
+			return 0;
+	return 1;
+}
+
+/* A temporary write_file() left: "<name>.<hex>.tmp" with name_ok(name). */
+static int temporary_ok(const char *name)
+{
+	char base[NAME_MAX_LEN];
+	const char *dot = strchr(name, '.');
+	size_t n = dot ? (size_t)(dot - name) : 0, hex;
+
+	if (!dot || n >= sizeof(base))
+		return 0;
+	hex = strspn(dot + 1, "0123456789abcdef");
+	memcpy(base, name, n);
+	base[n] = '\0';
+	return name_ok(base) && hex && !strcmp(dot + 1 + hex, ".tmp");
 }
 
 /* --- the LRU (callers hold mu) ------------------------------------------- */
@@ -214,7 +241,10 @@ static int oldest_first(const void *a, const void *b)
 	return (x->mtime > y->mtime) - (x->mtime < y->mtime);
 }
 
-/* Lists the regular files of the cache dir; removes half-written temporaries. */
+/*
+ * Lists the cache's own files in its dir (ours by name and owner); removes
+ * the half-written temporaries of killed runs.
+ */
 static size_t list_files(struct shb_cache *c, struct found **out)
 {
 	int fd = openat(c->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -228,14 +258,15 @@ static size_t list_files(struct shb_cache *c, struct found **out)
 	while (d && (de = readdir(d))) {
 		struct stat st;
 
-		if (de->d_name[0] == '.'
-		    || fstatat(c->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0
-		    || !S_ISREG(st.st_mode))
+		if (fstatat(c->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0
+		    || !S_ISREG(st.st_mode) || st.st_uid != geteuid())
 			continue;
-		if (!name_ok(de->d_name)) {
-			unlinkat(c->dirfd, de->d_name, 0);
+		if (temporary_ok(de->d_name)) {
+			unlinkat(c->dirfd, de->d_name, 0);  /* a killed run's half-written file */
 			continue;
 		}
+		if (!name_ok(de->d_name))
+			continue;
 		if (SHB_ALLOC_GROW(v, n + 1, alloc))
 			break;
 		memcpy(v[n].name, de->d_name, strlen(de->d_name) + 1);  /* name_ok: it fits */
@@ -263,27 +294,83 @@ static void scan(struct shb_cache *c)
 	make_room(c, 0);
 }
 
-/* Makes (dir given) or creates (dir NULL: private, under $TMPDIR) c->dir. */
+#define PRIVATE_PREFIX "shb-cache-"
+
+/*
+ * Removes the private caches of runs that were killed (SIGKILL, or a
+ * signal the command does not catch): "shb-cache-<pid>-XXXXXX" dirs in
+ * tmp, ours, whose pid is gone.
+ */
+static void sweep_private(const char *tmp)
+{
+	int fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (!d && fd >= 0)
+		close(fd);
+	while (d && (de = readdir(d))) {
+		struct stat st;
+		char *end;
+		long pid;
+
+		if (strncmp(de->d_name, PRIVATE_PREFIX, strlen(PRIVATE_PREFIX)))
+			continue;
+		pid = strtol(de->d_name + strlen(PRIVATE_PREFIX), &end, 10);
+		if (pid <= 0 || *end != '-' || pid == (long)getpid()
+		    || (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+		    || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0
+		    || !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+			continue;
+		shb_remove_tree_at(dirfd(d), de->d_name);
+	}
+	if (d)
+		closedir(d);
+}
+
+/*
+ * Opens c->dir as the cache's directory: made 0700 if missing, and only
+ * if it is a directory of the user running us (then made 0700 again): a
+ * dir another user owns could hold bytes of theirs that the cache's CRCs
+ * would take for a backup's.
+ */
+static int open_dir(struct shb_cache *c)
+{
+	struct stat st;
+
+	if (shb_mkdir_p(c->dir))
+		return SHB_EIO;
+	c->dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (c->dirfd < 0 || fstat(c->dirfd, &st) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot use cache dir '%s'", c->dir);
+	if (st.st_uid != geteuid())
+		return shb_fail(SHB_EIO, "cannot use cache dir '%s': it belongs to uid %u, not to "
+				"the user running this (uid %u)", c->dir, (unsigned)st.st_uid,
+				(unsigned)geteuid());
+	if (fchmod(c->dirfd, 0700) < 0)
+		return shb_fail_errno(SHB_EIO, "cannot use cache dir '%s'", c->dir);
+	return SHB_OK;
+}
+
+/* Opens dir, or creates a private one (dir NULL) under $TMPDIR, as c->dir. */
 static int make_dir(struct shb_cache *c, const char *dir)
 {
 	const char *tmp = getenv("TMPDIR");
 
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
 	if (dir) {
 		if (!(c->dir = strdup(dir)))
 			return shb_fail(SHB_ENOMEM, "out of memory");
-		if (shb_mkdir_p(dir))
-			return SHB_EIO;
-		if (chmod(dir, 0700) < 0)
-			return shb_fail_errno(SHB_EIO, "cannot use cache dir '%s'", dir);
-		return SHB_OK;
+		return open_dir(c);
 	}
-	if (!(c->dir = shb_aprintf("%s/shb-cache-XXXXXX", tmp && *tmp ? tmp : "/tmp")))
+	sweep_private(tmp);
+	if (!(c->dir = shb_aprintf("%s/" PRIVATE_PREFIX "%ld-XXXXXX", tmp, (long)getpid())))
 		return SHB_ENOMEM;
 	if (!mkdtemp(c->dir))
-		return shb_fail_errno(SHB_EIO, "cannot make a cache dir in '%s'",
-				      tmp && *tmp ? tmp : "/tmp");
+		return shb_fail_errno(SHB_EIO, "cannot make a cache dir in '%s'", tmp);
 	c->private_dir = 1;
-	return SHB_OK;
+	return open_dir(c);
 }
 
 int shb_cache_open(const char *dir, uint64_t cap, struct shb_cache **out)
@@ -296,11 +383,8 @@ int shb_cache_open(const char *dir, uint64_t cap, struct shb_cache **out)
 	pthread_mutex_init(&c->mu, NULL);
 	c->dirfd = -1;
 	c->cap = cap;
-	if (cap && !(rc = make_dir(c, dir))) {
-		c->dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (c->dirfd < 0)
-			rc = shb_fail_errno(SHB_EIO, "cannot use cache dir '%s'", c->dir);
-	}
+	if (cap)
+		rc = make_dir(c, dir);
 	if (rc) {
 		shb_cache_close(c);
 		return rc;
@@ -383,7 +467,7 @@ static int read_file(struct shb_cache *c, const char *name, uint64_t want, unsig
 		return -1;
 	if ((fd = openat(c->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return -1;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && st.st_uid == geteuid()
 	    && (want == UINT64_MAX || (uint64_t)st.st_size == want)
 	    && (*buf = malloc((size_t)st.st_size)))
 		ok = !io_exact(fd, *buf, (size_t)st.st_size, 0, 0);

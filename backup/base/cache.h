@@ -27,11 +27,18 @@ struct shb_cache;
 struct shb_source;
 
 /*
- * Opens the cache in dir (created 0700 if missing) capped at cap bytes.
- * dir NULL: a private cache in a new directory under $TMPDIR (or /tmp),
- * removed with everything in it by shb_cache_close().  cap 0 disables
- * the cache: every get misses, every put is dropped.  SHB_EIO naming dir
- * when it cannot be created or used.
+ * Opens the cache in dir (created 0700 if missing, made 0700 if not)
+ * capped at cap bytes.  dir must belong to the effective user: a dir
+ * another user owns could hold bytes of theirs whose CRC32s match, so it
+ * is refused.  Only the cache's own files there (names it makes: a
+ * lower-case word, '-', hex groups; owned by the user) are read, charged
+ * and evicted; anything else in dir is never touched.  dir NULL: a private
+ * cache in a new directory "shb-cache-<pid>-XXXXXX" under $TMPDIR (or
+ * /tmp), removed with everything in it by shb_cache_close(); opening one
+ * also removes those of runs whose pid is gone (killed ones).  cap 0
+ * disables the cache: every get misses, every put is dropped.  SHB_EIO
+ * naming dir when it cannot be created or used (the message in
+ * shb_errmsg()); SHB_ENOMEM.  *out is the caller's, for shb_cache_close().
  */
 int shb_cache_open(const char *dir, uint64_t cap, struct shb_cache **out);
 /* Closes c (NULL is fine); a private cache's directory is removed. */

@@ -858,3 +858,38 @@ def abort_own_mount(proc, mnt):
     if proc.poll() is None:
         proc.kill()
     proc.wait(timeout=10)
+
+
+def test_an_archive_replaced_under_its_name_is_never_mixed(two_local, mount, tmp):
+    """The kernel kept the pages of a file it had read (keep_cache) after the
+    archive behind that path was replaced and the listing refreshed: readers
+    got old and new pages mixed.  The first open through the new backup
+    object now drops them."""
+    data, env, archives = two_local
+    old = archives[0]
+    m = mount(env, "list_ttl=3600")
+    path = m.path / ts_of(old) / "streamhub.db"
+    assert sha256(path) == sha256(extract(old, tmp / "old") / "streamhub.db")
+    with sqlite3.connect(data / "streamhub.db") as db:
+        db.execute("CREATE TABLE changed (x)")
+        db.executemany("INSERT INTO changed VALUES (?)", [(i,) for i in range(20000)])
+    make_backups(env)
+    new = backups_in(data / "backups")[-1]
+    want = sha256(extract(new, tmp / "new") / "streamhub.db")
+    assert want != sha256(path)
+    m.proc.send_signal(signal.SIGHUP)
+    assert eventually(lambda: ts_of(new) in os.listdir(m.path))
+    os.replace(new, old)  # the newer archive now answers to the older name
+    m.proc.send_signal(signal.SIGHUP)
+    assert eventually(lambda: ts_of(new) not in os.listdir(m.path))
+    assert sha256(path) == want
+
+
+def test_empty_string_options_are_refused(two_local, tmp):
+    _, env, _ = two_local
+    (tmp / "mnt").mkdir()
+    for opt in ("cache_dir=", "local="):
+        p = subprocess.run([str(SHBACKUPFS), str(tmp / "mnt"), "-f", "-o", opt], env=env,
+                           capture_output=True, text=True, timeout=30, cwd=tmp)
+        assert p.returncode == 1 and "invalid" in p.stderr, (opt, p.stderr)
+    assert not any(l.split()[1] == str(tmp / "mnt") for l in open("/proc/mounts"))

@@ -89,6 +89,19 @@ static void read_ok(struct shb_source *s, const unsigned char *data, uint64_t of
 	free(buf);
 }
 
+/* Writes text to dir/name; 1 on success. */
+static int write_text(const char *dir, const char *name, const char *text)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (!(f = fopen(path, "w")))
+		return 0;
+	fputs(text, f);
+	return fclose(f) == 0;
+}
+
 /* Files in dir whose name starts with prefix; their total size in *bytes. */
 static size_t count_files(const char *dir, const char *prefix, uint64_t *bytes, char *first,
 			  size_t first_len)
@@ -202,6 +215,9 @@ static void test_cap_evicts_oldest(const char *dir, const unsigned char *data)
 
 	CHECK_OK(shb_cache_open(dir, cap, &c));
 	s = wrap(in, c);
+	/* Files that are not the cache's own (a backup, the user's) are never evicted. */
+	CHECK(write_text(dir, "streamhub-backup-20260101T000000Z.tar.gz", "keep")
+	      && write_text(dir, "m-notours", "keep") && write_text(dir, "notes", "keep"));
 	for (uint64_t off = 0; off < SIZE; off += 128u << 10)
 		read_ok(s, data, off, 128u << 10);
 	CHECK(in->reads == SIZE / (128u << 10));
@@ -213,6 +229,38 @@ static void test_cap_evicts_oldest(const char *dir, const unsigned char *data)
 	CHECK(in->reads == SIZE / (128u << 10) + 1);
 	shb_source_close(s);
 	shb_cache_close(c);
+	CHECK_OK(shb_cache_open(dir, 1, &c));  /* a scan at a tiny cap evicts all of its own */
+	shb_cache_close(c);
+	CHECK(count_files(dir, "streamhub-backup-", NULL, NULL, 0) == 1);
+	CHECK(count_files(dir, "m-notours", NULL, NULL, 0) == 1);
+	CHECK(count_files(dir, "notes", NULL, NULL, 0) == 1);
+}
+
+/* A dir another user owns is refused: what is in it is not ours to trust. */
+static void test_foreign_dir_refused(const char *dir)
+{
+	struct shb_cache *c = NULL;
+
+	CHECK(mkdir(dir, 0700) == 0 && chown(dir, 65534, 65534) == 0);
+	if (geteuid() == 0)
+		CHECK(shb_cache_open(dir, 1u << 20, &c) == SHB_EIO && !c);
+}
+
+/* A private cache that a killed run left behind is removed by the next one. */
+static void test_stale_private_swept(const char *tmp)
+{
+	struct shb_cache *c;
+	char stale[4200], live[4200];
+
+	setenv("TMPDIR", tmp, 1);
+	/* pid 2^22 + 1 is above any pid_max: that run is gone. */
+	snprintf(stale, sizeof(stale), "%s/shb-cache-4194305-abcdef", tmp);
+	snprintf(live, sizeof(live), "%s/shb-cache-1-abcdef", tmp);  /* init: alive */
+	CHECK(mkdir(stale, 0700) == 0 && write_text(stale, "m-00-0-1", "x") && mkdir(live, 0700) == 0);
+	CHECK_OK(shb_cache_open(NULL, 8u << 20, &c));
+	CHECK(access(stale, F_OK) != 0 && access(live, F_OK) == 0);
+	shb_cache_close(c);
+	rmdir(live);
 }
 
 static void test_blobs(const char *dir)
@@ -222,18 +270,18 @@ static void test_blobs(const char *dir)
 	size_t len;
 
 	CHECK_OK(shb_cache_open(dir, 64u << 20, &c));
-	CHECK(shb_cache_get_blob(c, "idx-x", &buf, &len) == -1 && !shb_cache_has_blob(c, "idx-x"));
-	shb_cache_put_blob(c, "idx-x", "hello", 5);
-	CHECK(shb_cache_has_blob(c, "idx-x"));
-	CHECK(shb_cache_get_blob(c, "idx-x", &buf, &len) == 0 && len == 5 && !memcmp(buf, "hello", 5));
+	CHECK(shb_cache_get_blob(c, "idx-0a", &buf, &len) == -1 && !shb_cache_has_blob(c, "idx-0a"));
+	shb_cache_put_blob(c, "idx-0a", "hello", 5);
+	CHECK(shb_cache_has_blob(c, "idx-0a"));
+	CHECK(shb_cache_get_blob(c, "idx-0a", &buf, &len) == 0 && len == 5 && !memcmp(buf, "hello", 5));
 	free(buf);
-	shb_cache_put_blob(c, "idx-x", "bye", 3);
-	CHECK(shb_cache_get_blob(c, "idx-x", &buf, &len) == 0 && len == 3 && !memcmp(buf, "bye", 3));
+	shb_cache_put_blob(c, "idx-0a", "bye", 3);
+	CHECK(shb_cache_get_blob(c, "idx-0a", &buf, &len) == 0 && len == 3 && !memcmp(buf, "bye", 3));
 	free(buf);
 	shb_cache_put_blob(c, "../escape", "no", 2);
 	CHECK(!shb_cache_has_blob(c, "../escape"));
-	shb_cache_drop(c, "idx-x");
-	CHECK(shb_cache_get_blob(c, "idx-x", &buf, &len) == -1);
+	shb_cache_drop(c, "idx-0a");
+	CHECK(shb_cache_get_blob(c, "idx-0a", &buf, &len) == -1);
 	shb_cache_close(c);
 }
 
@@ -297,6 +345,9 @@ int main(void)
 	snprintf(dir, sizeof(dir), "%s/c4", tmp);
 	test_blobs(dir);
 	test_private_and_disabled(tmp, data);
+	snprintf(dir, sizeof(dir), "%s/c5", tmp);
+	test_foreign_dir_refused(dir);
+	test_stale_private_swept(tmp);
 	test_memory_pieces();
 	shb_remove_tree(tmp);
 	free(data);
