@@ -97,10 +97,10 @@ static const char *newest(struct shbfs *fs, char out[SHB_TS_LEN])
 
 	pthread_mutex_lock(&fs->mu);
 	/* "latest" as every shbackup command reads it: none dated in the future. */
-	while (i < fs->n && shb_backup_time_in_future(fs->list[i]->time, now))
+	while (i < fs->n && shb_backup_time_in_future(fs->list[i]->at.time, now))
 		i++;
 	if (i < fs->n)
-		hit = memcpy(out, fs->list[i]->ts, SHB_TS_LEN);
+		hit = memcpy(out, fs->list[i]->at.ts, SHB_TS_LEN);
 	pthread_mutex_unlock(&fs->mu);
 	return hit;
 }
@@ -189,12 +189,12 @@ static int shbfs_getattr(const char *path, struct stat *st, struct fuse_file_inf
 		st->st_size = SHB_TS_LEN - 1;
 		break;
 	case N_BACKUP: case N_APPS: case N_APPDIR:
-		fill_dir(fs, st, nd.b->time);
+		fill_dir(fs, st, nd.b->at.time);
 		break;
 	case N_FILE: {
 		const struct shb_layout_file *f = &nd.b->layout.files[nd.file];
 
-		fill_dir(fs, st, nd.b->time);
+		fill_dir(fs, st, nd.b->at.time);
 		st->st_mode = S_IFREG | shbfs_file_mode(fs, nd.b, nd.file);
 		st->st_nlink = 1;
 		st->st_size = (off_t)f->size;
@@ -227,7 +227,7 @@ static int fill_root(struct shbfs *fs, void *buf, fuse_fill_dir_t filler)
 	if (fs->n)
 		filler(buf, "latest", NULL, 0, 0);
 	for (size_t i = 0; i < fs->n; i++)
-		filler(buf, fs->list[i]->ts, NULL, 0, 0);
+		filler(buf, fs->list[i]->at.ts, NULL, 0, 0);
 	pthread_mutex_unlock(&fs->mu);
 	return 0;
 }
@@ -315,9 +315,13 @@ static int shbfs_open(const char *path, struct fuse_file_info *fi)
 static int shbfs_read_op(const char *path, char *buf, size_t size, off_t off,
 			 struct fuse_file_info *fi)
 {
+	struct shbfs_handle *h = (struct shbfs_handle *)(uintptr_t)fi->fh;
+
 	(void)path;
-	return shbfs_read(fs_of(), (struct shbfs_handle *)(uintptr_t)fi->fh, buf, size,
-			  (uint64_t)off);
+	/* The backup was replaced under its name: its pages would mix with the new one's. */
+	if (__atomic_load_n(&h->b->replaced, __ATOMIC_ACQUIRE))
+		return -EIO;
+	return shbfs_read(fs_of(), h, buf, size, (uint64_t)off);
 }
 
 static int shbfs_release(const char *path, struct fuse_file_info *fi)
@@ -339,7 +343,7 @@ static int shbfs_statfs(const char *path, struct statvfs *sv)
 	shbfs_list(fs);
 	pthread_mutex_lock(&fs->mu);
 	for (size_t i = 0; i < fs->n; i++)
-		bytes += fs->list[i]->local_path ? fs->list[i]->local_size : fs->list[i]->s3_size;
+		bytes += fs->list[i]->at.local_path ? fs->list[i]->at.local_size : fs->list[i]->at.s3_size;
 	pthread_mutex_unlock(&fs->mu);
 	memset(sv, 0, sizeof(*sv));
 	sv->f_bsize = sv->f_frsize = 4096;

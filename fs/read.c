@@ -62,7 +62,7 @@ int shbfs_read(struct shbfs *fs, struct shbfs_handle *h, char *buf, size_t size,
 	if (rc) {
 		/* During an S3 outage the one "S3 unreachable" line says it all. */
 		if (!b->remote || !__atomic_load_n(&fs->s3_down, __ATOMIC_ACQUIRE))
-			shbfs_log(LOG_ERR, "read of %s/%s at %llu failed: %s", b->ts, f->rel,
+			shbfs_log(LOG_ERR, "read of %s/%s at %llu failed: %s", b->at.ts, f->rel,
 				  (unsigned long long)off, shb_errmsg());
 		return -EIO;
 	}

@@ -40,13 +40,11 @@ enum backup_state { BACKUP_CLOSED, BACKUP_OPEN, BACKUP_FAILED };
  * thread that saw BACKUP_OPEN (through shbfs_open_backup) reads them freely.
  */
 struct shbfs_backup {
-	char ts[SHB_TS_LEN];
-	time_t time;
-	char *local_path;
-	uint64_t local_size;
-	char *s3_key;
-	uint64_t s3_size;
-	char *s3_etag;              /* from the listing; NULL if none */
+	/*
+	 * Where it lives, as the listing had it: the strings are this
+	 * object's copies, at.name points at at.ts.
+	 */
+	struct shb_backup at;
 
 	pthread_mutex_t mu;         /* protects what follows, up to next */
 	char key[33];               /* cache key: content identity of the source in use */
@@ -60,6 +58,7 @@ struct shbfs_backup {
 	 * cached pages of that path are this object's bytes (see keep_pages).
 	 */
 	unsigned char *served;
+	int replaced;               /* atomic: a newer listing put another object at ts */
 	struct shbfs_backup *next;  /* every backup ever seen, for freeing; protected by shbfs.mu */
 };
 

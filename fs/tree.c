@@ -34,24 +34,23 @@ static struct shbfs_backup *adopt(struct shbfs *fs, const struct shb_backup *ite
 	struct shbfs_backup *b;
 
 	for (b = fs->all; b; b = b->next)
-		if (!strcmp(b->ts, item->ts) && !!b->local_path == !!item->local_path
-		    && !!b->s3_key == !!item->s3_key && b->local_size == item->local_size
-		    && b->s3_size == item->s3_size && same_str(b->s3_etag, item->s3_etag))
+		if (!strcmp(b->at.ts, item->ts) && !!b->at.local_path == !!item->local_path
+		    && !!b->at.s3_key == !!item->s3_key && b->at.local_size == item->local_size
+		    && b->at.local_ino == item->local_ino && b->at.local_mtime_ns == item->local_mtime_ns
+		    && b->at.s3_size == item->s3_size && same_str(b->at.s3_etag, item->s3_etag))
 			return b;
 	if (!(b = calloc(1, sizeof(*b))))
 		return NULL;
-	memcpy(b->ts, item->ts, SHB_TS_LEN);
-	b->time = item->time;
-	b->local_size = item->local_size;
-	b->s3_size = item->s3_size;
-	b->local_path = item->local_path ? strdup(item->local_path) : NULL;
-	b->s3_key = item->s3_key ? strdup(item->s3_key) : NULL;
-	b->s3_etag = item->s3_etag ? strdup(item->s3_etag) : NULL;
-	if ((item->local_path && !b->local_path) || (item->s3_key && !b->s3_key)
-	    || (item->s3_etag && !b->s3_etag)) {
-		free(b->local_path);
-		free(b->s3_key);
-		free(b->s3_etag);
+	b->at = *item;
+	b->at.name = b->at.ts;
+	b->at.local_path = item->local_path ? strdup(item->local_path) : NULL;
+	b->at.s3_key = item->s3_key ? strdup(item->s3_key) : NULL;
+	b->at.s3_etag = item->s3_etag ? strdup(item->s3_etag) : NULL;
+	if ((item->local_path && !b->at.local_path) || (item->s3_key && !b->at.s3_key)
+	    || (item->s3_etag && !b->at.s3_etag)) {
+		free(b->at.local_path);
+		free(b->at.s3_key);
+		free(b->at.s3_etag);
 		free(b);
 		return NULL;
 	}
@@ -97,7 +96,7 @@ static void note_replaced(struct shbfs *fs, struct shbfs_backup **list, size_t n
 {
 	for (size_t i = 0; i < fs->n; i++)
 		for (size_t k = 0; k < n; k++)
-			if (list[k] != fs->list[i] && !strcmp(list[k]->ts, fs->list[i]->ts)
+			if (list[k] != fs->list[i] && !strcmp(list[k]->at.ts, fs->list[i]->at.ts)
 			    && !SHB_ALLOC_GROW(gone->b, gone->n + 1, gone->alloc))
 				gone->b[gone->n++] = fs->list[i];
 }
@@ -115,13 +114,19 @@ static void forget_replaced(struct shbfs *fs, struct replaced *gone)
 	for (size_t i = 0; fs->fuse && i < gone->n; i++) {
 		struct shbfs_backup *b = gone->b[i];
 
+		shbfs_log(LOG_NOTICE, "backup %s was replaced under its name: serving the new one, "
+			  "files still open on the old one read EIO", b->at.ts);
 		pthread_mutex_lock(&b->mu);
+		/* Handles still open on b read EIO from now on, not old pages into new ones. */
+		__atomic_store_n(&b->replaced, 1, __ATOMIC_RELEASE);
+		if (b->served)
+			memset(b->served, 0, b->layout.n ? b->layout.n : 1);
 		for (size_t f = 0; b->state == BACKUP_OPEN && f < b->layout.n; f++) {
-			snprintf(path, sizeof(path), "/%s/%s", b->ts, b->layout.files[f].rel);
+			snprintf(path, sizeof(path), "/%s/%s", b->at.ts, b->layout.files[f].rel);
 			fuse_invalidate_path(fs->fuse, path);
 		}
 		pthread_mutex_unlock(&b->mu);
-		snprintf(path, sizeof(path), "/%s", b->ts);
+		snprintf(path, sizeof(path), "/%s", b->at.ts);
 		fuse_invalidate_path(fs->fuse, path);
 	}
 	free(gone->b);
@@ -157,6 +162,8 @@ static void publish(struct shbfs *fs, struct replaced *gone)
 		}
 	}
 	note_replaced(fs, list, n, gone);
+	for (size_t k = 0; k < n; k++)  /* one swapped back in serves again */
+		__atomic_store_n(&list[k]->replaced, 0, __ATOMIC_RELEASE);
 	free(fs->list);
 	fs->list = list;
 	fs->n = n;
@@ -340,9 +347,9 @@ void shbfs_list_free(struct shbfs *fs)
 		shb_layout_free(&b->layout);
 		free(b->served);
 		pthread_mutex_destroy(&b->mu);
-		free(b->local_path);
-		free(b->s3_key);
-		free(b->s3_etag);
+		free(b->at.local_path);
+		free(b->at.s3_key);
+		free(b->at.s3_etag);
 		free(b);
 	}
 	shb_catalog_free(&fs->local);
@@ -359,7 +366,7 @@ struct shbfs_backup *shbfs_find(struct shbfs *fs, const char *ts)
 	shbfs_list(fs);
 	pthread_mutex_lock(&fs->mu);
 	for (size_t i = 0; i < fs->n && !hit; i++)
-		if (!strcmp(fs->list[i]->ts, ts))
+		if (!strcmp(fs->list[i]->at.ts, ts))
 			hit = fs->list[i];
 	pthread_mutex_unlock(&fs->mu);
 	return hit;
@@ -374,15 +381,10 @@ struct shbfs_backup *shbfs_find(struct shbfs *fs, const char *ts)
  */
 static int do_open(struct shbfs *fs, struct shbfs_backup *b)
 {
-	struct shb_backup item = { .local_path = b->local_path, .local_size = b->local_size,
-				   .s3_key = b->s3_key, .s3_size = b->s3_size,
-				   .s3_etag = b->s3_etag, .time = b->time };
 	struct shb_repo_opened how;
 	int rc;
 
-	memcpy(item.ts, b->ts, SHB_TS_LEN);
-	item.name = item.ts;
-	rc = shb_repo_open_reader(fs->cfg.repo, &item, SHB_COPY_ANY, &b->reader, &how);
+	rc = shb_repo_open_reader(fs->cfg.repo, &b->at, SHB_COPY_ANY, &b->reader, &how);
 	b->remote = how.remote;
 	if (b->remote)
 		shbfs_s3_status(fs, rc, shb_errmsg());
@@ -391,7 +393,7 @@ static int do_open(struct shbfs *fs, struct shbfs_backup *b)
 	memcpy(b->key, how.key, sizeof(b->key));
 	if (how.indexed)
 		shbfs_log(LOG_INFO, "indexing %s (not a seekable archive) took one pass over it",
-			  b->ts);
+			  b->at.ts);
 	if ((rc = shb_layout_from_index(shb_reader_index(b->reader), &b->layout))) {
 		shb_reader_close(b->reader);
 		b->reader = NULL;
@@ -410,7 +412,7 @@ int shbfs_open_backup(struct shbfs *fs, struct shbfs_backup *b)
 		if (do_open(fs, b) == SHB_OK) {
 			b->state = BACKUP_OPEN;
 		} else {
-			shbfs_log(LOG_ERR, "cannot open backup %s: %s", b->ts, shb_errmsg());
+			shbfs_log(LOG_ERR, "cannot open backup %s: %s", b->at.ts, shb_errmsg());
 			b->state = BACKUP_FAILED;
 			b->failed_at = shb_now();
 		}

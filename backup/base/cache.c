@@ -316,8 +316,11 @@ static void sweep_private(const char *tmp)
 
 		if (strncmp(de->d_name, PRIVATE_PREFIX, strlen(PRIVATE_PREFIX)))
 			continue;
+		/* Exactly as make_dir() names them: digits, '-', mkdtemp's six characters. */
+		if (!strchr("123456789", de->d_name[strlen(PRIVATE_PREFIX)]))
+			continue;
 		pid = strtol(de->d_name + strlen(PRIVATE_PREFIX), &end, 10);
-		if (pid <= 0 || *end != '-' || pid == (long)getpid()
+		if (pid <= 0 || *end != '-' || strlen(end + 1) != 6 || pid == (long)getpid()
 		    || (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
 		    || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0
 		    || !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
@@ -329,17 +332,22 @@ static void sweep_private(const char *tmp)
 }
 
 /*
- * Opens c->dir as the cache's directory: made 0700 if missing, and only
- * if it is a directory of the user running us (then made 0700 again): a
- * dir another user owns could hold bytes of theirs that the cache's CRCs
- * would take for a backup's.
+ * Opens c->dir as the cache's directory: made 0700 if missing (made, the
+ * parents too, by us), else used only if it is a directory of the user
+ * running us that no one else may write to.  A dir another user owns or
+ * can write could hold bytes of theirs that the cache's CRCs would take
+ * for a backup's; and a shared dir (/tmp) is refused, never chmod'ed.
  */
 static int open_dir(struct shb_cache *c)
 {
 	struct stat st;
+	int made = mkdir(c->dir, 0700) == 0;
 
-	if (shb_mkdir_p(c->dir))
-		return SHB_EIO;
+	if (!made && errno == ENOENT) {
+		if (shb_mkdir_p(c->dir))
+			return SHB_EIO;
+		made = 1;
+	}
 	c->dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (c->dirfd < 0 || fstat(c->dirfd, &st) < 0)
 		return shb_fail_errno(SHB_EIO, "cannot use cache dir '%s'", c->dir);
@@ -347,7 +355,11 @@ static int open_dir(struct shb_cache *c)
 		return shb_fail(SHB_EIO, "cannot use cache dir '%s': it belongs to uid %u, not to "
 				"the user running this (uid %u)", c->dir, (unsigned)st.st_uid,
 				(unsigned)geteuid());
-	if (fchmod(c->dirfd, 0700) < 0)
+	if (!made && (st.st_mode & 022))
+		return shb_fail(SHB_EIO, "cannot use cache dir '%s': other users may write to it "
+				"(mode %03o); give it a directory of its own", c->dir,
+				(unsigned)(st.st_mode & 07777));
+	if (made && fchmod(c->dirfd, 0700) < 0)
 		return shb_fail_errno(SHB_EIO, "cannot use cache dir '%s'", c->dir);
 	return SHB_OK;
 }

@@ -89,6 +89,8 @@ static int add_local(struct shb_catalog *cat, const char *dir, int dfd, const ch
 	free(b->local_path);
 	b->local_path = path;
 	b->local_size = (uint64_t)st.st_size;
+	b->local_ino = (uint64_t)st.st_ino;
+	b->local_mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	return SHB_OK;
 }
 

@@ -39,6 +39,8 @@ struct shb_backup {
 	char *name;         /* streamhub-backup-<ts>.tar.gz */
 	char *local_path;   /* NULL when there is no local copy */
 	uint64_t local_size;
+	uint64_t local_ino;     /* with local_mtime_ns: which file that is, to tell a */
+	int64_t local_mtime_ns; /* same-size archive put in its place from it */
 	char *s3_key;       /* NULL when there is no S3 copy */
 	uint64_t s3_size;
 	char *s3_etag;      /* the listing's ETag, NULL if it gave none */

@@ -879,9 +879,15 @@ def test_an_archive_replaced_under_its_name_is_never_mixed(two_local, mount, tmp
     assert want != sha256(path)
     m.proc.send_signal(signal.SIGHUP)
     assert eventually(lambda: ts_of(new) in os.listdir(m.path))
+    held = open(path, "rb")
+    held.read(4096)
     os.replace(new, old)  # the newer archive now answers to the older name
     m.proc.send_signal(signal.SIGHUP)
     assert eventually(lambda: ts_of(new) not in os.listdir(m.path))
+    # A handle opened before reads EIO, not old pages into the new file's.
+    with held, pytest.raises(OSError) as e:
+        os.pread(held.fileno(), 4096, 8192)
+    assert e.value.errno == errno.EIO
     assert sha256(path) == want
 
 
@@ -893,3 +899,38 @@ def test_empty_string_options_are_refused(two_local, tmp):
                            capture_output=True, text=True, timeout=30, cwd=tmp)
         assert p.returncode == 1 and "invalid" in p.stderr, (opt, p.stderr)
     assert not any(l.split()[1] == str(tmp / "mnt") for l in open("/proc/mounts"))
+
+
+def same_size_targz(seed):
+    """A plain tar.gz of an incompressible streamhub.db: every seed gives
+    the same size (stored, not deflated) and other bytes."""
+    import gzip
+    import io
+    import random
+    import tarfile
+    body = random.Random(seed).randbytes(256 << 10)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
+        info = tarfile.TarInfo("backup/streamhub.db")
+        info.size, info.mtime = len(body), 0
+        t.addfile(info, io.BytesIO(body))
+    return gzip.compress(raw.getvalue(), compresslevel=0, mtime=0), body
+
+
+def test_a_same_size_archive_put_in_place_is_noticed(tmp, mount):
+    """A listing told backups apart by name and size only: an archive
+    replaced by another of the same size kept being served from the first."""
+    backups = tmp / "backups"
+    backups.mkdir()
+    (a, body_a), (b, body_b) = same_size_targz(1), same_size_targz(2)
+    assert len(a) == len(b) and body_a != body_b
+    target = backups / name(stamp(1))
+    target.write_bytes(a)
+    m = mount(base_env(BACKUP_LOCAL_DIR=backups), "list_ttl=3600")
+    path = m.path / ts_of(target) / "streamhub.db"
+    assert path.read_bytes() == body_a
+    (backups / "next").write_bytes(b)
+    os.replace(backups / "next", target)
+    m.proc.send_signal(signal.SIGHUP)
+    assert eventually(lambda: "replaced" in m.log())
+    assert path.read_bytes() == body_b

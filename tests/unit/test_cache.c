@@ -236,14 +236,21 @@ static void test_cap_evicts_oldest(const char *dir, const unsigned char *data)
 	CHECK(count_files(dir, "notes", NULL, NULL, 0) == 1);
 }
 
-/* A dir another user owns is refused: what is in it is not ours to trust. */
-static void test_foreign_dir_refused(const char *dir)
+/*
+ * A dir another user owns, or one others may write to (/tmp), is refused,
+ * and left as it was: what is in it is not ours to trust.
+ */
+static void test_foreign_dir_refused(const char *dir, const char *shared)
 {
 	struct shb_cache *c = NULL;
+	struct stat st;
 
 	CHECK(mkdir(dir, 0700) == 0 && chown(dir, 65534, 65534) == 0);
 	if (geteuid() == 0)
 		CHECK(shb_cache_open(dir, 1u << 20, &c) == SHB_EIO && !c);
+	CHECK(mkdir(shared, 0700) == 0 && chmod(shared, 01777) == 0);
+	CHECK(shb_cache_open(shared, 1u << 20, &c) == SHB_EIO && !c);
+	CHECK(stat(shared, &st) == 0 && (st.st_mode & 07777) == 01777);
 }
 
 /* A private cache that a killed run left behind is removed by the next one. */
@@ -329,7 +336,7 @@ static void test_memory_pieces(void)
 
 int main(void)
 {
-	char tmp[] = "/tmp/shb-test-cache-XXXXXX", dir[4200];
+	char tmp[] = "/tmp/shb-test-cache-XXXXXX", dir[4200], shared[4200];
 	unsigned char *data = malloc(SIZE);
 
 	if (!data || !mkdtemp(tmp))
@@ -346,7 +353,8 @@ int main(void)
 	test_blobs(dir);
 	test_private_and_disabled(tmp, data);
 	snprintf(dir, sizeof(dir), "%s/c5", tmp);
-	test_foreign_dir_refused(dir);
+	snprintf(shared, sizeof(shared), "%s/c6", tmp);
+	test_foreign_dir_refused(dir, shared);
 	test_stale_private_swept(tmp);
 	test_memory_pieces();
 	shb_remove_tree(tmp);
