@@ -896,7 +896,7 @@ def test_empty_string_options_are_refused(two_local, tmp):
     (tmp / "mnt").mkdir()
     for opt in ("cache_dir=", "local="):
         p = subprocess.run([str(SHBACKUPFS), str(tmp / "mnt"), "-f", "-o", opt], env=env,
-                           capture_output=True, text=True, timeout=30, cwd=tmp)
+                           capture_output=True, text=True, timeout=30)
         assert p.returncode == 1 and "invalid" in p.stderr, (opt, p.stderr)
     assert not any(l.split()[1] == str(tmp / "mnt") for l in open("/proc/mounts"))
 
