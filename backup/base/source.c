@@ -1,6 +1,7 @@
 /*
- * The local file and S3 object byte sources, and the generic entry points
- * that bound-check every read before it reaches a concrete source.
+ * The local file and memory byte sources (the S3 one is s3/s3_source.c), and
+ * the generic entry points that bound-check every read before it reaches a
+ * concrete source.
  */
 #include <errno.h>
 #include <fcntl.h>

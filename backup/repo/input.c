@@ -217,7 +217,7 @@ static struct shb_input *new_input(const char *name, const char *path)
 	return in;
 }
 
-/* backup: a catalog backup's file, never reached through a symlink (store.h). */
+/* backup: a catalog backup's file, never reached through a symlink (source.h). */
 static int open_path(const char *path, int backup, struct shb_input **out)
 {
 	struct shb_input *in = new_input(path, path);
