@@ -26,6 +26,7 @@ enum shb_err {
 	SHB_EREMOTE,    /* the storage server refused a request */
 	SHB_ENET,       /* the storage server could not be reached in time */
 	SHB_ETOOBIG,    /* more bytes than a size limit allows */
+	SHB_EKEY,       /* an encrypted backup and no identity that opens it */
 	SHB_ERR_LAST
 };
 

@@ -15,13 +15,14 @@ import sys
 # folder -> the folders whose headers it may include (itself included)
 ALLOWED = {
     "backup/base": ["backup/base"],
+    "backup/age": ["backup/base", "backup/age"],
     "backup/format": ["backup/base", "backup/format"],
     "backup/s3": ["backup/base", "backup/s3"],
     "backup/sqlite": ["backup/base", "backup/format", "backup/sqlite"],
-    "backup/repo": ["backup/base", "backup/format", "backup/s3", "backup/sqlite",
-                    "backup/repo"],
-    "backup/cmd": ["backup/base", "backup/format", "backup/s3", "backup/sqlite",
-                   "backup/repo", "backup/cmd"],
+    "backup/repo": ["backup/base", "backup/age", "backup/format", "backup/s3",
+                    "backup/sqlite", "backup/repo"],
+    "backup/cmd": ["backup/base", "backup/age", "backup/format", "backup/s3",
+                   "backup/sqlite", "backup/repo", "backup/cmd"],
     "fs": ["backup/base", "backup/format", "backup/sqlite", "backup/repo", "fs"],
     "mount": ["backup/base", "backup/repo", "fs", "mount"],
 }
