@@ -62,11 +62,11 @@ static int outcome(const struct check *c)
 	return c->ok ? CHECK_OK : c->nokey ? CHECK_NO_KEY : CHECK_FAILED;
 }
 
-/* A reader opened for c (rc and r from the open): NULL and c->nokey noted when it failed. */
-static struct shb_reader *opened(struct check *c, int rc, struct shb_reader *r)
+/* The reader an open (rc) left in *r for c: NULL, and c->nokey noted, when it failed. */
+static struct shb_reader *opened(struct check *c, int rc, struct shb_reader **r)
 {
 	c->nokey = rc == SHB_EKEY;
-	return rc ? NULL : r;
+	return rc ? NULL : *r;
 }
 
 /* --- output ----------------------------------------------------------------- */
@@ -354,7 +354,7 @@ static void check_dir(struct check *c, const char *dir)
 	struct shb_input *in;
 	const struct shb_layout *l;
 
-	if (shb_input_open_path(dir, &in)) {
+	if (shb_input_open_path(dir, NULL, &in)) {
 		file_result(c, "(directory)", shb_errmsg(), -1, NULL);
 		return;
 	}
@@ -418,16 +418,28 @@ static int check_backup(const struct opts *o, const struct shb_backup *b, struct
 	struct shb_reader *r = NULL;
 
 	begin(&c);
-	check_archive(&c, opened(&c, shb_repo_open_reader(repo, b, SHB_COPY_PREFERRED, &r, NULL), r));
+	check_archive(&c, opened(&c, shb_repo_open_reader(repo, b, SHB_COPY_PREFERRED, &r, NULL), &r));
 	end(&c);
 	return outcome(&c);
 }
 
-static int check_path(const struct opts *o, const char *path, struct shb_repo *repo, int *code)
+/*
+ * Checks the archive or snapshot dir at path: a CHECK_* outcome, or -1
+ * with *code set when it could not start.  *repo is opened for its
+ * identities only (no catalog, no cache); the caller closes it.
+ */
+static int check_path(const struct opts *o, const char *path, const struct shb_config *cfg,
+		      struct shb_repo **repo, int *code)
 {
 	struct check c = { o, path, "path", 1, 0, 0 };
 	struct shb_reader *r = NULL;
 	struct stat st;
+
+	if (shb_repo_open(cfg, NULL, 0, repo)) {
+		shb_error("%s", shb_errmsg());
+		*code = SHB_EXIT_PREFLIGHT;
+		return -1;
+	}
 
 	if (stat(path, &st) < 0) {
 		*code = EXIT_NOT_FOUND;
@@ -439,7 +451,7 @@ static int check_path(const struct opts *o, const char *path, struct shb_repo *r
 		check_dir(&c, path);
 	else
 		check_archive(&c, opened(&c, shb_repo_open_path_reader(path,
-					 shb_repo_identities(repo), &r), r));
+					 shb_repo_identities(*repo), &r), &r));
 	end(&c);
 	return outcome(&c);
 }
@@ -490,13 +502,8 @@ int cmd_verify(int argc, char **argv)
 	}
 	metrics = o.metrics ? o.metrics : getenv("BACKUP_METRICS_FILE");
 	if (!o.all && shb_from_is_path(o.from)) {
-		/* No catalog, no cache: the repository only for its identities. */
-		if (shb_repo_open(&cfg, NULL, 0, &repo)) {
-			shb_error("%s", shb_errmsg());
-			code = SHB_EXIT_PREFLIGHT;
+		if ((res = check_path(&o, o.from, &cfg, &repo, &code)) < 0)
 			goto out;
-		}
-		res = check_path(&o, o.from, repo, &code);
 		ok = res == CHECK_OK;
 		failed = res == CHECK_FAILED;
 	} else if ((code = load_catalog(&cfg, &repo, &cat, o.all))) {
