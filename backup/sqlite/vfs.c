@@ -286,5 +286,7 @@ int shb_vfs_open(struct shb_reader *r, const struct shb_entry *e, sqlite3 **db)
 		*db = NULL;
 		return SHB_ESQLITE;
 	}
+	/* A db of an encrypted backup must not spill plaintext into temp files. */
+	sqlite3_exec(*db, "PRAGMA temp_store=MEMORY", NULL, NULL, NULL);
 	return SHB_OK;
 }

@@ -22,7 +22,9 @@
 
 /*
  * Opens entry e of r as a read-only database in *db, to be closed with
- * sqlite3_close(); r and e must outlive it.  SHB_ESQLITE with SQLite's
+ * sqlite3_close(); r and e must outlive it.  Its temporary tables and
+ * sorts stay in memory (temp_store=MEMORY), so no plaintext of an
+ * encrypted backup lands in a temp file.  SHB_ESQLITE with SQLite's
  * message on failure (*db is then NULL).
  */
 int shb_vfs_open(struct shb_reader *r, const struct shb_entry *e, sqlite3 **db);

@@ -154,18 +154,20 @@ def test_list_newest_first_with_apps_and_json(datadir):
         "CREATE TABLE streams(id INTEGER PRIMARY KEY)").connection.close()
     make_backups(env)
     table = shbackup("list", env=env, check=0).stdout.splitlines()
-    assert table[0].split() == ["TIMESTAMP", "SIZE", "APPS", "SOURCE", "NAME"]
+    assert table[0].split() == ["TIMESTAMP", "SIZE", "APPS", "SOURCE", "ENCRYPTED", "NAME"]
     rows = [line.split() for line in table[1:]]
     assert len(rows) == 2 and rows[0][0] > rows[1][0]
     assert [r[3] for r in rows] == ["4", "3"] and {r[4] for r in rows} == {"local"}
+    assert {r[5] for r in rows} == {"no"}
     items = json.loads(shbackup("list", "--json", env=env, check=0).stdout)
     assert [i["apps"] for i in items] == [4, 3]
     assert items[0]["timestamp"] > items[1]["timestamp"]
     assert items[0]["size"] == Path(items[0]["local_path"]).stat().st_size
     assert all(i["source"] == "local" for i in items)
     # one schema for every object: s3_key and s3_size are null for local-only copies
-    assert all(set(i) == {"timestamp", "time", "name", "source", "size", "local_path",
-                          "s3_key", "s3_size", "apps"} for i in items), items
+    assert all(set(i) == {"timestamp", "time", "name", "source", "size", "encrypted",
+                          "local_path", "s3_key", "s3_size", "apps"} for i in items), items
+    assert not any(i["encrypted"] for i in items)
     assert all(i["s3_key"] is None and i["s3_size"] is None for i in items)
 
 
