@@ -211,6 +211,246 @@ static void test_roundtrips(void)
 		roundtrip(sizes[i]);
 }
 
+/* Runs argv (argv[0] a path) with stdin from in and stdout to out (NULL: inherited). */
+static int run(char *const argv[], const char *in, const char *out)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd;
+
+		if (in && ((fd = open(in, O_RDONLY)) < 0 || dup2(fd, 0) < 0))
+			_exit(127);
+		if (out && ((fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600)) < 0
+			    || dup2(fd, 1) < 0))
+			_exit(127);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* One cctv-age vector, split into its textual header and the age file. */
+struct vector {
+	char expect[32], payload[65], file_key[33];
+	int armored, passphrase, pq, zlib;
+	struct shb_age_keys ids;
+	unsigned char *age;
+	size_t age_len;
+};
+
+static unsigned char *inflate_all(const unsigned char *in, size_t len, size_t *out_len)
+{
+	size_t cap = len * 4 + 1024;
+	unsigned char *out = malloc(cap);
+	z_stream z = { 0 };
+	int rc;
+
+	if (!out || inflateInit(&z) != Z_OK) {
+		free(out);
+		return NULL;
+	}
+	z.next_in = (unsigned char *)in;
+	z.avail_in = (uInt)len;
+	for (;;) {
+		z.next_out = out + z.total_out;
+		z.avail_out = (uInt)(cap - z.total_out);
+		rc = inflate(&z, Z_NO_FLUSH);
+		if (rc == Z_STREAM_END)
+			break;
+		if (rc != Z_OK && rc != Z_BUF_ERROR) {
+			inflateEnd(&z);
+			free(out);
+			return NULL;
+		}
+		out = realloc(out, cap *= 2);
+	}
+	*out_len = z.total_out;
+	inflateEnd(&z);
+	return out;
+}
+
+static void vector_field(struct vector *v, const char *key, const char *val)
+{
+	struct shb_age_key k;
+
+	if (!strcmp(key, "expect"))
+		snprintf(v->expect, sizeof(v->expect), "%s", val);
+	else if (!strcmp(key, "payload"))
+		snprintf(v->payload, sizeof(v->payload), "%s", val);
+	else if (!strcmp(key, "file key"))
+		snprintf(v->file_key, sizeof(v->file_key), "%s", val);
+	else if (!strcmp(key, "armored"))
+		v->armored = !strcmp(val, "yes");
+	else if (!strcmp(key, "passphrase"))
+		v->passphrase = 1;
+	else if (!strcmp(key, "compressed"))
+		v->zlib = !strcmp(val, "zlib");
+	else if (!strcmp(key, "identity") && !strncmp(val, "AGE-SECRET-KEY-PQ-", 18))
+		v->pq = 1;
+	else if (!strcmp(key, "identity")) {
+		CHECK_OK(shb_age_parse_identity(val, &k));
+		v->ids.keys = realloc(v->ids.keys, (v->ids.n + 1) * sizeof(k));
+		v->ids.keys[v->ids.n++] = k;
+		v->ids.alloc = v->ids.n;
+	}
+}
+
+/* Splits the file at path into v; -1 when it has no blank line. */
+static int vector_load(const char *path, struct vector *v)
+{
+	size_t len, at = 0;
+	unsigned char *buf = slurp(path, &len);
+	char line[256], *colon;
+
+	memset(v, 0, sizeof(*v));
+	while (buf && at < len && buf[at] != '\n') {
+		const unsigned char *nl = memchr(buf + at, '\n', len - at);
+		size_t n = nl ? (size_t)(nl - (buf + at)) : len - at;
+
+		snprintf(line, sizeof(line), "%.*s", (int)n, (const char *)buf + at);
+		if ((colon = strstr(line, ": "))) {
+			*colon = '\0';
+			vector_field(v, line, colon + 2);
+		}
+		at += n + 1;
+	}
+	if (!buf || at >= len) {
+		free(buf);
+		return -1;
+	}
+	at++;
+	if (v->zlib)
+		v->age = inflate_all(buf + at, len - at, &v->age_len);
+	else if ((v->age = malloc(len - at + 1)))
+		memcpy(v->age, buf + at, v->age_len = len - at);
+	free(buf);
+	return v->age ? 0 : -1;
+}
+
+/* The file key as the header gives it, when it parses and unwraps. */
+static int vector_file_key(const struct vector *v, char hex[33])
+{
+	struct shb_age_header h;
+	unsigned char key[16];
+	int rc = shb_age_header_parse(v->age, v->age_len, &h);
+
+	if (!rc)
+		rc = shb_age_unwrap(&h, v->age, &v->ids, key);
+	for (int i = 0; !rc && i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+	shb_age_header_free(&h);
+	return rc;
+}
+
+/* Opens and reads the whole plaintext: 0 and sum set, or where it failed. */
+static int vector_decrypt(const struct vector *v, int *open_rc, unsigned char sum[32])
+{
+	struct shb_source *src = NULL;
+	unsigned char *plain;
+	int rc;
+
+	if ((*open_rc = open_age(v->age, v->age_len, &src)))
+		return *open_rc;
+	if (!(plain = malloc(src->size + 1)))
+		return SHB_ENOMEM;
+	if (!(rc = shb_source_read(src, plain, src->size, 0)))
+		SHA256(plain, src->size, sum);
+	free(plain);
+	shb_source_close(src);
+	return rc;
+}
+
+/* Checks one vector against its expectation; 0 when it holds. */
+static int vector_check(const char *name, const struct vector *v)
+{
+	struct shb_age_keys saved = ids;
+	unsigned char sum[32];
+	char hex[65], key[33];
+	int open_rc, rc;
+
+	ids = v->ids;
+	rc = vector_decrypt(v, &open_rc, sum);
+	ids = saved;
+	for (int i = 0; !rc && i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+	if (!strcmp(v->expect, "success"))
+		rc = rc ? rc : strcmp(hex, v->payload) ? -1
+		     : v->file_key[0] && (vector_file_key(v, key) || strcmp(key, v->file_key)) ? -2 : 0;
+	else if (!strcmp(v->expect, "no match"))
+		rc = open_rc == SHB_EKEY ? 0 : -3;
+	else if (!strcmp(v->expect, "HMAC failure"))
+		rc = open_rc == SHB_ECORRUPT ? 0 : -3;
+	else if (!strcmp(v->expect, "header failure"))
+		rc = open_rc == SHB_EFORMAT ? 0 : -3;
+	else if (!strcmp(v->expect, "payload failure"))
+		rc = (open_rc == SHB_EFORMAT || (!open_rc && rc)) ? 0 : -3;
+	else
+		rc = -4;
+	if (rc)
+		fprintf(stderr, "cctv vector %s (expect %s): got %d (open %d): %s\n", name, v->expect,
+			rc, open_rc, shb_errmsg());
+	return rc;
+}
+
+/* The vectors: AGE_VECTORS names a directory, else NODE runs AGE_VECTORS_JS. */
+static const char *vector_dir(char *buf, size_t len)
+{
+	const char *dir = getenv("AGE_VECTORS"), *node = getenv("NODE");
+	char *js = getenv("AGE_VECTORS_JS");
+
+	if (dir && *dir)
+		return dir;
+	snprintf(buf, len, "%s/vectors", tmpdir);
+	if (!node || !*node || !js || !*js)
+		return NULL;
+	char *argv[] = { (char *)node, js, buf, NULL };
+	return run(argv, NULL, "/dev/null") == 0 ? buf : NULL;
+}
+
+static void test_vectors(void)
+{
+	char buf[256], path[512];
+	const char *dir = vector_dir(buf, sizeof(buf));
+	DIR *d = dir ? opendir(dir) : NULL;
+	struct dirent *e;
+	int checked = 0, armored = 0, passphrase = 0, pq = 0;
+	struct vector v;
+
+	CHECK(d != NULL);
+	if (!d) {
+		fprintf(stderr, "test_age: the cctv-age vectors are missing (npm ci; "
+			"AGE_VECTORS=DIR or NODE and AGE_VECTORS_JS)\n");
+		return;
+	}
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		CHECK(vector_load(path, &v) == 0);
+		if (v.armored || v.passphrase || (v.pq && !v.ids.n)) {
+			armored += v.armored;
+			passphrase += !v.armored && v.passphrase;
+			pq += !v.armored && !v.passphrase;
+		} else {
+			CHECK(vector_check(e->d_name, &v) == 0);
+			checked++;
+		}
+		free(v.age);
+		shb_age_keys_free(&v.ids);
+	}
+	closedir(d);
+	CHECK(checked > 0);
+	printf("test_age: %d cctv-age vectors checked, %d skipped (%d armored, %d passphrase, "
+	       "%d post-quantum identity only)\n", checked, armored + passphrase + pq, armored,
+	       passphrase, pq);
+}
+
 /* Setup: one identity in ids, its recipient and a second one in rcpts. */
 static void make_keys(void)
 {
@@ -244,6 +484,7 @@ int main(void)
 	test_bech32();
 	make_keys();
 	test_roundtrips();
+	test_vectors();
 	shb_age_keys_free(&ids);
 	shb_age_keys_free(&rcpts);
 	shb_remove_tree(tmpdir);
