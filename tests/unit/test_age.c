@@ -211,6 +211,106 @@ static void test_roundtrips(void)
 		roundtrip(sizes[i]);
 }
 
+#define TSIZE (3 * 65536 + 5)   /* three full chunks and a short last one */
+#define CK SHB_AGE_CHUNK
+
+static unsigned char *tplain;
+
+/* Reads [off, off+n) expecting want; a failed read leaves buf untouched. */
+static void check_read(struct shb_source *src, size_t off, size_t n, int want)
+{
+	unsigned char *buf = malloc(n);
+	size_t i = 0;
+	int rc;
+
+	memset(buf, 0xaa, n);
+	rc = shb_source_read(src, buf, n, off);
+	CHECK(rc == want);
+	if (want == SHB_OK)
+		CHECK(!memcmp(buf, tplain + off, n));
+	else
+		while (i < n && buf[i] == 0xaa)
+			i++;
+	CHECK(want == SHB_OK || i == n);
+	if (want != SHB_OK)
+		CHECK(strstr(shb_errmsg(), "test.age") && strstr(shb_errmsg(), "chunk"));
+	free(buf);
+}
+
+/* Opens a tampered copy: open must give open_rc; then the chunk reads. */
+static void tampered(const unsigned char *ct, size_t len, int open_rc, const int chunk_rc[4])
+{
+	struct shb_source *src = NULL;
+	int rc = open_age(ct, len, &src);
+
+	CHECK(rc == open_rc);
+	if (rc) {
+		CHECK(src == NULL && strstr(shb_errmsg(), "test.age"));
+		return;
+	}
+	for (int k = 0; k < 4; k++) {
+		size_t off = (size_t)k * CK, n = k == 3 ? 5 : CK;
+
+		if (off + n <= src->size)
+			check_read(src, off + n / 3, n - n / 3, chunk_rc[k]);
+	}
+	check_read(src, 0, src->size, chunk_rc[0] ? chunk_rc[0] : chunk_rc[1] ? chunk_rc[1]
+		   : chunk_rc[2] ? chunk_rc[2] : chunk_rc[3]);
+	shb_source_close(src);
+}
+
+static void test_tamper(void)
+{
+	static const int ok[4] = { 0 }, c1[4] = { 0, SHB_ECORRUPT, 0, 0 },
+		c3[4] = { 0, 0, 0, SHB_ECORRUPT }, c01[4] = { SHB_ECORRUPT, SHB_ECORRUPT, 0, 0 },
+		c2[4] = { 0, 0, SHB_ECORRUPT, 0 }, c1e[4] = { 0, SHB_ECORRUPT, 0, 0 };
+	size_t len = 0, pay, cc = SHB_AGE_CCHUNK;
+	unsigned char *ct, *t;
+	struct shb_age_header h;
+	char *share2;
+
+	tplain = malloc(TSIZE);
+	for (size_t i = 0; i < TSIZE; i++)
+		tplain[i] = (unsigned char)(rand() >> 5);
+	ct = encrypt_buf(tplain, TSIZE, 4096, &len);
+	t = malloc(len);
+	CHECK_OK(shb_age_header_parse(ct, len, &h));
+	pay = h.len + SHB_AGE_NONCE;
+	memcpy(t, ct, len);
+	tampered(t, len, SHB_OK, ok);
+	t[3] ^= 1;                                   /* the magic line */
+	tampered(t, len, SHB_EFORMAT, ok);
+	memcpy(t, ct, len);
+	share2 = strstr(strstr((char *)t, "-> X25519 ") + 1, "-> X25519 ") + 10;
+	*share2 = *share2 == 'A' ? 'B' : 'A';        /* the other recipient's share */
+	tampered(t, len, SHB_ECORRUPT, ok);
+	memcpy(t, ct, len);
+	t[h.mac_offset + 2] = t[h.mac_offset + 2] == 'A' ? 'B' : 'A';  /* the MAC */
+	tampered(t, len, SHB_ECORRUPT, ok);
+	memcpy(t, ct, len);
+	t[pay + cc + 100] ^= 0x40;                   /* a middle chunk */
+	tampered(t, len, SHB_OK, c1);
+	memcpy(t, ct, len);
+	t[len - 3] ^= 1;                             /* the last chunk's tag */
+	tampered(t, len, SHB_OK, c3);
+	memcpy(t, ct, len);
+	memcpy(t + pay, ct + pay + cc, cc);          /* chunks 0 and 1 swapped */
+	memcpy(t + pay + cc, ct + pay, cc);
+	tampered(t, len, SHB_OK, c01);
+	memcpy(t, ct, len);
+	tampered(t, pay + 3 * cc, SHB_OK, c2);       /* the last chunk dropped */
+	tampered(t, pay + 2 * cc, SHB_OK, c1e);      /* cut at a chunk boundary */
+	tampered(t, pay + 2 * cc + 1000, SHB_OK, c2);   /* cut inside a chunk */
+	tampered(t, pay + 2 * cc + 7, SHB_EFORMAT, ok); /* a chunk shorter than a tag */
+	tampered(t, pay, SHB_EFORMAT, ok);              /* no chunk at all */
+	tampered(t, pay - 3, SHB_EFORMAT, ok);          /* a short nonce */
+	tampered(t, h.len - 10, SHB_EFORMAT, ok);       /* inside the header */
+	shb_age_header_free(&h);
+	free(t);
+	free(ct);
+	free(tplain);
+}
+
 /* Runs argv (argv[0] a path) with stdin from in and stdout to out (NULL: inherited). */
 static int run(char *const argv[], const char *in, const char *out)
 {
@@ -451,6 +551,119 @@ static void test_vectors(void)
 	       passphrase, pq);
 }
 
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	CHECK(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	close(fd);
+	CHECK(chmod(path, mode) == 0);
+}
+
+static void test_identity_file(void)
+{
+	char path[128], text[512], id[SHB_AGE_IDENTITY_LEN], r[SHB_AGE_RECIPIENT_LEN];
+	struct shb_age_keys ks = { 0 };
+
+	snprintf(path, sizeof(path), "%s/key.txt", tmpdir);
+	shb_age_format_identity(&ids.keys[0], id);
+	shb_age_format_recipient(&ids.keys[0], r);
+	snprintf(text, sizeof(text), "# created: now\n# public key: %s\n\n%s\r\n  \n", r, id);
+	write_file(path, text, 0644);
+	CHECK(shb_age_identities_load(&ks, path) == SHB_EINVAL);
+	CHECK(strstr(shb_errmsg(), "readable by others") && strstr(shb_errmsg(), "0644"));
+	write_file(path, text, 0640);
+	CHECK(shb_age_identities_load(&ks, path) == SHB_EINVAL);
+	write_file(path, text, 0600);
+	CHECK_OK(shb_age_identities_load(&ks, path));
+	CHECK(ks.n == 1 && !memcmp(ks.keys[0].pub, ids.keys[0].pub, 32));
+	shb_age_keys_free(&ks);
+	/* A bad line is named by number, and never quoted. */
+	snprintf(text, sizeof(text), "# x\n%s\n%.70sQQQQ\n", id, id);
+	write_file(path, text, 0400);
+	CHECK(shb_age_identities_load(&ks, path) == SHB_EINVAL);
+	CHECK(strstr(shb_errmsg(), "line 3") && !strstr(shb_errmsg(), id + 20));
+	shb_age_keys_free(&ks);
+	write_file(path, "# only a comment\n", 0600);
+	CHECK(shb_age_identities_load(&ks, path) == SHB_EINVAL);
+	CHECK(shb_age_identities_load(&ks, tmpdir) != SHB_OK);
+	CHECK(shb_age_identities_load(&ks, "/nonexistent/key") == SHB_EIO);
+	/* A recipients file: comments, CRLF, a bad line named path:line. */
+	snprintf(text, sizeof(text), "# team\r\n%s\r\n\n", r);
+	write_file(path, text, 0644);
+	CHECK_OK(shb_age_recipients_add_file(&ks, path));
+	CHECK(ks.n == 1 && !memcmp(ks.keys[0].pub, ids.keys[0].pub, 32));
+	write_file(path, "# team\nage1bogus\n", 0644);
+	CHECK(shb_age_recipients_add_file(&ks, path) == SHB_EINVAL && strstr(shb_errmsg(), ":2"));
+	shb_age_keys_free(&ks);
+}
+
+/* /usr/bin/age and age-keygen against us, both ways, when installed. */
+static void test_interop(void)
+{
+	char in[128], enc[128], dec[128], key[128], r[SHB_AGE_RECIPIENT_LEN];
+	char id[SHB_AGE_IDENTITY_LEN + 2];
+	unsigned char *plain = malloc(200000), *got, *ct;
+	size_t n = 0, ct_len = 0;
+	struct shb_source *src = NULL;
+	struct shb_age_keys saved = ids;
+
+	if (access("/usr/bin/age", X_OK) || access("/usr/bin/age-keygen", X_OK)) {
+		printf("test_age: /usr/bin/age missing, interop skipped\n");
+		free(plain);
+		return;
+	}
+	for (size_t i = 0; i < 200000; i++)
+		plain[i] = (unsigned char)(rand() >> 3);
+	snprintf(in, sizeof(in), "%s/plain", tmpdir);
+	snprintf(enc, sizeof(enc), "%s/plain.age", tmpdir);
+	snprintf(dec, sizeof(dec), "%s/plain.out", tmpdir);
+	snprintf(key, sizeof(key), "%s/age-keygen.txt", tmpdir);
+	FILE *f = fopen(in, "wb");
+	CHECK(f && fwrite(plain, 1, 200000, f) == 200000);
+	fclose(f);
+	/* age -r with our recipient, decrypted by us. */
+	shb_age_format_recipient(&ids.keys[0], r);
+	char *a1[] = { "/usr/bin/age", "-r", r, "-o", enc, in, NULL };
+	CHECK(run(a1, NULL, NULL) == 0);
+	ct = slurp(enc, &ct_len);
+	CHECK_OK(open_age(ct, ct_len, &src));
+	got = malloc(200000);
+	CHECK(src && src->size == 200000 && !shb_source_read(src, got, 200000, 0)
+	      && !memcmp(got, plain, 200000));
+	shb_source_close(src);
+	free(ct);
+	free(got);
+	/* Ours decrypted by age -d with our identity written out. */
+	ct = encrypt_buf(plain, 200000, 7777, &ct_len);
+	shb_age_format_identity(&ids.keys[0], id);
+	strcat(id, "\n");
+	write_file(key, id, 0600);
+	snprintf(enc, sizeof(enc), "%s/enc.age", tmpdir);
+	char *a2[] = { "/usr/bin/age", "-d", "-i", key, "-o", dec, enc, NULL };
+	CHECK(run(a2, NULL, NULL) == 0);
+	got = slurp(dec, &n);
+	CHECK(got && n == 200000 && !memcmp(got, plain, n));
+	free(got);
+	free(ct);
+	/* An age-keygen identity loaded by us decrypts what we wrote to its key. */
+	unlink(key);
+	char *a3[] = { "/usr/bin/age-keygen", "-o", key, NULL };
+	CHECK(run(a3, NULL, "/dev/null") == 0);
+	ids = (struct shb_age_keys){ 0 };
+	CHECK_OK(shb_age_identities_load(&ids, key));
+	char *a4[] = { "/usr/bin/age", "-e", "-i", key, "-o", enc, in, NULL };
+	CHECK(run(a4, NULL, NULL) == 0);
+	ct = slurp(enc, &ct_len);
+	CHECK_OK(open_age(ct, ct_len, &src));
+	CHECK(src && src->size == 200000);
+	shb_source_close(src);
+	free(ct);
+	shb_age_keys_free(&ids);
+	ids = saved;
+	free(plain);
+}
+
 /* Setup: one identity in ids, its recipient and a second one in rcpts. */
 static void make_keys(void)
 {
@@ -484,6 +697,9 @@ int main(void)
 	test_bech32();
 	make_keys();
 	test_roundtrips();
+	test_tamper();
+	test_identity_file();
+	test_interop();
 	test_vectors();
 	shb_age_keys_free(&ids);
 	shb_age_keys_free(&rcpts);
