@@ -126,6 +126,7 @@ struct shb_age_header {
  * reads past buf[len).  Does not check the MAC (that needs the file key).
  */
 int shb_age_header_parse(const unsigned char *buf, size_t len, struct shb_age_header *h);
+/* Frees what shb_age_header_parse() filled in; h is zeroed (a zeroed h is fine). */
 void shb_age_header_free(struct shb_age_header *h);
 
 /*
