@@ -583,6 +583,7 @@ static void test_identity_file(void)
 	write_file(path, text, 0400);
 	CHECK(shb_age_identities_load(&ks, path) == SHB_EINVAL);
 	CHECK(strstr(shb_errmsg(), "line 3") && !strstr(shb_errmsg(), id + 20));
+	CHECK(ks.n == 0);  /* the good line 2 is not kept either */
 	shb_age_keys_free(&ks);
 	write_file(path, "# only a comment\n", 0600);
 	CHECK(shb_age_identities_load(&ks, path) == SHB_EINVAL);
@@ -595,6 +596,7 @@ static void test_identity_file(void)
 	CHECK(ks.n == 1 && !memcmp(ks.keys[0].pub, ids.keys[0].pub, 32));
 	write_file(path, "# team\nage1bogus\n", 0644);
 	CHECK(shb_age_recipients_add_file(&ks, path) == SHB_EINVAL && strstr(shb_errmsg(), ":2"));
+	CHECK(ks.n == 1);
 	shb_age_keys_free(&ks);
 }
 
