@@ -203,6 +203,43 @@ static void roundtrip(size_t size)
 	free(got);
 }
 
+struct par {
+	struct shb_source *src;
+	const unsigned char *plain;
+	size_t size;
+};
+
+/* One of many concurrent range reads of the same source. */
+static int par_read(void *ctx, size_t i)
+{
+	struct par *p = ctx;
+	size_t off = (i * 40503u) % p->size, n = (i * 7919u) % (p->size - off + 1);
+	unsigned char *buf = malloc(n + 1);
+	int rc = buf ? shb_source_read(p->src, buf, n, off) : SHB_ENOMEM;
+
+	if (!rc && memcmp(buf, p->plain + off, n))
+		rc = shb_fail(SHB_ECORRUPT, "read %zu at %zu differs", n, off);
+	free(buf);
+	return rc;
+}
+
+static void test_threads(void)
+{
+	size_t size = 5 * 65536 + 77, ct_len = 0;
+	unsigned char *plain = malloc(size), *ct;
+	struct par p = { NULL, plain, size };
+
+	for (size_t i = 0; i < size; i++)
+		plain[i] = (unsigned char)(rand() >> 4);
+	ct = encrypt_buf(plain, size, 65536, &ct_len);
+	CHECK_OK(open_age(ct, ct_len, &p.src));
+	if (p.src)
+		CHECK_OK(shb_parallel(400, 8, par_read, &p));
+	shb_source_close(p.src);
+	free(ct);
+	free(plain);
+}
+
 static void test_roundtrips(void)
 {
 	static const size_t sizes[] = { 0, 1, 65535, 65536, 65537, 3 * 65536, 3 * 65536 + 5 };
@@ -699,6 +736,7 @@ int main(void)
 	test_bech32();
 	make_keys();
 	test_roundtrips();
+	test_threads();
 	test_tamper();
 	test_identity_file();
 	test_interop();
