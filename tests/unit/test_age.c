@@ -2,7 +2,7 @@
  * Unit tests of backup/age: the primitives against their RFCs (HKDF-SHA-256
  * RFC 5869 case 1, X25519 RFC 7748 section 6.1), bech32 keys, the writer
  * and the plaintext source round trip at chunk-edge sizes with random range
- * reads, tampering (header, MAC, chunks flipped, swapped, dropped,
+ * reads (also from eight threads at once), tampering (header, MAC, chunks flipped, swapped, dropped,
  * truncated) with the documented codes and no plaintext of a bad chunk in
  * the caller's buffer, identity files (mode, comments, bad lines), the
  * cctv-age vectors (tests/unit/age_vectors.js dumps them; AGE_VECTORS
