@@ -80,7 +80,8 @@ int shb_age_recipients_add_list(struct shb_age_keys *ks, const char *list, const
  * Adds the recipients of a recipients file (age's format: one key per
  * line, blank lines and lines starting with '#' ignored; CRLF accepted).
  * SHB_EIO if it cannot be read, SHB_EINVAL naming path and line for a
- * line that is not an age1 key; SHB_ENOMEM.
+ * line that is not an age1 key; SHB_ENOMEM.  On failure ks is as it was
+ * (all of the file or none of it).
  */
 int shb_age_recipients_add_file(struct shb_age_keys *ks, const char *path);
 /*
@@ -91,7 +92,7 @@ int shb_age_recipients_add_file(struct shb_age_keys *ks, const char *path);
  * (mode 0644); chmod 600 it"), not a regular file, or owned by another
  * user than the effective one (root may read any owner's).  SHB_EIO if it
  * cannot be read; SHB_EINVAL naming path and line for a bad line, without
- * quoting the line (it is secret).
+ * quoting the line (it is secret).  On failure ks is as it was.
  */
 int shb_age_identities_load(struct shb_age_keys *ks, const char *path);
 /* Wipes and frees every key; ks is zeroed. */
@@ -126,6 +127,7 @@ struct shb_age_header {
  * reads past buf[len).  Does not check the MAC (that needs the file key).
  */
 int shb_age_header_parse(const unsigned char *buf, size_t len, struct shb_age_header *h);
+/* Frees what shb_age_header_parse() filled in; h is zeroed (a zeroed h is fine). */
 void shb_age_header_free(struct shb_age_header *h);
 
 /*

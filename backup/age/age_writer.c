@@ -17,6 +17,7 @@
 #include "strbuf.h"
 #include "util.h"
 
+/* Used by one thread at a time, the caller's: no field is shared. */
 struct shb_age_writer {
 	int fd;                       /* borrowed */
 	char *name;                   /* for messages */

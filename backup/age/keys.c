@@ -135,9 +135,14 @@ static int check_private(const char *path, const struct stat *st)
 	return SHB_OK;
 }
 
-/* Reads a whole key file (NUL-terminated) into *out; checks it when private. */
+/*
+ * Reads a whole key file (NUL-terminated) into *out; checks it when
+ * private (an identity file).  Messages name it as an identity or a
+ * recipients file.
+ */
 static int read_key_file(const char *path, int private, char **out, size_t *len)
 {
+	const char *what = private ? "identity file" : "recipients file";
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), rc = SHB_OK;
 	struct stat st;
 	char *buf = NULL;
@@ -145,9 +150,10 @@ static int read_key_file(const char *path, int private, char **out, size_t *len)
 	ssize_t r;
 
 	if (fd < 0)
-		return shb_fail_errno(SHB_EIO, "cannot open '%s'", path);
+		return shb_fail_errno(SHB_EIO, "cannot open %s '%s'", what, path);
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > KEY_FILE_MAX) {
-		rc = shb_fail(SHB_EIO, "cannot read '%s': not a regular file of at most 1 MiB", path);
+		rc = shb_fail(SHB_EIO, "cannot read %s '%s': not a regular file of at most 1 MiB",
+			      what, path);
 		goto out;
 	}
 	if ((private && (rc = check_private(path, &st))))
@@ -160,7 +166,7 @@ static int read_key_file(const char *path, int private, char **out, size_t *len)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			rc = shb_fail_errno(SHB_EIO, "cannot read '%s'", path);
+			rc = shb_fail_errno(SHB_EIO, "cannot read %s '%s'", what, path);
 			OPENSSL_cleanse(buf, got);
 			free(buf);
 			goto out;
@@ -202,7 +208,7 @@ static char *next_key_line(char **p, size_t *lineno)
 int shb_age_recipients_add_file(struct shb_age_keys *ks, const char *path)
 {
 	struct shb_age_key key;
-	size_t len, lineno = 0;
+	size_t len, lineno = 0, before = ks->n;
 	char *buf, *p, *line;
 	int rc = SHB_OK;
 
@@ -218,6 +224,8 @@ int shb_age_recipients_add_file(struct shb_age_keys *ks, const char *path)
 		if ((rc = keys_add(ks, &key)))
 			break;
 	}
+	if (rc)
+		ks->n = before;  /* all of the file or nothing */
 	free(buf);
 	return rc;
 }
@@ -245,6 +253,10 @@ int shb_age_identities_load(struct shb_age_keys *ks, const char *path)
 	}
 	if (!rc && ks->n == before)
 		rc = shb_fail(SHB_EINVAL, "identity file '%s' holds no age identity", path);
+	if (rc && ks->n > before) {  /* all of the file or nothing */
+		OPENSSL_cleanse(ks->keys + before, (ks->n - before) * sizeof(*ks->keys));
+		ks->n = before;
+	}
 	OPENSSL_cleanse(buf, len);
 	free(buf);
 	return rc;
