@@ -123,9 +123,14 @@ static int age_version(struct shb_source *src, char *buf, size_t len, int *names
 	return inner->ops->version(inner, buf, len, names_content);
 }
 
-static const struct shb_source_ops age_ops = { age_read, age_close, age_version };
+static struct shb_source *age_under(const struct shb_source *src)
+{
+	return ((const struct age_source *)src)->inner;
+}
+
+static const struct shb_source_ops age_ops = { age_read, age_close, age_version, age_under };
 /* For an inner source without a version (memory): the identity hashes the tail. */
-static const struct shb_source_ops age_ops_nover = { age_read, age_close, NULL };
+static const struct shb_source_ops age_ops_nover = { age_read, age_close, NULL, age_under };
 
 /* Reads and parses the header of inner into *hdr (malloc'd) and h. */
 static int read_header(struct shb_source *inner, unsigned char **hdr, size_t *hdr_len,

@@ -71,11 +71,4 @@ void shb_cache_drop(struct shb_cache *c, const char *name);
  */
 int shb_source_cached(struct shb_source *inner, struct shb_cache *c, struct shb_source **out);
 
-/*
- * Bytes src has read from where its bytes live: for a caching source, what
- * it fetched from its inner source (cache hits not counted); for any other
- * source, src->fetched.  Grows only on successful reads (atomic).
- */
-uint64_t shb_source_fetched(const struct shb_source *src);
-
 #endif

@@ -121,7 +121,13 @@ static int cached_version(struct shb_source *src, char *buf, size_t len, int *na
 	return inner->ops->version(inner, buf, len, names_content);
 }
 
-static const struct shb_source_ops cached_ops = { cached_read, cached_close, cached_version };
+static struct shb_source *cached_under(const struct shb_source *src)
+{
+	return ((const struct cached_source *)src)->inner;
+}
+
+static const struct shb_source_ops cached_ops = { cached_read, cached_close, cached_version,
+						  cached_under };
 
 int shb_source_cached(struct shb_source *inner, struct shb_cache *c, struct shb_source **out)
 {
@@ -150,11 +156,4 @@ int shb_source_cached(struct shb_source *inner, struct shb_cache *c, struct shb_
 	cs->cache = c;
 	*out = &cs->base;
 	return SHB_OK;
-}
-
-uint64_t shb_source_fetched(const struct shb_source *src)
-{
-	if (src->ops == &cached_ops)
-		src = ((const struct cached_source *)src)->inner;
-	return __atomic_load_n(&src->fetched, __ATOMIC_RELAXED);
 }

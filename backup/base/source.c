@@ -51,7 +51,7 @@ static int file_version(struct shb_source *src, char *buf, size_t len, int *name
 	return SHB_OK;
 }
 
-static const struct shb_source_ops file_ops = { file_read, file_close, file_version };
+static const struct shb_source_ops file_ops = { file_read, file_close, file_version, NULL };
 
 static int open_file(const char *path, int flags, struct shb_source **out);
 
@@ -115,7 +115,7 @@ static void mem_close(struct shb_source *src)
 	(void)src;
 }
 
-static const struct shb_source_ops mem_ops = { mem_read, mem_close, NULL };
+static const struct shb_source_ops mem_ops = { mem_read, mem_close, NULL, NULL };
 
 int shb_source_open_mem(const void *data, uint64_t len, const char *name,
 			struct shb_source **out)
@@ -176,6 +176,13 @@ int shb_source_identity(struct shb_source *src, unsigned char id[32])
 	SHA256((const unsigned char *)text, strlen(text), id);
 	free(text);
 	return SHB_OK;
+}
+
+uint64_t shb_source_fetched(const struct shb_source *src)
+{
+	while (src->ops->under)
+		src = src->ops->under(src);
+	return __atomic_load_n(&src->fetched, __ATOMIC_RELAXED);
 }
 
 void shb_source_close(struct shb_source *src)

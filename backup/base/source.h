@@ -33,6 +33,12 @@ struct shb_source_ops {
 	 * ETag), so shb_source_identity() need not read the tail.
 	 */
 	int (*version)(struct shb_source *src, char *buf, size_t len, int *names_content);
+	/*
+	 * The source this one reads its bytes from (a caching or decrypting
+	 * source's inner one), for shb_source_fetched(); NULL for a source
+	 * that reads where the bytes live.
+	 */
+	struct shb_source *(*under)(const struct shb_source *src);
 };
 
 struct shb_source {
@@ -91,6 +97,14 @@ int shb_source_read(struct shb_source *src, void *buf, size_t len, uint64_t off)
  * error), or SHB_ENOMEM; id is then undefined.
  */
 int shb_source_identity(struct shb_source *src, unsigned char id[32]);
+
+/*
+ * Bytes read from where src's bytes live: following ops->under down to
+ * the source that reads them (a file, an S3 object), that one's fetched.
+ * So a caching source's cache hits and a decrypting source's plaintext
+ * are not counted.  Grows only on successful reads (atomic).
+ */
+uint64_t shb_source_fetched(const struct shb_source *src);
 
 /* Closes and frees a source, its name included; NULL is fine.  Never fails. */
 void shb_source_close(struct shb_source *src);

@@ -38,7 +38,7 @@ static int s3_version(struct shb_source *src, char *buf, size_t len, int *names_
 	return SHB_OK;
 }
 
-static const struct shb_source_ops s3_ops = { s3_read, s3_close, s3_version };
+static const struct shb_source_ops s3_ops = { s3_read, s3_close, s3_version, NULL };
 
 int shb_source_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
 		       struct shb_source **out)

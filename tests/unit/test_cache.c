@@ -55,7 +55,7 @@ static int counting_version(struct shb_source *src, char *buf, size_t len, int *
 }
 
 static const struct shb_source_ops counting_ops = {
-	counting_read, counting_close, counting_version
+	counting_read, counting_close, counting_version, NULL
 };
 
 /* A counting source over data (the test keeps *c to read its counters). */
