@@ -153,6 +153,8 @@ static int parse_all(struct cursor *c, struct shb_age_header *h)
 		if (next_line(c, &line, &n) != LINE_OK)
 			return short_header(c);
 		if (n >= 3 && !memcmp(line, "---", 3)) {
+			if (!h->n)
+				return bad("no recipient stanza");
 			if ((rc = parse_mac(line, n, h)))
 				return rc;
 			h->mac_offset = at + 3;

@@ -248,6 +248,36 @@ static void test_roundtrips(void)
 		roundtrip(sizes[i]);
 }
 
+/* Header parser edges: no stanza, a cut header, one that never ends, not age. */
+static void test_header_edges(void)
+{
+	static const char no_stanza[] = "age-encryption.org/v1\n--- "
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n";
+	static const char grease[] = "age-encryption.org/v1\n-> a-b.c/d! x\n\n--- "
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\nrest";
+	unsigned char *big = malloc(SHB_AGE_MAX_HEADER + 10);
+	struct shb_age_header h;
+
+	CHECK(shb_age_header_parse((const unsigned char *)no_stanza, strlen(no_stanza), &h)
+	      == SHB_EFORMAT);
+	CHECK_OK(shb_age_header_parse((const unsigned char *)grease, strlen(grease), &h));
+	CHECK(h.n == 1 && !strcmp(h.stanzas[0].type, "a-b.c/d!") && h.stanzas[0].nargs == 1
+	      && h.stanzas[0].body_len == 0 && h.len == strlen(grease) - 4
+	      && h.mac_offset == strlen(grease) - 4 - 45);
+	CHECK(shb_age_unwrap(&h, (const unsigned char *)grease, &ids, (unsigned char[16]){ 0 })
+	      == SHB_EKEY);
+	shb_age_header_free(&h);
+	CHECK(shb_age_header_parse((const unsigned char *)grease, 40, &h) == SHB_ETOOBIG);
+	CHECK(shb_age_header_parse((const unsigned char *)grease, 10, &h) == SHB_ETOOBIG);
+	CHECK(shb_age_header_parse((const unsigned char *)"\x1f\x8b\x08", 3, &h) == SHB_EFORMAT);
+	memcpy(big, "age-encryption.org/v1\n-> X ", 27);
+	memset(big + 27, 'A', SHB_AGE_MAX_HEADER + 10 - 27);
+	CHECK(shb_age_header_parse(big, SHB_AGE_MAX_HEADER - 1, &h) == SHB_ETOOBIG);
+	CHECK(shb_age_header_parse(big, SHB_AGE_MAX_HEADER + 10, &h) == SHB_EFORMAT);
+	CHECK(shb_age_is_age(grease, 22) && !shb_age_is_age(grease, 21) && !shb_age_is_age(big + 1, 30));
+	free(big);
+}
+
 #define TSIZE (3 * 65536 + 5)   /* three full chunks and a short last one */
 #define CK SHB_AGE_CHUNK
 
@@ -737,6 +767,7 @@ int main(void)
 	make_keys();
 	test_roundtrips();
 	test_threads();
+	test_header_edges();
 	test_tamper();
 	test_identity_file();
 	test_interop();
