@@ -11,6 +11,7 @@ import pytest
 
 from datadirs import (AGE_CHUNK, age_backups_in, age_decrypt, age_layout, backups_in, extract,
                       files_of, leaks, make_datadir, markers)
+from mounts import unmount
 from test_mount import check_same, gets, run_fs, s3_mount_env
 from tools import (age_env, age_keygen, age_name, age_ts_of, base_env, make_backups, public_key,
                    sha256, shbackup, ts_of)
@@ -19,8 +20,14 @@ PREFIX = "streamhub-backups"
 
 
 def sql(db, query):
+    """sqlite3's output for query on db (must succeed), stripped."""
     return subprocess.run(["sqlite3", str(db), query], capture_output=True, text=True,
                           check=True).stdout.strip()
+
+
+def point_query(mnt, ts):
+    """The cold/warm point query of the laziness tests, through mount mnt."""
+    return sql(mnt / ts / "apps/app-001/app.db", "SELECT name FROM streams WHERE id = 4321")
 
 
 @pytest.fixture
@@ -145,8 +152,7 @@ def test_s3_cache_and_temp_dirs_hold_no_plaintext(swift, bucket, tmp, mount):
         assert sql(d / rel, "PRAGMA integrity_check") == "ok"
     assert files_of(cache)  # it did cache something
     assert leaks([cache, scratch, data / "backups"], marks) == []
-    subprocess.run(["fusermount3", "-u", str(m.path)], check=True)
-    m.proc.wait(timeout=15)
+    unmount(m)
     assert leaks([cache, scratch, data / "backups"], marks) == []
 
 
@@ -165,28 +171,24 @@ def test_s3_laziness_point_query_and_remount(swift, bucket, tmp, mount):
     db = m.path / ts / "apps/app-001/app.db"
     assert db.stat().st_size >= 256 << 20
 
-    query = ["sqlite3", str(db), "SELECT name FROM streams WHERE id = 4321"]
     n = len(swift.requests())
-    first = subprocess.run(query, capture_output=True, text=True, check=True).stdout
+    first = point_query(m.path, ts)
     g = gets(swift, n, bucket)
     fetched = sum(b for _, b in g)
     print(f"encrypted: point query on a {db.stat().st_size >> 20} MiB db in S3 fetched "
           f"{fetched} bytes in {len(g)} GETs")
-    assert first.strip() and fetched <= 1.1 * (1 << 20) and len(g) <= 6, g
+    assert first and fetched <= 1.1 * (1 << 20) and len(g) <= 6, g
     n = len(swift.requests())
-    assert subprocess.run(query, capture_output=True, text=True, check=True).stdout == first
-    assert gets(swift, n, bucket) == []
+    assert point_query(m.path, ts) == first and gets(swift, n, bucket) == []
+    unmount(m)
 
-    subprocess.run(["fusermount3", "-u", str(m.path)], check=True)
-    m.proc.wait(timeout=15)
     n = len(swift.requests())
     m2 = mount(env, f"identity={key}", f"cache_dir={cache}")
-    query[1] = str(m2.path / ts / "apps/app-001/app.db")
-    assert subprocess.run(query, capture_output=True, text=True, check=True).stdout == first
+    assert point_query(m2.path, ts) == first
     assert gets(swift, n, bucket) == []  # index and chunks from the disk cache
     for f in cache.rglob("*"):
         assert (f.stat().st_mode & 0o777) == (0o700 if f.is_dir() else 0o600), f
-    assert leaks([cache], [first.strip()] + markers(data)) == []
+    assert leaks([cache], [first] + markers(data)) == []
 
 
 def test_plain_targz_encrypted_by_age_mounts_local_and_s3(both, swift, bucket, tmp, mount):
@@ -209,8 +211,7 @@ def test_plain_targz_encrypted_by_age_mounts_local_and_s3(both, swift, bucket, t
         check_same(m.path / ts, top)
         assert sql(m.path / ts / "streamhub.db", "SELECT count(*) FROM apps") == "2"
     assert leaks([cache], markers(data)) == []
-    subprocess.run(["fusermount3", "-u", str(m.path)], check=True)
-    m.proc.wait(timeout=15)
+    unmount(m)
     assert leaks([cache], markers(data)) == []
     n = len(swift.requests())
     m2 = mount(swift.env(bucket, BACKUP_LOCAL_DIR=local), f"identity={key}",
