@@ -21,7 +21,11 @@
 
 struct fuse;
 
-enum backup_state { BACKUP_CLOSED, BACKUP_OPEN, BACKUP_FAILED };
+/*
+ * BACKUP_FAILED is tried again after SHBFS_RETRY_OPEN; BACKUP_NO_KEY (an
+ * encrypted backup no identity of the mount opens) never is.
+ */
+enum backup_state { BACKUP_CLOSED, BACKUP_OPEN, BACKUP_FAILED, BACKUP_NO_KEY };
 
 /*
  * Bytes of inflated pieces the mount keeps in memory (pieces.h): 64

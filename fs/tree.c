@@ -34,7 +34,8 @@ static struct shbfs_backup *adopt(struct shbfs *fs, const struct shb_backup *ite
 	struct shbfs_backup *b;
 
 	for (b = fs->all; b; b = b->next)
-		if (!strcmp(b->at.ts, item->ts) && !!b->at.local_path == !!item->local_path
+		if (!strcmp(b->at.ts, item->ts) && b->at.encrypted == item->encrypted
+		    && !!b->at.local_path == !!item->local_path
 		    && !!b->at.s3_key == !!item->s3_key && b->at.local_size == item->local_size
 		    && b->at.local_ino == item->local_ino && b->at.local_mtime_ns == item->local_mtime_ns
 		    && b->at.s3_size == item->s3_size && same_str(b->at.s3_etag, item->s3_etag))
@@ -409,8 +410,15 @@ int shbfs_open_backup(struct shbfs *fs, struct shbfs_backup *b)
 	if (b->state == BACKUP_FAILED && shb_now() - b->failed_at >= SHBFS_RETRY_OPEN)
 		b->state = BACKUP_CLOSED;
 	if (b->state == BACKUP_CLOSED) {
-		if (do_open(fs, b) == SHB_OK) {
+		int err = do_open(fs, b);
+
+		if (err == SHB_OK) {
 			b->state = BACKUP_OPEN;
+		} else if (err == SHB_EKEY) {
+			/* The identities cannot change while mounted: say it once. */
+			shbfs_log(LOG_ERR, "backup %s is encrypted: %s; its files read EACCES",
+				  b->at.ts, shb_errmsg());
+			b->state = BACKUP_NO_KEY;
 		} else {
 			shbfs_log(LOG_ERR, "cannot open backup %s: %s", b->at.ts, shb_errmsg());
 			b->state = BACKUP_FAILED;
@@ -418,7 +426,7 @@ int shbfs_open_backup(struct shbfs *fs, struct shbfs_backup *b)
 		}
 	}
 	if (b->state != BACKUP_OPEN)
-		rc = -EIO;
+		rc = b->state == BACKUP_NO_KEY ? -EACCES : -EIO;
 	pthread_mutex_unlock(&b->mu);
 	return rc;
 }

@@ -59,11 +59,11 @@ enum opt_type {
 };
 
 enum { O_LOCAL, O_S3, O_ENDPOINT, O_REGION, O_CACHE_DIR, O_CACHE_SIZE, O_LIST_TTL,
-       O_TIMEOUT, O_UID, O_GID, O_UMASK, NOPTS };
+       O_TIMEOUT, O_UID, O_GID, O_UMASK, O_IDENTITY, NOPTS };
 
 /* The typed values; strings point into options.raw, NULL when not given. */
 struct values {
-	const char *local, *s3, *endpoint, *region, *cache_dir;
+	const char *local, *s3, *endpoint, *region, *cache_dir, *identity;
 	uint64_t cache_size;
 	double list_ttl, timeout;
 	uid_t uid;
@@ -92,6 +92,7 @@ static const struct opt_def defs[NOPTS] = {
 	[O_UID] = { "uid=%s", T_USER, V(uid), 0, UINT32_MAX - 1 },
 	[O_GID] = { "gid=%s", T_GROUP, V(gid), 0, UINT32_MAX - 1 },
 	[O_UMASK] = { "umask=%s", T_OCTAL, V(umask), 0, 0777 },
+	[O_IDENTITY] = { "identity=%s", T_STRING, V(identity), 0, 0 },
 };
 
 struct options {
@@ -137,6 +138,9 @@ static void usage(void)
 	       "    -o s3=s3://BUCKET/PREFIX  S3 backups\n"
 	       "    -o endpoint=URL        S3-compatible endpoint (path-style)\n"
 	       "    -o region=REGION       S3 region (default us-east-1)\n"
+	       "    -o identity=FILE       age identity file for encrypted backups\n"
+	       "                           (default BACKUP_AGE_IDENTITY_FILE; not readable\n"
+	       "                           by group or others)\n"
 	       "    -o cache_dir=DIR       disk cache of fetched S3 bytes (default\n"
 	       "                           /var/cache/shbackupfs as root, else\n"
 	       "                           ~/.cache/shbackupfs)\n"
@@ -383,6 +387,10 @@ static int open_repo(const struct shb_config *env, const char *dir, struct shb_r
 {
 	int bad = shb_repo_open(env, dir, env->cache_size, out);
 
+	if (bad == SHB_EKEY) {
+		fprintf(stderr, "shbackupfs: %s\n", shb_errmsg());
+		return -1;
+	}
 	if (bad && !env->s3_bucket)
 		shbfs_log(LOG_WARNING, "%s: mounting without a disk cache (plain archives are "
 			  "indexed again at each mount)", shb_errmsg());
@@ -417,6 +425,8 @@ static int configure(struct options *o, struct shb_config *env, struct shbfs_con
 	if (local_given)
 		replace(&env->local_dir, v->local ? v->local : o->source);
 	if (env->local_dir && replace_abs(&env->local_dir, env->local_dir))
+		return -1;
+	if (v->identity && replace_abs(&env->age_identity_file, v->identity))
 		return -1;
 	memset(c, 0, sizeof(*c));
 	c->uid = v->uid;

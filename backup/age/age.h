@@ -167,7 +167,10 @@ int shb_age_source_open(struct shb_source *inner, const struct shb_age_keys *ids
 int shb_age_source_is(const struct shb_source *src);
 /* The ciphertext source under an age source (borrowed), else NULL. */
 struct shb_source *shb_age_source_inner(const struct shb_source *src);
-/* True when the first len bytes of buf start an age file (the magic line). */
+/*
+ * True when buf[0..len) starts with the magic line and its "\n" (so len
+ * must be at least 22).
+ */
 int shb_age_is_age(const void *buf, size_t len);
 
 /* --- writing ------------------------------------------------------------- */

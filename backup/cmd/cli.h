@@ -33,6 +33,7 @@ int cmd_list(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
 
 struct shb_catalog;
 struct shb_backup;

@@ -75,6 +75,9 @@ static const struct shb_command_doc doc = {
 	"  BACKUP_S3_RETRY_SECONDS, BACKUP_S3_TIMEOUT\n"
 	"                         multipart part size (16), parallel parts (4), attempts\n"
 	"                         per request (5), retry budget (60 s), stall timeout (30 s)\n"
+	"  BACKUP_AGE_RECIPIENTS, BACKUP_AGE_RECIPIENTS_FILE\n"
+	"                         encrypt to these age1 public keys (space or comma\n"
+	"                         separated; a file: one per line): writes .tar.gz.age\n"
 	"  BACKUP_METRICS_FILE    write Prometheus textfile metrics of the run here\n"
 	"  BACKUP_LOCK_TIMEOUT    seconds to wait for a writer's lock on a db (default "
 	SHB_STR(DEFAULT_LOCK_TIMEOUT) ")\n\n"
@@ -206,6 +209,7 @@ static void job_free(struct job *job)
 	free(job->final_name);
 	free(job->s3_key);
 	shb_s3_free(job->s3);
+	shb_age_keys_free(&job->recipients);
 	shb_config_free(&job->cfg);
 	pthread_mutex_destroy(&job->mu);
 	pthread_cond_destroy(&job->cv);
@@ -225,6 +229,8 @@ static void print_summary(struct job *job, uint64_t size, double secs)
 		printf(", %zu skipped", job->skipped);
 	if (job->secrets_skipped)
 		printf(", secrets.json skipped");
+	if (job->recipients.n)
+		printf(", encrypted to %zu key%s", job->recipients.n, job->recipients.n == 1 ? "" : "s");
 	printf(", %.1f s)%s%s\n", secs, job->s3 ? ", uploaded to " : "", url);
 	fflush(stdout);
 }
@@ -245,6 +251,23 @@ static int lock_timeout(struct job *job)
 	return SHB_OK;
 }
 
+/* BACKUP_AGE_RECIPIENTS and BACKUP_AGE_RECIPIENTS_FILE: whom the archive is encrypted to. */
+static int load_recipients(struct job *job)
+{
+	const struct shb_config *c = &job->cfg;
+	int rc = SHB_OK;
+
+	if (c->age_recipients)
+		rc = shb_age_recipients_add_list(&job->recipients, c->age_recipients,
+						 "BACKUP_AGE_RECIPIENTS");
+	if (!rc && c->age_recipients_file)
+		rc = shb_age_recipients_add_file(&job->recipients, c->age_recipients_file);
+	if (!rc && (c->age_recipients || c->age_recipients_file) && !job->recipients.n)
+		rc = shb_fail(SHB_EINVAL, "BACKUP_AGE_RECIPIENTS%s names no age1 key",
+			      c->age_recipients ? "" : "_FILE");
+	return rc;
+}
+
 /* The S3 client and key, when a bucket is configured. */
 static int setup_s3(struct job *job)
 {
@@ -255,7 +278,7 @@ static int setup_s3(struct job *job)
 		return SHB_OK;
 	if ((rc = shb_config_s3(&job->cfg, &job->s3)))
 		return rc;
-	name = shb_aprintf(SHB_NAME_PREFIX "%s" SHB_NAME_SUFFIX, job->ts);
+	name = backup_name(job);
 	job->s3_key = name ? shb_config_s3_key(&job->cfg, name) : NULL;
 	free(name);
 	return job->s3_key ? SHB_OK : shb_fail(SHB_ENOMEM, "out of memory");
@@ -274,7 +297,8 @@ int cmd_create(int argc, char **argv)
 	if ((code = parse_args(&job, argc, argv)) != SHB_OPTS_RUN)
 		goto out;
 	code = SHB_EXIT_USAGE;
-	if ((rc = shb_config_load(&job.cfg)) || (rc = lock_timeout(&job)))
+	if ((rc = shb_config_load(&job.cfg)) || (rc = lock_timeout(&job))
+	    || (rc = load_recipients(&job)))
 		goto fail;
 	code = SHB_EXIT_PREFLIGHT;
 	if ((rc = preflight(&job)) || (rc = setup_s3(&job))) {

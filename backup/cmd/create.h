@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "age.h"
 #include "config.h"
 #include "s3.h"
 #include "util.h"
@@ -51,6 +52,7 @@ struct item {
  */
 struct job {
 	struct shb_config cfg;
+	struct shb_age_keys recipients;  /* none: the archive is not encrypted */
 	int level, threads, prune;
 	char ts[SHB_TS_LEN];
 	time_t time;
@@ -91,6 +93,11 @@ struct job {
 	int cancel;             /* protected by mu */
 };
 
+/*
+ * The archive's name for job->ts: streamhub-backup-<ts>.tar.gz, with .age
+ * when job encrypts (malloc'd; NULL when out of memory).
+ */
+char *backup_name(const struct job *job);
 /* Warns that app name is left out of the backup, and why; counts it in job->skipped. */
 void skip_app(struct job *job, const char *name, const char *why);
 /*

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "age.h"
 #include "writer.h"
 #include "catalog.h"
 #include "cli.h"
@@ -118,29 +119,49 @@ static int archive_items(struct shb_archive_writer *w, struct job *job)
 	return rc;
 }
 
+/* The archive writer's sink when encrypting: every byte through age (age.h). */
+static int age_sink(void *ctx, const void *buf, size_t len)
+{
+	return shb_age_write(ctx, buf, len);
+}
+
 int write_archive(struct job *job, uint64_t *size)
 {
 	struct shb_archive_opts o = { .level = job->level, .threads = job->threads,
 				      .uid = getuid(), .gid = getgid(),
 				      .progress = on_progress, .progress_ctx = job };
 	struct shb_archive_writer *w = NULL;
+	struct shb_age_writer *age = NULL;
 	pthread_t snap;
-	int rc;
+	int rc = SHB_OK;
 
-	if (pthread_create(&snap, NULL, snapshot_thread, job))
+	/* Encrypted, the tar.gz exists only in memory, a chunk at a time. */
+	if (job->recipients.n
+	    && !(rc = shb_age_writer_open(job->out_fd, &job->recipients, job->tmp_path, &age))) {
+		o.write = age_sink;
+		o.write_ctx = age;
+	}
+	if (rc)
+		return rc;
+	if (pthread_create(&snap, NULL, snapshot_thread, job)) {
+		shb_age_writer_free(age);
 		return shb_fail(SHB_ENOMEM, "cannot start the snapshot thread");
+	}
 	rc = shb_archive_begin(job->out_fd, job->tmp_path, &o, &w);
 	if (!rc)
 		rc = archive_items(w, job);
 	if (!rc)
 		rc = shb_archive_finish(w);
+	if (!rc && age)
+		rc = shb_age_writer_finish(age);
 	if (!rc)
-		*size = shb_archive_size(w);
+		*size = age ? shb_age_writer_size(age) : shb_archive_size(w);
 	pthread_mutex_lock(&job->mu);
 	job->cancel = 1;
 	pthread_mutex_unlock(&job->mu);
 	pthread_join(snap, NULL);
 	shb_archive_free(w);
+	shb_age_writer_free(age);
 	return rc;
 }
 
@@ -206,7 +227,7 @@ static int not_a_backup(const char *key, void *ctx)
 	char ts[SHB_TS_LEN];
 	time_t t;
 
-	return strncmp(key, dir, dlen) || shb_backup_name_parse(key + dlen, ts, &t) != 0;
+	return strncmp(key, dir, dlen) || shb_backup_name_parse(key + dlen, ts, &t) < 0;
 }
 
 int upload(struct job *job, uint64_t size)

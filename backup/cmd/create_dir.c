@@ -96,22 +96,38 @@ static void clear_debris(struct job *job)
 	shb_dir_each(job->dir_fd, remove_if_debris, job);
 }
 
+char *backup_name(const struct job *job)
+{
+	return shb_aprintf(SHB_NAME_PREFIX "%s" SHB_NAME_SUFFIX "%s", job->ts,
+			   job->recipients.n ? SHB_AGE_SUFFIX : "");
+}
+
+/* True when a backup of job->ts exists, plain or encrypted. */
+static int taken(const struct job *job)
+{
+	char name[128];
+	struct stat st;
+
+	snprintf(name, sizeof(name), SHB_NAME_PREFIX "%s" SHB_NAME_SUFFIX, job->ts);
+	if (fstatat(job->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 1;
+	strcat(name, SHB_AGE_SUFFIX);
+	return fstatat(job->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 static int name_backup(struct job *job)
 {
 	const char *dir = job->cfg.local_dir;
-	struct stat st;
 
 	for (;;) {
 		job->time = time(NULL);
 		shb_ts_format(job->time, job->ts);
-		free(job->final_name);
-		job->final_name = shb_aprintf(SHB_NAME_PREFIX "%s" SHB_NAME_SUFFIX, job->ts);
-		if (!job->final_name)
-			return SHB_ENOMEM;
-		if (fstatat(job->dir_fd, job->final_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		if (!taken(job))
 			break;
 		sleep(1);  /* one backup per second: never overwrite one */
 	}
+	if (!(job->final_name = backup_name(job)))
+		return SHB_ENOMEM;
 	job->top = shb_aprintf(SHB_NAME_PREFIX "%s", job->ts);
 	job->final_path = shb_aprintf("%s/%s", dir, job->final_name);
 	job->tmp_name = shb_aprintf(".%s" SHB_NAME_SUFFIX SHB_TMP_SUFFIX, job->top ? job->top : "");

@@ -20,7 +20,10 @@
 static const char list_usage[] = "shbackup list [--json]";
 static const char prune_usage[] = "shbackup prune [--dry-run] [--days N]";
 
-/* Apps in the backup per its index; -1 when it has none (foreign archive). */
+/*
+ * Apps in the backup per its index; -1 when it has none (foreign archive)
+ * or it is encrypted and no identity opens it.
+ */
 static long count_apps(const struct shb_backup *b, struct shb_repo *repo)
 {
 	struct shb_source *src;
@@ -49,8 +52,9 @@ static void print_json(const struct shb_catalog *cat, struct shb_repo *repo)
 		printf("%s\n  {\"timestamp\": \"%s\", \"time\": %lld, \"name\": ", i ? "," : "",
 		       b->ts, (long long)b->time);
 		shb_json_string(b->name);
-		printf(", \"source\": \"%s\", \"size\": %llu", shb_backup_source(b),
-		       (unsigned long long)size_of(b));
+		printf(", \"source\": \"%s\", \"size\": %llu, \"encrypted\": %s",
+		       shb_backup_source(b), (unsigned long long)size_of(b),
+		       b->encrypted ? "true" : "false");
 		printf(", \"local_path\": ");
 		b->local_path ? shb_json_string(b->local_path) : (void)printf("null");
 		printf(", \"s3_key\": ");
@@ -70,7 +74,8 @@ static void print_json(const struct shb_catalog *cat, struct shb_repo *repo)
 
 static void print_table(const struct shb_catalog *cat, struct shb_repo *repo)
 {
-	printf("%-17s  %10s  %4s  %-6s  %s\n", "TIMESTAMP", "SIZE", "APPS", "SOURCE", "NAME");
+	printf("%-17s  %10s  %4s  %-6s  %-9s  %s\n", "TIMESTAMP", "SIZE", "APPS", "SOURCE",
+	       "ENCRYPTED", "NAME");
 	for (size_t i = 0; i < cat->n; i++) {
 		const struct shb_backup *b = &cat->items[i];
 		long apps = count_apps(b, repo);
@@ -81,8 +86,8 @@ static void print_table(const struct shb_catalog *cat, struct shb_repo *repo)
 			snprintf(napps, sizeof(napps), "?");
 		else
 			snprintf(napps, sizeof(napps), "%ld", apps);
-		printf("%-17s  %10s  %4s  %-6s  %s\n", b->ts, size, napps, shb_backup_source(b),
-		       b->name);
+		printf("%-17s  %10s  %4s  %-6s  %-9s  %s\n", b->ts, size, napps,
+		       shb_backup_source(b), b->encrypted ? "yes" : "no", b->name);
 	}
 }
 
@@ -118,9 +123,11 @@ static const struct shb_command_doc list_doc = {
 	.usage = list_usage,
 	.intro =
 	"List backups, newest first: timestamp, size, apps, source\n"
-	"(local, s3 or both). Reads BACKUP_LOCAL_DIR (default\n"
+	"(local, s3 or both), encrypted (yes/no). Reads BACKUP_LOCAL_DIR (default\n"
 	"<BACKUP_DATA_DIR>/backups) and, with BACKUP_S3_BUCKET set, the\n"
-	"BACKUP_S3_PREFIX in that bucket (see 'shbackup create --help').\n",
+	"BACKUP_S3_PREFIX in that bucket (see 'shbackup create --help').\n"
+	"Apps of an encrypted backup are counted with BACKUP_AGE_IDENTITY_FILE;\n"
+	"'?' without an identity that opens it.\n",
 	.outro =
 	"exit codes: 0 ok, 1 usage, 2 a source could not be read (what could\n"
 	"be read is still listed)\n",

@@ -22,6 +22,7 @@ static const struct cmd_struct commands[] = {
 	{ "prune", cmd_prune, "delete backups older than the retention period" },
 	{ "restore", cmd_restore, "verify a backup and put it back into a DATA_DIR" },
 	{ "verify", cmd_verify, "check backups inside their archives, without extracting" },
+	{ "keygen", cmd_keygen, "make an age identity for encrypted backups" },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -50,9 +50,11 @@ static const struct shb_command_doc doc = {
 	"replace streamhub.db, apps/<app>/app.db and secrets.json atomically.\n"
 	"Stop the core first.\n",
 	.outro =
-	"environment: as 'shbackup create' (BACKUP_LOCAL_DIR, BACKUP_S3_*, ...)\n\n"
+	"environment: as 'shbackup create' (BACKUP_LOCAL_DIR, BACKUP_S3_*, ...), and\n"
+	"BACKUP_AGE_IDENTITY_FILE to decrypt an encrypted backup (.tar.gz.age)\n\n"
 	"exit codes: 0 ok, 1 usage, 2 preflight (target missing or in use, cannot\n"
-	"write it, a symlink or mount point where restore writes, no room), 3 backup\n"
+	"write it, a symlink or mount point where restore writes, no room, no\n"
+	"identity that opens an encrypted backup), 3 backup\n"
 	"not found, 4 verify failed (bad layout, sha256, integrity_check,\n"
 	"secrets.json), 5 aborted by user\n\n"
 	"New files take the target's owner: restore into a dir you made (mktemp -d),\n"
@@ -124,10 +126,14 @@ static int open_input(struct restore *r, int *code)
 	const struct shb_backup *b;
 	int rc;
 
-	*code = EXIT_VERIFY;
 	if (shb_from_is_path(r->from)) {
-		if ((rc = shb_input_open_path(r->from, &r->in)) == SHB_ENOTFOUND)
-			*code = EXIT_NOT_FOUND;
+		/* No catalog, no cache: the repository only for its identities. */
+		*code = SHB_EXIT_PREFLIGHT;
+		if ((rc = shb_repo_open(&r->cfg, NULL, 0, &r->repo)))
+			return rc;
+		rc = shb_input_open_path(r->from, shb_repo_identities(r->repo), &r->in);
+		*code = rc == SHB_ENOTFOUND ? EXIT_NOT_FOUND
+			: rc == SHB_EKEY ? SHB_EXIT_PREFLIGHT : EXIT_VERIFY;
 		r->backup_name = strdup(r->from);
 		return rc;
 	}
@@ -141,10 +147,10 @@ static int open_input(struct restore *r, int *code)
 	}
 	r->backup_name = strdup(b->name);
 	*code = EXIT_VERIFY;
-	rc = b->local_path ? shb_input_open_backup_file(b->local_path, &r->in)
+	rc = b->local_path ? shb_input_open_backup_file(b, shb_repo_identities(r->repo), &r->in)
 		: shb_input_open_s3(r->repo, b, r->scratch, &r->in);
 	/* A plain archive downloaded into the target: no room there is preflight, as locally. */
-	if (rc == SHB_EIO && !b->local_path)
+	if ((rc == SHB_EIO && !b->local_path) || rc == SHB_EKEY)
 		*code = SHB_EXIT_PREFLIGHT;
 out:
 	shb_catalog_free(&cat);

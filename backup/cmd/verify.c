@@ -51,7 +51,23 @@ struct check {
 	const struct opts *o;
 	const char *name, *source;
 	int ok, first;
+	int nokey;  /* the archive is encrypted and no identity opens it */
 };
+
+/* What a check of one backup gives cmd_verify: ok, failed, or no key for it. */
+enum { CHECK_FAILED = 0, CHECK_OK = 1, CHECK_NO_KEY = 2 };
+
+static int outcome(const struct check *c)
+{
+	return c->ok ? CHECK_OK : c->nokey ? CHECK_NO_KEY : CHECK_FAILED;
+}
+
+/* The reader an open (rc) left in *r for c: NULL, and c->nokey noted, when it failed. */
+static struct shb_reader *opened(struct check *c, int rc, struct shb_reader **r)
+{
+	c->nokey = rc == SHB_EKEY;
+	return rc ? NULL : *r;
+}
 
 /* --- output ----------------------------------------------------------------- */
 
@@ -338,7 +354,7 @@ static void check_dir(struct check *c, const char *dir)
 	struct shb_input *in;
 	const struct shb_layout *l;
 
-	if (shb_input_open_path(dir, &in)) {
+	if (shb_input_open_path(dir, NULL, &in)) {
 		file_result(c, "(directory)", shb_errmsg(), -1, NULL);
 		return;
 	}
@@ -357,7 +373,9 @@ static const struct shb_command_doc doc = {
 	"(for S3, only the pages read are fetched) and must pass PRAGMA integrity_check\n"
 	"and match its sha256 in the index; secrets.json must be valid JSON.  Prints\n"
 	"page and row counts per db.\n",
-	.outro = "exit codes: 0 all good, 1 usage, 2 preflight, 3 not found, 4 a check failed\n",
+	.outro = "An encrypted backup (.tar.gz.age) is read with BACKUP_AGE_IDENTITY_FILE.\n"
+	"exit codes: 0 all good, 1 usage, 2 preflight (also: no identity opens an\n"
+	"encrypted backup), 3 not found, 4 a check failed\n",
 };
 
 /* The flags into o: SHB_OPTS_RUN, or the exit code (after --help, 0). */
@@ -393,23 +411,35 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	return SHB_OPTS_RUN;
 }
 
-/* Checks one catalog backup, local copy preferred. */
+/* Checks one catalog backup, local copy preferred: a CHECK_* outcome. */
 static int check_backup(const struct opts *o, const struct shb_backup *b, struct shb_repo *repo)
 {
-	struct check c = { o, b->name, b->local_path ? "local" : "s3", 1, 0 };
-	struct shb_reader *r;
+	struct check c = { o, b->name, b->local_path ? "local" : "s3", 1, 0, 0 };
+	struct shb_reader *r = NULL;
 
 	begin(&c);
-	check_archive(&c, shb_repo_open_reader(repo, b, SHB_COPY_PREFERRED, &r, NULL) ? NULL : r);
+	check_archive(&c, opened(&c, shb_repo_open_reader(repo, b, SHB_COPY_PREFERRED, &r, NULL), &r));
 	end(&c);
-	return c.ok;
+	return outcome(&c);
 }
 
-static int check_path(const struct opts *o, const char *path, int *code)
+/*
+ * Checks the archive or snapshot dir at path: a CHECK_* outcome, or -1
+ * with *code set when it could not start.  *repo is opened for its
+ * identities only (no catalog, no cache); the caller closes it.
+ */
+static int check_path(const struct opts *o, const char *path, const struct shb_config *cfg,
+		      struct shb_repo **repo, int *code)
 {
-	struct check c = { o, path, "path", 1, 0 };
-	struct shb_reader *r;
+	struct check c = { o, path, "path", 1, 0, 0 };
+	struct shb_reader *r = NULL;
 	struct stat st;
+
+	if (shb_repo_open(cfg, NULL, 0, repo)) {
+		shb_error("%s", shb_errmsg());
+		*code = SHB_EXIT_PREFLIGHT;
+		return -1;
+	}
 
 	if (stat(path, &st) < 0) {
 		*code = EXIT_NOT_FOUND;
@@ -420,9 +450,10 @@ static int check_path(const struct opts *o, const char *path, int *code)
 	if (S_ISDIR(st.st_mode))
 		check_dir(&c, path);
 	else
-		check_archive(&c, shb_repo_open_path_reader(path, &r) ? NULL : r);
+		check_archive(&c, opened(&c, shb_repo_open_path_reader(path,
+					 shb_repo_identities(*repo), &r), &r));
 	end(&c);
-	return c.ok;
+	return outcome(&c);
 }
 
 static void write_metrics(const char *path, int ok, const struct shb_catalog *cat)
@@ -460,7 +491,7 @@ int cmd_verify(int argc, char **argv)
 	struct shb_repo *repo = NULL;
 	const struct shb_backup *b;
 	const char *metrics;
-	int code, ok = 1, have_cat = 0;
+	int code, ok = 1, failed = 0, have_cat = 0, res;
 
 	if ((code = parse_args(&o, argc, argv)) != SHB_OPTS_RUN)
 		return code;
@@ -471,7 +502,10 @@ int cmd_verify(int argc, char **argv)
 	}
 	metrics = o.metrics ? o.metrics : getenv("BACKUP_METRICS_FILE");
 	if (!o.all && shb_from_is_path(o.from)) {
-		ok = check_path(&o, o.from, &code);
+		if ((res = check_path(&o, o.from, &cfg, &repo, &code)) < 0)
+			goto out;
+		ok = res == CHECK_OK;
+		failed = res == CHECK_FAILED;
 	} else if ((code = load_catalog(&cfg, &repo, &cat, o.all))) {
 		shb_error("%s", shb_errmsg());
 		goto out;
@@ -482,7 +516,9 @@ int cmd_verify(int argc, char **argv)
 		for (size_t i = 0; i < cat.n; i++) {
 			if (o.json && i)
 				printf(",\n");
-			ok &= check_backup(&o, &cat.items[i], repo);
+			res = check_backup(&o, &cat.items[i], repo);
+			ok &= res == CHECK_OK;
+			failed |= res == CHECK_FAILED;
 		}
 		if (o.json)
 			printf("]\n");
@@ -490,12 +526,15 @@ int cmd_verify(int argc, char **argv)
 			fprintf(stderr, "no backups to verify\n");
 	} else if ((b = shb_pick_backup(&cat, o.from, &code))) {
 		have_cat = 1;
-		ok = check_backup(&o, b, repo);
+		res = check_backup(&o, b, repo);
+		ok = res == CHECK_OK;
+		failed = res == CHECK_FAILED;
 	}
 	if (o.json && !o.all && !code)
 		printf("\n");
 	if (!code)
-		code = ok ? SHB_EXIT_OK : EXIT_FAILED;
+		/* No identity for a backup is preflight, unless a real check failed too. */
+		code = ok ? SHB_EXIT_OK : failed ? EXIT_FAILED : SHB_EXIT_PREFLIGHT;
 	if (metrics && code != SHB_EXIT_USAGE)
 		write_metrics(metrics, code == SHB_EXIT_OK, have_cat ? &cat : NULL);
 out:

@@ -148,6 +148,14 @@ static void free_job(struct job *j)
 }
 
 /* Writes the oldest job once done.  Waits for it only if wait is set. */
+/* Output, in order: to the caller's sink when it gave one, else to fd. */
+static int emit(struct shb_archive_writer *w, const void *buf, size_t len)
+{
+	if (w->opts.write)
+		return w->opts.write(w->opts.write_ctx, buf, len);
+	return shb_write_all(w->fd, buf, len, w->name);
+}
+
 static int drain_one(struct shb_archive_writer *w, int wait)
 {
 	struct job *j;
@@ -168,7 +176,7 @@ static int drain_one(struct shb_archive_writer *w, int wait)
 	pthread_mutex_unlock(&w->mu);
 
 	rc = j->rc ? shb_fail(j->rc, "cannot compress '%s'", w->name)
-		   : shb_write_all(w->fd, j->out.data, j->out.len, w->name);
+		   : emit(w, j->out.data, j->out.len);
 	if (!rc)
 		rc = record_member(w, j);
 	free_job(j);
@@ -432,7 +440,7 @@ int shb_archive_finish(struct shb_archive_writer *w)
 	if (!rc)
 		rc = shb_index_write_trailer(&trailer, blob, len, w->file_off);
 	if (!rc)
-		rc = shb_write_all(w->fd, trailer.data, trailer.len, w->name);
+		rc = emit(w, trailer.data, trailer.len);
 	if (!rc)
 		w->file_off += trailer.len;
 	free(blob);

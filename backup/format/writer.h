@@ -32,10 +32,19 @@ struct shb_archive_opts {
 	uint32_t uid, gid;
 	shb_progress_fn progress;  /* may be NULL */
 	void *progress_ctx;
+	/*
+	 * Where the archive's bytes go, in order, from the caller's thread:
+	 * NULL writes them to fd; else write(write_ctx, ...) gets them all (an
+	 * encrypting sink) and returns SHB_OK or an error code with
+	 * shb_errmsg() set, which sticks as the writer's.
+	 */
+	int (*write)(void *ctx, const void *buf, size_t len);
+	void *write_ctx;
 };
 
 /*
- * Starts an archive on fd (positioned at 0; borrowed, never closed) and
+ * Starts an archive on fd (positioned at 0; borrowed, never closed; unused
+ * when opts->write is set) and
  * starts opts->threads compression threads.  *out is the caller's, to free
  * with shb_archive_free().  name (copied) is for messages.  SHB_ENOMEM, or
  * SHB_EARCHIVE when libarchive refuses to start.
@@ -64,7 +73,7 @@ int shb_archive_add_file(struct shb_archive_writer *w, const char *path, int fd,
  * file is then complete but neither fsync'd nor renamed.
  */
 int shb_archive_finish(struct shb_archive_writer *w);
-/* Total bytes written to fd so far (final size after finish). */
+/* Total archive bytes written so far (final size after finish), before any sink's framing. */
 uint64_t shb_archive_size(const struct shb_archive_writer *w);
 /*
  * Stops the threads and frees everything; safe after any failure and on

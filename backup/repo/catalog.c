@@ -18,32 +18,35 @@
 
 int shb_backup_name_parse(const char *name, char ts[SHB_TS_LEN], time_t *t)
 {
-	size_t plen = strlen(SHB_NAME_PREFIX), slen = strlen(SHB_NAME_SUFFIX);
+	size_t plen = strlen(SHB_NAME_PREFIX), base = plen + SHB_TS_LEN - 1 + strlen(SHB_NAME_SUFFIX);
+	size_t n = strlen(name);
+	int encrypted = n == base + strlen(SHB_AGE_SUFFIX);
 
-	if (strlen(name) != plen + SHB_TS_LEN - 1 + slen
-	    || strncmp(name, SHB_NAME_PREFIX, plen)
-	    || strcmp(name + plen + SHB_TS_LEN - 1, SHB_NAME_SUFFIX))
+	if ((n != base && !encrypted) || strncmp(name, SHB_NAME_PREFIX, plen)
+	    || strncmp(name + plen + SHB_TS_LEN - 1, SHB_NAME_SUFFIX, strlen(SHB_NAME_SUFFIX))
+	    || (encrypted && strcmp(name + base, SHB_AGE_SUFFIX)))
 		return -1;
 	memcpy(ts, name + plen, SHB_TS_LEN - 1);
 	ts[SHB_TS_LEN - 1] = '\0';
-	return shb_ts_parse(ts, t);
+	return shb_ts_parse(ts, t) ? -1 : encrypted;
 }
 
 static int newest_first(const void *a, const void *b)
 {
 	const struct shb_backup *x = a, *y = b;
+	int c = strcmp(y->ts, x->ts);
 
-	return strcmp(y->ts, x->ts);
+	return c ? c : strcmp(x->name, y->name);
 }
 
-/* The item for ts, appended (zeroed but for the name) if absent; NULL if no memory. */
+/* The item named name, appended (zeroed but for its name) if absent; NULL if no memory. */
 static struct shb_backup *item_for(struct shb_catalog *cat, const char *name, const char *ts,
 				   time_t t)
 {
 	struct shb_backup *b;
 
 	for (size_t i = 0; i < cat->n; i++)
-		if (!strcmp(cat->items[i].ts, ts))
+		if (!strcmp(cat->items[i].name, name))
 			return &cat->items[i];
 	if (SHB_ALLOC_GROW(cat->items, cat->n + 1, cat->alloc))
 		return NULL;
@@ -51,6 +54,8 @@ static struct shb_backup *item_for(struct shb_catalog *cat, const char *name, co
 	memset(b, 0, sizeof(*b));
 	memcpy(b->ts, ts, SHB_TS_LEN);
 	b->time = t;
+	b->encrypted = strlen(name) > strlen(SHB_AGE_SUFFIX)
+		       && !strcmp(name + strlen(name) - strlen(SHB_AGE_SUFFIX), SHB_AGE_SUFFIX);
 	if (!(b->name = strdup(name)))
 		return NULL;
 	cat->n++;
@@ -71,13 +76,13 @@ static int add_local(struct shb_catalog *cat, const char *dir, int dfd, const ch
 	char *path;
 	time_t t;
 
-	if (shb_backup_name_parse(name, ts, &t))
+	if (shb_backup_name_parse(name, ts, &t) < 0)
 		return SHB_OK;
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return SHB_OK;  /* gone since readdir */
 	if (!S_ISREG(st.st_mode)) {
 		if (!cat->ignored++)
-			memcpy(cat->ignored_name, name, strlen(name) + 1);  /* parsed: 40 bytes */
+			memcpy(cat->ignored_name, name, strlen(name) + 1);  /* parsed: <= 44 bytes */
 		return SHB_OK;
 	}
 	if (!(path = shb_aprintf("%s/%s", dir, name)))
@@ -138,7 +143,7 @@ int shb_catalog_add_s3(struct shb_catalog *cat, struct shb_s3 *s3, const char *p
 		struct shb_backup *b;
 		time_t t;
 
-		if (strncmp(o->key, dir, dlen) || shb_backup_name_parse(name, ts, &t))
+		if (strncmp(o->key, dir, dlen) || shb_backup_name_parse(name, ts, &t) < 0)
 			continue;
 		if (!(b = item_for(cat, name, ts, t))) {
 			rc = shb_fail(SHB_ENOMEM, "out of memory");

@@ -10,11 +10,13 @@
  */
 /*
  * The catalog: every backup that exists, newest first.  A backup is known by
- * its UTC timestamp, taken from its name "streamhub-backup-<ts>.tar.gz";
- * files that do not match that pattern exactly are never part of it (and so
- * never pruned).  The local directory (shb_catalog_add_local) and the S3
- * prefix (shb_catalog_add_s3) merge into the same structure: a backup in
- * both places is one item with both copies.
+ * its name "streamhub-backup-<ts>.tar.gz" (or "...tar.gz.age", encrypted),
+ * which gives its UTC timestamp; files that do not match that pattern
+ * exactly are never part of it (and so never pruned).  The local directory
+ * (shb_catalog_add_local) and the S3 prefix (shb_catalog_add_s3) merge
+ * into the same structure: a backup in both places (the same name) is one
+ * item with both copies.  A plain and an encrypted backup of the same
+ * second are two items.
  *
  * A catalog is plain data: zero-initialise it, add to it from one thread,
  * then read it from any number of threads; free it with
@@ -32,11 +34,13 @@
 
 #define SHB_NAME_PREFIX "streamhub-backup-"
 #define SHB_NAME_SUFFIX ".tar.gz"
+#define SHB_AGE_SUFFIX ".age"   /* after SHB_NAME_SUFFIX: an age-encrypted backup */
 
 struct shb_backup {
 	char ts[SHB_TS_LEN];
 	time_t time;
-	char *name;         /* streamhub-backup-<ts>.tar.gz */
+	char *name;         /* streamhub-backup-<ts>.tar.gz, or .tar.gz.age */
+	int encrypted;      /* the name ends in .age: an age file around the tar.gz */
 	char *local_path;   /* NULL when there is no local copy */
 	uint64_t local_size;
 	uint64_t local_ino;     /* with local_mtime_ns: which file that is, to tell a */
@@ -60,9 +64,10 @@ struct shb_catalog {
 };
 
 /*
- * If name is exactly "streamhub-backup-<valid ts>.tar.gz", stores the stamp
- * and its time and returns 0; otherwise returns -1 (no message: a name that
- * does not match is simply not a backup).
+ * If name is exactly "streamhub-backup-<valid ts>.tar.gz" or the same with
+ * ".age", stores the stamp and its time and returns 0 (1 for the
+ * encrypted name); otherwise returns -1 (no message: a name that does not
+ * match is simply not a backup).
  */
 int shb_backup_name_parse(const char *name, char ts[SHB_TS_LEN], time_t *t);
 

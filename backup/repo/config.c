@@ -138,6 +138,9 @@ int shb_config_load(struct shb_config *cfg)
 	    || (rc = env_dup("BACKUP_S3_SECRET_ACCESS_KEY", getenv("AWS_SECRET_ACCESS_KEY"),
 			     &cfg->s3_secret_key))
 	    || (rc = env_dup("AWS_SESSION_TOKEN", NULL, &cfg->s3_session_token))
+	    || (rc = env_dup("BACKUP_AGE_RECIPIENTS", NULL, &cfg->age_recipients))
+	    || (rc = env_dup("BACKUP_AGE_RECIPIENTS_FILE", NULL, &cfg->age_recipients_file))
+	    || (rc = env_dup("BACKUP_AGE_IDENTITY_FILE", NULL, &cfg->age_identity_file))
 	    || (rc = normalize_prefix(cfg))
 	    || (rc = check_name("BACKUP_S3_BUCKET", cfg->s3_bucket, ".-_"))
 	    || (rc = check_name("BACKUP_S3_REGION", cfg->s3_region, "-_"))
@@ -171,6 +174,9 @@ void shb_config_free(struct shb_config *cfg)
 	free(cfg->s3_secret_key);
 	free(cfg->s3_session_token);
 	free(cfg->cache_dir);
+	free(cfg->age_recipients);
+	free(cfg->age_recipients_file);
+	free(cfg->age_identity_file);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

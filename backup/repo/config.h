@@ -37,6 +37,9 @@ struct shb_config {
 	int s3_page_size;      /* BACKUP_S3_PAGE_SIZE, default 0 (server's) */
 	char *cache_dir;       /* BACKUP_CACHE_DIR: S3 bytes kept across runs; NULL: private, per run */
 	uint64_t cache_size;   /* BACKUP_CACHE_SIZE, bytes, default 1 GiB; 0: no cache */
+	char *age_recipients;      /* BACKUP_AGE_RECIPIENTS: age1 keys, create encrypts to them */
+	char *age_recipients_file; /* BACKUP_AGE_RECIPIENTS_FILE: the same, one per line */
+	char *age_identity_file;   /* BACKUP_AGE_IDENTITY_FILE: decrypts encrypted backups */
 };
 
 struct shb_s3;

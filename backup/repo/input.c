@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <sqlite3.h>
 
+#include "age.h"
 #include "error.h"
 #include "input.h"
 #include "input_impl.h"
@@ -60,33 +61,88 @@ const char *shb_input_entry_name(struct archive_entry *ae)
 	return p ? p : "";
 }
 
-struct archive *shb_input_open_tar(const char *path)
+/* The stored bytes of a TAR input's file, as the tar.gz they hold (decrypted). */
+static int open_tar_source(const struct shb_input *in, struct shb_source **out)
+{
+	struct shb_source *raw;
+	int rc;
+
+	if ((rc = (in->backup ? shb_source_open_backup_file : shb_source_open_file)(in->path, &raw)))
+		return rc;
+	return shb_repo_decrypt(raw, in->encrypted, in->ids, out);
+}
+
+/* libarchive's reading end over a source: sequential reads of FEED bytes. */
+#define FEED (256u << 10)
+
+struct feed {
+	struct shb_source *src;
+	uint64_t off;
+	unsigned char buf[FEED];
+};
+
+static la_ssize_t feed_read(struct archive *a, void *ctx, const void **out)
+{
+	struct feed *f = ctx;
+	uint64_t left = f->src->size - f->off;
+	size_t n = left < FEED ? (size_t)left : FEED;
+
+	if (n && shb_source_read(f->src, f->buf, n, f->off)) {
+		archive_set_error(a, EIO, "%s", shb_errmsg());
+		return -1;
+	}
+	f->off += n;
+	*out = f->buf;
+	return (la_ssize_t)n;
+}
+
+static int feed_close(struct archive *a, void *ctx)
+{
+	struct feed *f = ctx;
+
+	(void)a;
+	shb_source_close(f->src);
+	OPENSSL_cleanse(f->buf, sizeof(f->buf));
+	free(f);
+	return ARCHIVE_OK;
+}
+
+int shb_input_open_tar(const struct shb_input *in, struct archive **out)
 {
 	struct archive *a = archive_read_new();
+	struct feed *f = calloc(1, sizeof(*f));
+	int rc = a && f ? open_tar_source(in, &f->src) : shb_fail(SHB_ENOMEM, "out of memory");
 
-	if (!a)
-		return NULL;
+	if (rc) {
+		if (a)
+			archive_read_free(a);
+		free(f);
+		return rc;
+	}
 	archive_read_support_filter_gzip(a);
 	archive_read_support_format_tar(a);
-	if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-		shb_fail(SHB_EFORMAT, "cannot read archive '%s': %s", path, archive_error_string(a));
+	/* From here on feed_close owns f, also when the open fails. */
+	if (archive_read_open(a, f, NULL, feed_read, feed_close) != ARCHIVE_OK) {
+		rc = shb_fail(SHB_EFORMAT, "cannot read archive '%s': %s", in->path,
+			      archive_error_string(a));
 		archive_read_free(a);
-		return NULL;
+		return rc;
 	}
-	return a;
+	*out = a;
+	return SHB_OK;
 }
 
 /* One pass over the headers; a plain tar.gz has no index to ask. */
 static int raw_from_tar(struct shb_input *in)
 {
 	locale_t loc = shb_utf8_names_begin();
-	struct archive *a = shb_input_open_tar(in->path);
+	struct archive *a = NULL;
 	struct archive_entry *ae;
-	int r, rc = SHB_OK;
+	int r, rc = shb_input_open_tar(in, &a);
 
-	if (!a) {
+	if (rc) {
 		shb_utf8_names_end(loc);
-		return SHB_EFORMAT;
+		return rc;
 	}
 	while (!rc && (r = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
 		if (in->nraw >= 100000)
@@ -167,10 +223,10 @@ out:
 
 /* --- opening -------------------------------------------------------------- */
 
-static int check_stream(const char *path)
+static int check_stream(const struct shb_input *in)
 {
 	struct shb_source *src = NULL;
-	int rc = shb_source_open_file(path, &src);
+	int rc = open_tar_source(in, &src);
 
 	if (!rc)
 		rc = shb_gzip_check(src);
@@ -192,7 +248,7 @@ static int finish_open(struct shb_input *in, struct shb_input **out)
 	 * index's sha256, only the stream's CRC32 can tell damage apart.
 	 */
 	if (!rc && in->kind == SHB_INPUT_TAR)
-		rc = check_stream(in->path);
+		rc = check_stream(in);
 	if (rc) {
 		shb_input_close(in);
 		return rc;
@@ -217,8 +273,13 @@ static struct shb_input *new_input(const char *name, const char *path)
 	return in;
 }
 
-/* backup: a catalog backup's file, never reached through a symlink (source.h). */
-static int open_path(const char *path, int backup, struct shb_input **out)
+/*
+ * backup: a catalog backup's file, never reached through a symlink
+ * (source.h), encrypted as its name says; else a file the operator named,
+ * encrypted as its first bytes say.
+ */
+static int open_path(const char *path, int backup, int encrypted,
+		     const struct shb_age_keys *ids, struct shb_input **out)
 {
 	struct shb_input *in = new_input(path, path);
 	struct shb_source *src;
@@ -236,10 +297,14 @@ static int open_path(const char *path, int backup, struct shb_input **out)
 		in->kind = SHB_INPUT_DIR;
 		return finish_open(in, out);
 	}
-	if ((rc = (backup ? shb_source_open_backup_file : shb_source_open_file)(path, &src))) {
+	if ((rc = (backup ? shb_source_open_backup_file : shb_source_open_file)(path, &src))
+	    || (rc = shb_repo_decrypt(src, backup ? encrypted : -1, ids, &src))) {
 		shb_input_close(in);
 		return rc;
 	}
+	in->backup = backup;
+	in->encrypted = shb_age_source_is(src);
+	in->ids = ids;
 	rc = shb_reader_open(src, &in->reader);
 	if (rc && rc != SHB_EFORMAT) {
 		shb_input_close(in);
@@ -249,14 +314,15 @@ static int open_path(const char *path, int backup, struct shb_input **out)
 	return finish_open(in, out);
 }
 
-int shb_input_open_path(const char *path, struct shb_input **out)
+int shb_input_open_path(const char *path, const struct shb_age_keys *ids, struct shb_input **out)
 {
-	return open_path(path, 0, out);
+	return open_path(path, 0, -1, ids, out);
 }
 
-int shb_input_open_backup_file(const char *path, struct shb_input **out)
+int shb_input_open_backup_file(const struct shb_backup *b, const struct shb_age_keys *ids,
+			       struct shb_input **out)
 {
-	return open_path(path, 1, out);
+	return open_path(b->local_path, 1, b->encrypted, ids, out);
 }
 
 static int download(struct shb_repo *r, const struct shb_backup *b, const char *path)
@@ -274,7 +340,7 @@ static int download(struct shb_repo *r, const struct shb_backup *b, const char *
 			      b->s3_key, (unsigned long long)size,
 			      (unsigned long long)v.f_bavail * v.f_frsize);
 	if (!rc)
-		rc = shb_repo_open_source(r, b, SHB_COPY_S3, &src, NULL);
+		rc = shb_repo_open_raw(r, b, SHB_COPY_S3, &src, NULL);
 	for (uint64_t off = 0; !rc && off < size; off += CHUNK) {
 		size_t n = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
 
@@ -306,6 +372,9 @@ int shb_input_open_s3(struct shb_repo *r, const struct shb_backup *b, const char
 		in->kind = SHB_INPUT_INDEXED;
 		return finish_open(in, out);
 	}
+	/* An encrypted archive is downloaded as it is stored: no plaintext on disk. */
+	in->encrypted = b->encrypted;
+	in->ids = shb_repo_identities(r);
 	in->path = rc == SHB_EFORMAT ? shb_aprintf("%s/%s", scratch_dir, b->name) : NULL;
 	if (!in->path || (rc = download(r, b, in->path))) {
 		shb_input_close(in);

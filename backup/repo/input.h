@@ -13,6 +13,7 @@
 
 #include "layout.h"
 
+struct shb_age_keys;
 struct shb_backup;
 struct shb_input;
 struct shb_repo;
@@ -32,20 +33,27 @@ typedef void (*shb_input_progress_fn)(void *ctx, uint64_t done, uint64_t total);
  * through once) and checking its layout.  SHB_ENOTFOUND when path does
  * not exist, SHB_EIO when it cannot be read, SHB_EFORMAT when the archive
  * is damaged or its layout is refused (message naming the entry),
- * SHB_EARCHIVE from libarchive, SHB_ENOMEM.  *out is set only on success.
+ * SHB_EARCHIVE from libarchive, SHB_ENOMEM.  An age file (its first bytes
+ * tell) is read decrypted with ids (borrowed, must outlive the input;
+ * NULL: none), adding SHB_EKEY and SHB_ECORRUPT (repo.h,
+ * shb_repo_decrypt); plaintext is never written anywhere but the
+ * extraction's files.  *out is set only on success.
  */
-int shb_input_open_path(const char *path, struct shb_input **out);
+int shb_input_open_path(const char *path, const struct shb_age_keys *ids, struct shb_input **out);
 /*
- * Opens a catalog backup's local file: a symlink there is refused
- * (shb_source_open_backup_file, source.h), and a directory is not a
- * backup file.  Otherwise as shb_input_open_path().
+ * Opens catalog backup b's local file: a symlink there is refused
+ * (shb_source_open_backup_file, source.h), a directory is not a backup
+ * file, and b->encrypted (its name) says whether it is an age file.
+ * Otherwise as shb_input_open_path().
  */
-int shb_input_open_backup_file(const char *path, struct shb_input **out);
+int shb_input_open_backup_file(const struct shb_backup *b, const struct shb_age_keys *ids,
+			       struct shb_input **out);
 /*
  * Opens the S3 copy of catalog backup b of repository r (repo.h), read
  * through r's cache: ours in place with ranged reads, a plain tar.gz
  * first copied whole into a new file <scratch_dir>/<name> (left for the
- * caller to remove).  r is borrowed and must outlive the input.  SHB_OK
+ * caller to remove; an encrypted one is copied as stored, ciphertext, and
+ * decrypted as it is read).  r is borrowed and must outlive the input.  SHB_OK
  * and the input in *out (shb_input_close); else an error code with
  * shb_errmsg() set.
  */

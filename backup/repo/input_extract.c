@@ -248,14 +248,14 @@ static int tar_data(struct shb_input *in, struct archive *a, const struct shb_la
 static int extract_tar(struct shb_input *in)
 {
 	locale_t loc = shb_utf8_names_begin();
-	struct archive *a = shb_input_open_tar(in->path);
+	struct archive *a = NULL;
 	struct archive_entry *ae;
 	size_t r = 0;
-	int rc = SHB_OK, st;
+	int rc = shb_input_open_tar(in, &a), st = ARCHIVE_OK;
 
-	if (!a) {
+	if (rc) {
 		shb_utf8_names_end(loc);
-		return SHB_EFORMAT;
+		return rc;
 	}
 	while (!rc && (st = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
 		const char *p = shb_input_entry_name(ae);

@@ -16,6 +16,8 @@
 #include "input.h"
 #include "layout.h"
 
+struct shb_age_keys;
+
 /* Bytes read and written at a time while extracting. */
 #define CHUNK (4u << 20)
 
@@ -28,6 +30,9 @@ struct shb_input {
 	int kind;
 	char *name;
 	char *path;                 /* TAR file or DIR */
+	int backup;                 /* TAR: path is a catalog backup's file (no symlink) */
+	int encrypted;              /* TAR: path is an age file around the tar.gz */
+	const struct shb_age_keys *ids;  /* TAR: to decrypt it (borrowed) */
 	struct shb_reader *reader;  /* INDEXED */
 	struct shb_raw_entry *raw;
 	size_t nraw, raw_alloc;
@@ -50,10 +55,13 @@ int shb_input_raw_type(struct archive_entry *ae);
  */
 const char *shb_input_entry_name(struct archive_entry *ae);
 /*
- * Opens the .tar.gz at path for one sequential libarchive pass (NULL with
- * the error set on failure; archive_read_free() it).  Runs between
- * shb_utf8_names_begin/end (layout.h), as every use of it.
+ * Opens a TAR input's file for one sequential libarchive pass through a
+ * byte source (decrypted when in->encrypted), into *out
+ * (archive_read_free() it).  The source's errors (a chunk that fails its
+ * tag) come back from libarchive's reads as read errors.  Runs between
+ * shb_utf8_names_begin/end (layout.h), as every use of it.  SHB_OK, or the
+ * source's open error, SHB_EFORMAT, SHB_ENOMEM.
  */
-struct archive *shb_input_open_tar(const char *path);
+int shb_input_open_tar(const struct shb_input *in, struct archive **out);
 
 #endif

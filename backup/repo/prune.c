@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "age.h"
 #include "error.h"
 #include "prune.h"
 #include "reader.h"
@@ -84,9 +85,33 @@ static int plain_ok(struct shb_source *src)
 }
 
 /*
+ * An encrypted copy where no identity opens it (the backup host holds only
+ * public keys): an age header that parses and a payload its size can hold.
+ */
+static int age_ok(struct shb_source *src)
+{
+	unsigned char head[4096];
+	size_t n = src->size < sizeof(head) ? (size_t)src->size : sizeof(head);
+	struct shb_age_header h;
+	int rc;
+
+	if ((rc = shb_source_read(src, head, n, 0)))
+		return rc;
+	if ((rc = shb_age_header_parse(head, n, &h)))
+		return rc == SHB_ETOOBIG ? SHB_OK : rc;  /* a long header: many recipients */
+	if (src->size < h.len + 16 + SHB_AGE_TAG)
+		rc = shb_fail(SHB_EFORMAT, "%llu bytes, too small for its age header",
+			      (unsigned long long)src->size);
+	shb_age_header_free(&h);
+	return rc;
+}
+
+/*
  * Whether b's copy in this place is an archive that can be read: ours with
- * an index that parses, or a plain tar.gz (plain_ok).  SHB_OK if so;
- * SHB_ENET or SHB_ENOMEM when that could not be told; another code if not.
+ * an index that parses, or a plain tar.gz (plain_ok), decrypted when it is
+ * encrypted; without an identity for it, an age file that looks whole
+ * (age_ok).  SHB_OK if so; SHB_ENET or SHB_ENOMEM when that could not be
+ * told; another code if not.
  */
 static int readable(const struct place *pl, const struct shb_backup *b, struct shb_repo *repo)
 {
@@ -94,7 +119,13 @@ static int readable(const struct place *pl, const struct shb_backup *b, struct s
 	struct shb_reader *r;
 	int rc;
 
-	if ((rc = shb_repo_open_source(repo, b, pl->copy, &src, NULL)))
+	if ((rc = shb_repo_open_source(repo, b, pl->copy, &src, NULL)) == SHB_EKEY
+	    && !(rc = shb_repo_open_raw(repo, b, pl->copy, &src, NULL))) {
+		rc = age_ok(src);
+		shb_source_close(src);
+		return rc;
+	}
+	if (rc)
 		return rc;
 	if (!(rc = shb_reader_open(src, &r))) {
 		shb_reader_close(r);

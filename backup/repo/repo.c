@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "age.h"
 #include "cache.h"
 #include "error.h"
 #include "repo.h"
@@ -16,6 +17,7 @@ struct shb_repo {
 	struct shb_s3 *s3;        /* NULL: no bucket */
 	char *s3_prefix;          /* normalised (config.h); set with s3 */
 	struct shb_cache *cache;  /* NULL: reads go straight to the source */
+	struct shb_age_keys ids;  /* BACKUP_AGE_IDENTITY_FILE's identities; may be none */
 };
 
 int shb_repo_open(const struct shb_config *cfg, const char *cache_dir, uint64_t cache_cap,
@@ -30,6 +32,10 @@ int shb_repo_open(const struct shb_config *cfg, const char *cache_dir, uint64_t 
 	if ((cfg->local_dir && !(r->local_dir = strdup(cfg->local_dir)))
 	    || (cfg->s3_bucket && !(r->s3_prefix = strdup(cfg->s3_prefix ? cfg->s3_prefix : ""))))
 		rc = shb_fail(SHB_ENOMEM, "out of memory");
+	/* An identity file that cannot be used is SHB_EKEY: no cache dir can stand in for it. */
+	if (!rc && cfg->age_identity_file
+	    && (rc = shb_age_identities_load(&r->ids, cfg->age_identity_file)) != SHB_ENOMEM && rc)
+		rc = SHB_EKEY;
 	if (!rc && cfg->s3_bucket)
 		rc = shb_config_s3(cfg, &r->s3);
 	/* A private cache is a saving, not a promise: without one, reads go straight. */
@@ -49,6 +55,7 @@ void shb_repo_close(struct shb_repo *r)
 		return;
 	shb_cache_close(r->cache);
 	shb_s3_free(r->s3);
+	shb_age_keys_free(&r->ids);
 	free(r->s3_prefix);
 	free(r->local_dir);
 	free(r);
@@ -67,6 +74,11 @@ struct shb_s3 *shb_repo_s3(struct shb_repo *r)
 struct shb_cache *shb_repo_cache(struct shb_repo *r)
 {
 	return r->cache;
+}
+
+const struct shb_age_keys *shb_repo_identities(const struct shb_repo *r)
+{
+	return &r->ids;
 }
 
 int shb_repo_list_local(struct shb_repo *r, struct shb_catalog *cat)
@@ -107,8 +119,8 @@ static int open_s3(struct shb_repo *r, const struct shb_backup *b, struct shb_so
 	return shb_source_cached(inner, r->cache, out);
 }
 
-int shb_repo_open_source(struct shb_repo *r, const struct shb_backup *b, int copy,
-			 struct shb_source **out, struct shb_repo_opened *how)
+int shb_repo_open_raw(struct shb_repo *r, const struct shb_backup *b, int copy,
+		      struct shb_source **out, struct shb_repo_opened *how)
 {
 	struct shb_repo_opened ignored;
 	int rc;
@@ -131,30 +143,69 @@ int shb_repo_open_source(struct shb_repo *r, const struct shb_backup *b, int cop
 	return rc;
 }
 
+int shb_repo_decrypt(struct shb_source *src, int encrypted, const struct shb_age_keys *ids,
+		     struct shb_source **out)
+{
+	unsigned char head[sizeof(SHB_AGE_MAGIC)];
+	int rc;
+
+	if (encrypted < 0) {
+		encrypted = 0;
+		if (src->size >= sizeof(head) && (rc = shb_source_read(src, head, sizeof(head), 0))) {
+			shb_source_close(src);
+			return rc;
+		}
+		encrypted = src->size >= sizeof(head) && shb_age_is_age(head, sizeof(head));
+	}
+	if (!encrypted) {
+		*out = src;
+		return SHB_OK;
+	}
+	return shb_age_source_open(src, ids, out);
+}
+
+int shb_repo_open_source(struct shb_repo *r, const struct shb_backup *b, int copy,
+			 struct shb_source **out, struct shb_repo_opened *how)
+{
+	struct shb_source *raw;
+	int rc;
+
+	if ((rc = shb_repo_open_raw(r, b, copy, &raw, how)))
+		return rc;
+	return shb_repo_decrypt(raw, b->encrypted, r ? &r->ids : NULL, out);
+}
+
 /* Where open_any() gets its source from, again if it must (a reader took the first). */
 struct opener {
 	struct shb_repo *r;        /* NULL: path, nothing cached */
 	const struct shb_backup *b;
 	int copy;                  /* the copy the first open found */
 	const char *path;
+	const struct shb_age_keys *ids;  /* for path */
 };
 
 static int reopen(const struct opener *o, struct shb_source **src)
 {
-	if (!o->r)
-		return shb_source_open_file(o->path, src);
-	return shb_repo_open_source(o->r, o->b, o->copy, src, NULL);
+	struct shb_source *raw;
+	int rc;
+
+	if (o->r)
+		return shb_repo_open_source(o->r, o->b, o->copy, src, NULL);
+	if ((rc = shb_source_open_file(o->path, &raw)))
+		return rc;
+	return shb_repo_decrypt(raw, -1, o->ids, src);
 }
 
 /*
  * src (taken) as ours, or as a plain archive: from its access-point index
  * cached under the source's identity (a damaged one is dropped), else
- * indexed in one pass over the bytes and the index kept.
+ * indexed in one pass over the bytes and the index kept.  An encrypted
+ * archive's index holds plaintext windows: it is never put on disk.
  */
 static int open_any(const struct opener *o, struct shb_source *src, struct shb_reader **out,
 		    struct shb_repo_opened *how)
 {
-	struct shb_cache *c = o->r && *how->key ? o->r->cache : NULL;
+	struct shb_cache *c = o->r && *how->key && !shb_age_source_is(src) ? o->r->cache : NULL;
 	unsigned char *buf;
 	char name[64];
 	size_t len;
@@ -196,7 +247,7 @@ int shb_repo_open_reader(struct shb_repo *r, const struct shb_backup *b, int cop
 			 struct shb_reader **out, struct shb_repo_opened *how)
 {
 	struct shb_repo_opened ignored;
-	struct opener o = { r, b, copy, NULL };
+	struct opener o = { r, b, copy, NULL, NULL };
 	struct shb_source *src;
 	int rc;
 
@@ -211,14 +262,15 @@ int shb_repo_open_reader(struct shb_repo *r, const struct shb_backup *b, int cop
 	return open_any(&o, src, out, how);
 }
 
-int shb_repo_open_path_reader(const char *path, struct shb_reader **out)
+int shb_repo_open_path_reader(const char *path, const struct shb_age_keys *ids,
+			      struct shb_reader **out)
 {
 	struct shb_repo_opened how = { 0 };
-	struct opener o = { NULL, NULL, SHB_COPY_LOCAL, path };
+	struct opener o = { NULL, NULL, SHB_COPY_LOCAL, path, ids };
 	struct shb_source *src;
 	int rc;
 
-	if ((rc = shb_source_open_file(path, &src)))
+	if ((rc = reopen(&o, &src)))
 		return rc;
 	return open_any(&o, src, out, &how);
 }

@@ -23,6 +23,7 @@
 #include "reader.h"
 #include "source.h"
 
+struct shb_age_keys;
 struct shb_cache;
 struct shb_repo;
 struct shb_s3;
@@ -33,10 +34,13 @@ struct shb_s3;
  * cfg->s3_prefix.  The disk cache is cache_dir capped at cache_cap bytes;
  * cache_dir NULL is a private temporary cache (removed by shb_repo_close),
  * and when that one cannot be made the repository reads without a cache.
- * cache_cap 0: no cache at all.  cfg is not kept.  SHB_OK and a new repo
- * in *out (free with shb_repo_close); else *out NULL and an error code
- * with shb_errmsg() set (the S3 client's configuration, or SHB_EIO naming
- * a cache_dir that cannot be used).
+ * cache_cap 0: no cache at all.  With cfg->age_identity_file, its
+ * identities are loaded (age.h: a file others may read is refused) to
+ * open encrypted backups.  cfg is not kept.  SHB_OK and a new repo in
+ * *out (free with shb_repo_close); else *out NULL and an error code with
+ * shb_errmsg() set (the S3 client's configuration, SHB_EIO naming a
+ * cache_dir that cannot be used, SHB_EKEY for an identity file that
+ * cannot be used: its message says why).
  */
 int shb_repo_open(const struct shb_config *cfg, const char *cache_dir, uint64_t cache_cap,
 		  struct shb_repo **out);
@@ -49,6 +53,9 @@ int shb_repo_has_s3(const struct shb_repo *r);
 struct shb_s3 *shb_repo_s3(struct shb_repo *r);
 /* r's disk cache (owned by r), or NULL when it has none. */
 struct shb_cache *shb_repo_cache(struct shb_repo *r);
+
+/* r's identities (owned by r; none without BACKUP_AGE_IDENTITY_FILE). */
+const struct shb_age_keys *shb_repo_identities(const struct shb_repo *r);
 
 /*
  * Adds the backups of the local dir (none without one; a missing dir adds
@@ -87,15 +94,34 @@ struct shb_repo_opened {
 };
 
 /*
- * Opens the byte source of copy of b: a local copy as
+ * Opens the stored bytes of copy of b: a local copy as
  * shb_source_open_backup_file() does (a symlink is refused), an S3 copy
- * through r's cache.  SHB_OK and the source in *out (the caller owns it:
- * shb_source_close, or hand it to a reader); SHB_ENOTFOUND when b has no
- * such copy (or r no bucket for it); else the open's error.  how may be
- * NULL; its key is not filled here.  r may be NULL for a local copy.
+ * through r's cache (which so only ever holds what is stored: ciphertext
+ * for an encrypted backup).  SHB_OK and the source in *out (the caller
+ * owns it: shb_source_close, or hand it to a reader); SHB_ENOTFOUND when b
+ * has no such copy (or r no bucket for it); else the open's error.  how
+ * may be NULL; its key is not filled here.  r may be NULL for a local copy.
+ */
+int shb_repo_open_raw(struct shb_repo *r, const struct shb_backup *b, int copy,
+		      struct shb_source **out, struct shb_repo_opened *how);
+/*
+ * The same, then for an encrypted backup (b->encrypted) the plaintext
+ * source over it (age.h: shb_age_source_open with r's identities), so
+ * every reader above sees a tar.gz.  An encrypted backup adds SHB_EKEY
+ * (no identity, or none that matches), SHB_EFORMAT and SHB_ECORRUPT (a
+ * damaged header) to the errors above.
  */
 int shb_repo_open_source(struct shb_repo *r, const struct shb_backup *b, int copy,
 			 struct shb_source **out, struct shb_repo_opened *how);
+/*
+ * src (taken) as the tar.gz it holds: itself when encrypted is 0, the
+ * plaintext of the age file when 1 (shb_age_source_open with ids, which
+ * may be NULL: SHB_EKEY), and when -1 whichever its first bytes say (one
+ * small read: for files the operator named).  SHB_OK and *out; on failure
+ * src is closed.
+ */
+int shb_repo_decrypt(struct shb_source *src, int encrypted, const struct shb_age_keys *ids,
+		     struct shb_source **out);
 /*
  * Opens a reader over copy of b: our seekable format through its index,
  * else a plain tar.gz through access points, whose index comes from r's
@@ -108,8 +134,10 @@ int shb_repo_open_reader(struct shb_repo *r, const struct shb_backup *b, int cop
 /*
  * The same for an archive file the operator named (not a catalog backup,
  * so symlinks are followed), read in place, plain archives indexed in a
- * pass with nothing cached.
+ * pass with nothing cached; an age file (told by its first bytes) is
+ * decrypted with ids (NULL: none).
  */
-int shb_repo_open_path_reader(const char *path, struct shb_reader **out);
+int shb_repo_open_path_reader(const char *path, const struct shb_age_keys *ids,
+			      struct shb_reader **out);
 
 #endif
