@@ -34,18 +34,17 @@ stats() {
 		printf "%s %s\n", v[1], m }'
 }
 
-# timed_create OUT [VAR=VALUE...]: seconds one create of the DATA_DIR into
-# OUT takes (BACKUP_S3_* unset: local only); the archive is removed after.
+# timed_create OUT [VAR=VALUE...]: "wall cpu" seconds of one create of the
+# DATA_DIR into OUT (BACKUP_S3_* unset: local only; cpu is user + sys, which
+# a busy machine disturbs less); the archive is removed after.
 timed_create() {
-	local out=$1 t0 t1
+	local out=$1 TIMEFORMAT='%R %U %S' wall user sys
 	shift
 	sync
-	t0=$(now)
-	env -u BACKUP_S3_BUCKET BACKUP_DATA_DIR="$work/data" BACKUP_LOCAL_DIR="$out" "$@" \
-		"$bin" create --no-prune >/dev/null
-	t1=$(now)
+	read -r wall user sys < <({ time env -u BACKUP_S3_BUCKET BACKUP_DATA_DIR="$work/data" \
+		BACKUP_LOCAL_DIR="$out" "$@" "$bin" create --no-prune >/dev/null; } 2>&1)
 	rm -rf "$out"
-	calc "$t1 - $t0"
+	echo "$wall $(calc "$user + $sys")"
 }
 
 "$bin" keygen -o "$work/identity.txt" >"$work/recipient.txt"
@@ -59,19 +58,29 @@ sync
 : >"$work/plain.s"
 : >"$work/age.s"
 for i in $(seq "$runs"); do
-	timed_create "$work/out-a" >>"$work/plain.s"
-	timed_create "$work/out-b" BACKUP_AGE_RECIPIENTS="$recipient" >>"$work/age.s"
-	printf '  run %d: plain %.2f s, encrypted %.2f s\n' "$i" \
-		"$(tail -n1 "$work/plain.s")" "$(tail -n1 "$work/age.s")"
+	read -r pw pc < <(timed_create "$work/out-a")
+	read -r aw ac < <(timed_create "$work/out-b" BACKUP_AGE_RECIPIENTS="$recipient")
+	echo "$pw $pc" >>"$work/plain.s"
+	echo "$aw $ac" >>"$work/age.s"
+	printf '  run %d: plain %.2f s (cpu %.2f s), encrypted %.2f s (cpu %.2f s)\n' \
+		"$i" "$pw" "$pc" "$aw" "$ac"
 done
-read -r plain_min plain_med < <(stats "$work/plain.s")
-read -r age_min age_med < <(stats "$work/age.s")
+cut -d' ' -f1 "$work/plain.s" >"$work/pw"
+cut -d' ' -f2 "$work/plain.s" >"$work/pc"
+cut -d' ' -f1 "$work/age.s" >"$work/aw"
+cut -d' ' -f2 "$work/age.s" >"$work/ac"
+read -r pw_min pw_med < <(stats "$work/pw")
+read -r aw_min aw_med < <(stats "$work/aw")
+read -r pc_min pc_med < <(stats "$work/pc")
+read -r ac_min ac_med < <(stats "$work/ac")
 printf '\ncreate of %s MiB in %s apps, %s runs each\n' "$size" "$apps" "$runs"
-printf '  %-26s %8s %8s\n' "" "min s" "median s"
-printf '  %-26s %8.2f %8.2f\n' "plain" "$plain_min" "$plain_med"
-printf '  %-26s %8.2f %8.2f\n' "encrypted (age)" "$age_min" "$age_med"
-printf '  ratio encrypted / plain    %8.3f %8.3f   (target <= 1.1)\n' \
-	"$(ratio "$age_min" "$plain_min")" "$(ratio "$age_med" "$plain_med")"
+printf '  %-26s %8s %8s %8s %8s\n' "" "min s" "median s" "cpu min" "cpu med"
+printf '  %-26s %8.2f %8.2f %8.2f %8.2f\n' "plain" "$pw_min" "$pw_med" "$pc_min" "$pc_med"
+printf '  %-26s %8.2f %8.2f %8.2f %8.2f\n' "encrypted (age)" "$aw_min" "$aw_med" "$ac_min" \
+	"$ac_med"
+printf '  ratio encrypted / plain    %8.3f %8.3f %8.3f %8.3f   (target <= 1.1)\n' \
+	"$(ratio "$aw_min" "$pw_min")" "$(ratio "$aw_med" "$pw_med")" \
+	"$(ratio "$ac_min" "$pc_min")" "$(ratio "$ac_med" "$pc_med")"
 
 # 2. cold point query on one SIZE_MB db in S3, plain and encrypted
 rm -rf "$work/data"
