@@ -150,7 +150,9 @@ def test_s3_cache_and_temp_dirs_hold_no_plaintext(swift, bucket, tmp, mount):
                "LIMIT 1") == marks[1]
     for rel in ("streamhub.db", "apps/app-002/app.db"):
         assert sql(d / rel, "PRAGMA integrity_check") == "ok"
+    check_same(d, age_decrypt(archive, key, tmp / "x"))  # byte for byte, every file
     assert files_of(cache)  # it did cache something
+    assert leaks([tmp / "x"], marks)  # the scan finds plaintext where it is
     assert leaks([cache, scratch, data / "backups"], marks) == []
     unmount(m)
     assert leaks([cache, scratch, data / "backups"], marks) == []
