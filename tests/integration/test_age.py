@@ -7,6 +7,7 @@ the target untouched; shbackup keygen; prune of plain and encrypted alike.
 The mount's side is in test_age_mount.py."""
 import json
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from datadirs import (AGE_CHUNK, age_backups_in, age_decrypt, age_layout, age_st
                       backups_in, db_digest, gzip_ok, integrity, leaks, make_datadir, markers,
                       plain_targz)
 from test_restore import assert_restored, tree
-from tools import (age_env, age_keygen, age_name, make_backups, name, public_key, shbackup,
-                   stamp)
+from test_secrets import paused_at
+from tools import (SHBACKUP, age_env, age_keygen, age_name, make_backups, name, public_key,
+                   shbackup, stamp)
 
 PREFIX = "streamhub-backups"
 DBS = ["streamhub.db", "apps/app-001/app.db", "apps/app-002/app.db", "apps/app-003/app.db"]
@@ -145,6 +147,32 @@ def test_s3_round_trip(swift, bucket, tmp):
     same_dbs(age_decrypt(got, key, tmp / "x"), target)
     assert leaks([data / "backups", scratch], marks) == []
     assert list(scratch.iterdir()) == []  # the private caches are gone
+
+
+def test_the_archive_being_written_is_ciphertext(tmp):
+    """create paused mid-write: its temporary archive is already age, with no
+    marker in it; the staging dir (plaintext snapshots, as ever) is private."""
+    data = tmp / "data"
+    make_datadir(data, apps=3, size_mb=40, seed=43)
+    marks = markers(data)
+    env = age_env([age_keygen(tmp / "keys" / "id.txt")], BACKUP_DATA_DIR=data)
+    p = subprocess.Popen([str(SHBACKUP), "create", "--threads", "1"], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def partial():
+            tmps = [f for f in (data / "backups").glob(".streamhub*") if f.is_file()]
+            return tmps if tmps and tmps[0].stat().st_size > 1 << 20 else None
+        found = paused_at(p, partial)
+        assert found, "create finished before its temporary could be seen"
+        for f in found:
+            assert f.read_bytes().startswith(b"age-encryption.org/v1\n"), f
+            assert leaks([f], marks) == [] and not gzip_ok(f)
+            assert f.stat().st_mode & 0o777 == 0o600
+    finally:
+        p.send_signal(signal.SIGCONT)
+        assert p.wait(timeout=300) == 0
+    [archive] = age_backups_in(data / "backups")
+    assert leaks([data / "backups"], marks) == []
 
 
 # --- interop with age and age-keygen ------------------------------------------------
