@@ -132,3 +132,79 @@ def db_digest(path):
         for a, b in ((18, 20), (24, 28), (92, 96)):
             data[a:b] = bytes(b - a)
     return sha256(data)
+
+
+# --- encrypted (age) archives -------------------------------------------------------
+
+AGE_CHUNK = 64 * 1024 + 16  # one STREAM chunk on disk: 64 KiB and its tag
+
+
+def age_backups_in(d):
+    """The encrypted backup archives in folder d, oldest first."""
+    return sorted(p for p in Path(d).iterdir()
+                  if p.name.startswith("streamhub-backup-") and p.name.endswith(".tar.gz.age"))
+
+
+def age_layout(blob):
+    """Where the parts of an age file are: (mac, payload) byte offsets, mac
+    being the first base64 character of the header MAC (after "--- "),
+    payload the first chunk (after the header and the 16-byte nonce).
+    Chunk i starts at payload + i * AGE_CHUNK."""
+    mac = blob.index(b"\n--- ") + len(b"\n--- ")
+    header_len = blob.index(b"\n", mac) + 1
+    return mac, header_len + 16
+
+
+def age_stanza_bodies(blob):
+    """Offsets of the body lines of the header's X25519 stanzas, in order."""
+    out, at = [], 0
+    while (at := blob.find(b"\n-> X25519 ", at)) >= 0:
+        at = blob.index(b"\n", at + 1) + 1
+        out.append(at)
+    return out
+
+
+def age_decrypt(archive, identity, dest):
+    """`age -d -i identity archive | tar xzf - -C dest`, as a user without
+    our tools would; returns the top folder."""
+    dest.mkdir(parents=True, exist_ok=True)
+    age = subprocess.Popen(["age", "-d", "-i", str(identity), str(archive)],
+                           stdout=subprocess.PIPE)
+    subprocess.run(["tar", "xzf", "-", "-C", str(dest)], stdin=age.stdout, check=True)
+    age.stdout.close()
+    assert age.wait() == 0
+    tops = list(dest.iterdir())
+    assert len(tops) == 1, tops
+    return tops[0]
+
+
+def markers(data):
+    """Two strings that exist only inside a DATA_DIR's files: an app's S3
+    secret from secrets.json and the last stream_key of app-001's db."""
+    import json
+    secrets = json.loads((Path(data) / "secrets.json").read_text())
+    secret = sorted(secrets.values(), key=lambda s: s["s3_secret_access_key"])[0]
+    con = sqlite3.connect(f"file:{Path(data) / 'apps/app-001/app.db'}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT stream_key FROM streams ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        con.close()
+    return [secret["s3_secret_access_key"], row[0]]
+
+
+def leaks(paths, strings):
+    """The files under paths (files or folders; missing ones skipped) whose
+    raw bytes contain any of strings: what `grep -rlF` finds."""
+    found = []
+    for root in map(Path, paths):
+        if not root.exists():
+            continue
+        for f in [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]:
+            data = f.read_bytes()
+            found += [(str(f), s) for s in strings if s.encode() in data]
+    return found
+
+
+def gzip_ok(path):
+    """Whether `gzip -t` accepts the file."""
+    return subprocess.run(["gzip", "-t", str(path)], capture_output=True).returncode == 0

@@ -71,3 +71,10 @@ def mount(tmp):
     yield start
     for proc, mnt in made:
         umount(proc, mnt)
+
+
+def unmount(m):
+    """Takes Mount m down with `fusermount3 -u` (which must work) and waits
+    for its daemon to end."""
+    subprocess.run(["fusermount3", "-u", str(m.path)], check=True)
+    m.proc.wait(timeout=15)

@@ -128,3 +128,40 @@ def sha256(what):
 
 # The name older test files import it by.
 sha256_file = sha256
+
+
+# --- encryption (age) -------------------------------------------------------------
+
+def age_name(ts):
+    """The file name of the encrypted backup stamped ts."""
+    return f"streamhub-backup-{ts}.tar.gz.age"
+
+
+def public_key(identity_file):
+    """The recipient (age1...) of an identity file, as age-keygen -y says."""
+    return subprocess.run(["age-keygen", "-y", str(identity_file)], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def age_keygen(path):
+    """A new identity file at path made by Debian's age-keygen (0600, its
+    folder made 0700 if missing); returns its public key."""
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    subprocess.run(["age-keygen", "-o", str(path)], capture_output=True, check=True)
+    os.chmod(path, 0o600)
+    return public_key(path)
+
+
+def age_env(recipients=(), identity=None, **extra):
+    """base_env(**extra) plus BACKUP_AGE_RECIPIENTS (a list, comma-joined) and
+    BACKUP_AGE_IDENTITY_FILE when given."""
+    if recipients:
+        extra["BACKUP_AGE_RECIPIENTS"] = ",".join(recipients)
+    if identity is not None:
+        extra["BACKUP_AGE_IDENTITY_FILE"] = identity
+    return base_env(**extra)
+
+
+def age_ts_of(archive):
+    """The stamp in an encrypted archive's name (a path or a name)."""
+    return Path(archive).name[len("streamhub-backup-"):-len(".tar.gz.age")]
