@@ -426,7 +426,8 @@ static int configure(struct options *o, struct shb_config *env, struct shbfs_con
 		replace(&env->local_dir, v->local ? v->local : o->source);
 	if (env->local_dir && replace_abs(&env->local_dir, env->local_dir))
 		return -1;
-	if (v->identity && replace_abs(&env->age_identity_file, v->identity))
+	/* BACKUP_AGE_IDENTITY_FILE too: a relative path must not depend on where the daemon runs. */
+	if (replace_abs(&env->age_identity_file, v->identity ? v->identity : env->age_identity_file))
 		return -1;
 	memset(c, 0, sizeof(*c));
 	c->uid = v->uid;
