@@ -145,8 +145,12 @@ int shb_age_unwrap(const struct shb_age_header *h, const unsigned char *hdr,
 
 /*
  * Opens the plaintext of the age file in inner (taken: closed with the new
- * source, or on failure).  Reads the header from the start of inner (one
- * read of min(size, 4 KiB), more only for a longer header), unwraps the
+ * source, or on failure).  Reads the header: when inner has a
+ * tail_and_head op (source.h: an S3 object, through the cache) from its
+ * first read, of the last three chunks (where a reader's 128 KiB tail read
+ * falls; the cache below keeps them), if that told a header that parses;
+ * else from the start of inner (one read of min(size, 4 KiB), more only
+ * for a longer header).  It unwraps the
  * file key with ids, checks the MAC and derives the payload key; the
  * plaintext size follows from inner's size.  Errors: SHB_EFORMAT (not an
  * age file, a bad header, a payload length no chunking gives: a truncated
@@ -194,6 +198,13 @@ int shb_age_write(struct shb_age_writer *w, const void *buf, size_t len);
 int shb_age_writer_finish(struct shb_age_writer *w);
 /* Bytes written to fd so far: the file's size after finish. */
 uint64_t shb_age_writer_size(const struct shb_age_writer *w);
+/*
+ * The first bytes written: the header and the payload nonce, *len of them
+ * (owned by w).  They hold no secret; a copy of them kept next to the file
+ * (an S3 object's metadata) lets a reader skip reading them
+ * (shb_source_tail_and_head, source.h).
+ */
+const void *shb_age_writer_head(const struct shb_age_writer *w, size_t *len);
 /* Wipes the keys and frees w (NULL is fine); the file is left as it is. */
 void shb_age_writer_free(struct shb_age_writer *w);
 

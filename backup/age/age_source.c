@@ -128,9 +128,49 @@ static struct shb_source *age_under(const struct shb_source *src)
 	return ((const struct age_source *)src)->inner;
 }
 
-static const struct shb_source_ops age_ops = { age_read, age_close, age_version, age_under };
+static const struct shb_source_ops age_ops = { age_read, age_close, age_version, age_under,
+					       NULL };
 /* For an inner source without a version (memory): the identity hashes the tail. */
-static const struct shb_source_ops age_ops_nover = { age_read, age_close, NULL, age_under };
+static const struct shb_source_ops age_ops_nover = { age_read, age_close, NULL, age_under,
+						     NULL };
+
+/*
+ * The suffix read when the header comes with it (an S3 object we uploaded
+ * carries a copy in its metadata): the reader's first read is its 128 KiB
+ * tail, which in ciphertext lies within the last three chunks, so reading
+ * those first costs no extra request and the cache below keeps them.
+ */
+#define TAIL_GUESS (3u * SHB_AGE_CCHUNK)
+
+/*
+ * The header from inner's tail read (inner->ops->tail_and_head): SHB_OK
+ * with *hdr (header and nonce, malloc'd) and h; SHB_ENOTFOUND when the
+ * read told none, or none that parses whole: the caller reads the start.
+ */
+static int header_from_tail(struct shb_source *inner, unsigned char **hdr, size_t *hdr_len,
+			    struct shb_age_header *h)
+{
+	size_t tail = inner->size < TAIL_GUESS ? (size_t)inner->size : TAIL_GUESS, got = 0;
+	unsigned char *buf = malloc(tail ? tail : 1), *head = malloc(FIRST_READ);
+	int rc = buf && head ? SHB_OK : shb_fail(SHB_ENOMEM, "out of memory");
+
+	if (!rc)
+		rc = shb_source_tail_and_head(inner, buf, tail, head, FIRST_READ, &got);
+	free(buf);
+	if (!rc && (!got || shb_age_header_parse(head, got, h) != SHB_OK))
+		rc = SHB_ENOTFOUND;
+	else if (!rc && got < h->len + SHB_AGE_NONCE) {
+		shb_age_header_free(h);
+		rc = SHB_ENOTFOUND;
+	}
+	if (rc) {
+		free(head);
+		return rc;
+	}
+	*hdr = head;
+	*hdr_len = got;
+	return SHB_OK;
+}
 
 /* Reads and parses the header of inner into *hdr (malloc'd) and h. */
 static int read_header(struct shb_source *inner, unsigned char **hdr, size_t *hdr_len,
@@ -140,6 +180,9 @@ static int read_header(struct shb_source *inner, unsigned char **hdr, size_t *hd
 	unsigned char *buf = NULL, *p;
 	int rc;
 
+	if (inner->ops->tail_and_head
+	    && (rc = header_from_tail(inner, hdr, hdr_len, h)) != SHB_ENOTFOUND)
+		return rc;
 	for (;;) {
 		if (!(p = realloc(buf, len ? len : 1))) {
 			free(buf);

@@ -29,6 +29,7 @@ struct shb_age_writer {
 	uint64_t counter;             /* chunks written */
 	uint64_t size;                /* bytes written to fd */
 	int finished;
+	struct shb_buf head;          /* the header and nonce written first */
 };
 
 /* The header text for recipients with file_key, MAC line included. */
@@ -55,18 +56,17 @@ static int build_header(const struct shb_age_keys *recipients,
 static int write_start(struct shb_age_writer *w, const struct shb_age_keys *recipients)
 {
 	unsigned char file_key[16], nonce[SHB_AGE_NONCE];
-	struct shb_buf b = SHB_BUF_INIT;
+	struct shb_buf *b = &w->head;
 	int rc;
 
 	if (RAND_bytes(file_key, 16) != 1 || RAND_bytes(nonce, SHB_AGE_NONCE) != 1)
 		return shb_fail(SHB_ENOMEM, "no random bytes from OpenSSL");
-	if (!(rc = build_header(recipients, file_key, &b))
-	    && !(rc = shb_buf_add(&b, nonce, SHB_AGE_NONCE))
+	if (!(rc = build_header(recipients, file_key, b))
+	    && !(rc = shb_buf_add(b, nonce, SHB_AGE_NONCE))
 	    && !(rc = shb_age_payload_key(file_key, nonce, w->key))
-	    && !(rc = shb_write_all(w->fd, b.data, b.len, w->name)))
-		w->size = b.len;
+	    && !(rc = shb_write_all(w->fd, b->data, b->len, w->name)))
+		w->size = b->len;
 	OPENSSL_cleanse(file_key, sizeof(file_key));
-	shb_buf_free(&b);
 	return rc;
 }
 
@@ -78,7 +78,10 @@ int shb_age_writer_open(int fd, const struct shb_age_keys *recipients, const cha
 
 	if (!recipients || !recipients->n)
 		return shb_fail(SHB_EINVAL, "cannot encrypt '%s': no age recipient", name);
-	if (!(w = calloc(1, sizeof(*w))) || !(w->name = strdup(name))
+	if (!(w = calloc(1, sizeof(*w))))
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	shb_buf_init(&w->head, SHB_AGE_MAX_HEADER + SHB_AGE_NONCE);
+	if (!(w->name = strdup(name))
 	    || !(w->ctx = EVP_CIPHER_CTX_new()) || !(w->plain = malloc(SHB_AGE_CHUNK))
 	    || !(w->out = malloc(SHB_AGE_CCHUNK))) {
 		shb_age_writer_free(w);
@@ -158,6 +161,13 @@ void shb_age_writer_free(struct shb_age_writer *w)
 	free(w->plain);
 	free(w->out);
 	EVP_CIPHER_CTX_free(w->ctx);
+	shb_buf_free(&w->head);
 	free(w->name);
 	free(w);
+}
+
+const void *shb_age_writer_head(const struct shb_age_writer *w, size_t *len)
+{
+	*len = w->head.len;
+	return w->head.data;
 }

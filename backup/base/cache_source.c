@@ -67,16 +67,24 @@ static uint64_t hole_end(const struct shb_piece *v, size_t n, uint64_t pos, uint
 	return end;
 }
 
+/* Caches the fetched bytes [pos, stop) at data, in pieces of at most PIECE_MAX. */
+static void store(struct cached_source *cs, const unsigned char *data, uint64_t pos,
+		  uint64_t stop)
+{
+	for (uint64_t at = pos; at < stop; at += PIECE_MAX) {
+		uint64_t len = stop - at < PIECE_MAX ? stop - at : PIECE_MAX;
+
+		shb_cache_put_piece(cs->cache, cs->id, at, data + (at - pos), (size_t)len);
+	}
+}
+
 /* Fetches [pos, stop) from the inner source into out and caches it. */
 static int fetch_hole(struct cached_source *cs, unsigned char *out, uint64_t pos, uint64_t stop)
 {
 	int rc = shb_source_read(cs->inner, out, (size_t)(stop - pos), pos);
 
-	for (uint64_t at = pos; !rc && at < stop; at += PIECE_MAX) {
-		uint64_t len = stop - at < PIECE_MAX ? stop - at : PIECE_MAX;
-
-		shb_cache_put_piece(cs->cache, cs->id, at, out + (at - pos), (size_t)len);
-	}
+	if (!rc)
+		store(cs, out, pos, stop);
 	return rc;
 }
 
@@ -121,13 +129,52 @@ static int cached_version(struct shb_source *src, char *buf, size_t len, int *na
 	return inner->ops->version(inner, buf, len, names_content);
 }
 
+/*
+ * The tail through the cache, and the head the inner source told with it,
+ * kept as a named blob ("head-<id>": 1 and the head, or 0 when it told
+ * none) so a later run needs no GET for either.
+ */
+static int cached_tail_and_head(struct shb_source *src, void *tail_buf, size_t tail, void *head,
+				size_t cap, size_t *got)
+{
+	struct cached_source *cs = (struct cached_source *)src;
+	uint64_t off = src->size - tail;
+	char name[16 + SHB_CACHE_ID_LEN];
+	unsigned char *blob;
+	size_t len;
+	int rc;
+
+	snprintf(name, sizeof(name), "head-%s", cs->id);
+	if (shb_cache_get_blob(cs->cache, name, &blob, &len) == 0) {
+		if (blob[0] == 1 && len - 1 <= cap) {
+			memcpy(head, blob + 1, len - 1);
+			*got = len - 1;
+		}
+		free(blob);
+		return cached_read(src, tail_buf, tail, off);
+	}
+	if (!cs->inner->ops->tail_and_head)
+		return cached_read(src, tail_buf, tail, off);
+	if ((rc = shb_source_tail_and_head(cs->inner, tail_buf, tail, head, cap, got)))
+		return rc;
+	store(cs, tail_buf, off, src->size);
+	/* 1 and the head, or 0 to remember the tail told none: a later run reads the cache. */
+	if ((blob = malloc(*got + 1))) {
+		blob[0] = *got != 0;
+		memcpy(blob + 1, head, *got);
+		shb_cache_put_blob(cs->cache, name, blob, *got + 1);
+		free(blob);
+	}
+	return SHB_OK;
+}
+
 static struct shb_source *cached_under(const struct shb_source *src)
 {
 	return ((const struct cached_source *)src)->inner;
 }
 
 static const struct shb_source_ops cached_ops = { cached_read, cached_close, cached_version,
-						  cached_under };
+						  cached_under, cached_tail_and_head };
 
 int shb_source_cached(struct shb_source *inner, struct shb_cache *c, struct shb_source **out)
 {

@@ -51,7 +51,7 @@ static int file_version(struct shb_source *src, char *buf, size_t len, int *name
 	return SHB_OK;
 }
 
-static const struct shb_source_ops file_ops = { file_read, file_close, file_version, NULL };
+static const struct shb_source_ops file_ops = { file_read, file_close, file_version, NULL, NULL };
 
 static int open_file(const char *path, int flags, struct shb_source **out);
 
@@ -115,7 +115,7 @@ static void mem_close(struct shb_source *src)
 	(void)src;
 }
 
-static const struct shb_source_ops mem_ops = { mem_read, mem_close, NULL, NULL };
+static const struct shb_source_ops mem_ops = { mem_read, mem_close, NULL, NULL, NULL };
 
 int shb_source_open_mem(const void *data, uint64_t len, const char *name,
 			struct shb_source **out)
@@ -176,6 +176,23 @@ int shb_source_identity(struct shb_source *src, unsigned char id[32])
 	SHA256((const unsigned char *)text, strlen(text), id);
 	free(text);
 	return SHB_OK;
+}
+
+int shb_source_tail_and_head(struct shb_source *src, void *tail_buf, size_t tail, void *head,
+			     size_t cap, size_t *got)
+{
+	int rc;
+
+	*got = 0;
+	if (!src->ops->tail_and_head)
+		return SHB_OK;
+	if (tail > src->size)
+		return shb_fail(SHB_EFORMAT, "'%s': a read of %zu bytes past its end", src->name,
+				tail);
+	rc = src->ops->tail_and_head(src, tail_buf, tail, head, cap, got);
+	if (!rc)
+		__atomic_add_fetch(&src->fetched, tail, __ATOMIC_RELAXED);
+	return rc;
 }
 
 uint64_t shb_source_fetched(const struct shb_source *src)

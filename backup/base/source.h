@@ -39,6 +39,15 @@ struct shb_source_ops {
 	 * that reads where the bytes live.
 	 */
 	struct shb_source *(*under)(const struct shb_source *src);
+	/*
+	 * Optional, for a source whose reads bring more than bytes (an S3
+	 * object's metadata): reads the last tail bytes into tail_buf, as
+	 * read would, and copies to head (cap bytes) the object's first bytes
+	 * as far as that read told them: *got of them, 0 when it told none.
+	 * The head is as the store gave it: the caller must verify it.
+	 */
+	int (*tail_and_head)(struct shb_source *src, void *tail_buf, size_t tail, void *head,
+			     size_t cap, size_t *got);
 };
 
 struct shb_source {
@@ -80,6 +89,15 @@ int shb_source_open_mem(const void *data, uint64_t len, const char *name,
  * SHB_ENOTFOUND, SHB_ENOMEM).  Adds len to src->fetched on success.
  */
 int shb_source_read(struct shb_source *src, void *buf, size_t len, uint64_t off);
+
+/*
+ * ops->tail_and_head when src has it (SHB_OK, or the read's error; tail
+ * <= size, added to src->fetched); else *got = 0 and nothing is read.
+ * For the age source (age.h): the first GET of an encrypted S3 backup is
+ * the suffix the reader needs anyway, and brings the header with it.
+ */
+int shb_source_tail_and_head(struct shb_source *src, void *tail_buf, size_t tail, void *head,
+			     size_t cap, size_t *got);
 
 /* Bytes of the tail that shb_source_identity() hashes. */
 #define SHB_IDENTITY_TAIL (64u * 1024u)

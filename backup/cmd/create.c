@@ -210,6 +210,7 @@ static void job_free(struct job *job)
 	free(job->s3_key);
 	shb_s3_free(job->s3);
 	shb_age_keys_free(&job->recipients);
+	free(job->s3_meta);
 	shb_config_free(&job->cfg);
 	pthread_mutex_destroy(&job->mu);
 	pthread_cond_destroy(&job->cv);

@@ -53,6 +53,7 @@ struct item {
 struct job {
 	struct shb_config cfg;
 	struct shb_age_keys recipients;  /* none: the archive is not encrypted */
+	char *s3_meta;          /* encrypted: its age head in base64, for the S3 object; or NULL */
 	int level, threads, prune;
 	char ts[SHB_TS_LEN];
 	time_t time;

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "age.h"
 #include "writer.h"
 #include "catalog.h"
@@ -119,6 +121,25 @@ static int archive_items(struct shb_archive_writer *w, struct job *job)
 	return rc;
 }
 
+/*
+ * The age head (header and nonce) of an encrypted archive, in base64 for
+ * its S3 object's metadata, so a reader's first GET (the suffix) brings it
+ * (age.h, shb_age_writer_head).  None when too long for S3's metadata (many
+ * recipients): readers then GET it.
+ */
+static int keep_head(struct job *job, const struct shb_age_writer *age)
+{
+	size_t len;
+	const void *head = shb_age_writer_head(age, &len);
+
+	if ((len + 2) / 3 * 4 > SHB_S3_META_MAX)
+		return SHB_OK;
+	if (!(job->s3_meta = malloc((len + 2) / 3 * 4 + 1)))
+		return shb_fail(SHB_ENOMEM, "out of memory");
+	EVP_EncodeBlock((unsigned char *)job->s3_meta, head, (int)len);
+	return SHB_OK;
+}
+
 /* The archive writer's sink when encrypting: every byte through age (age.h). */
 static int age_sink(void *ctx, const void *buf, size_t len)
 {
@@ -152,8 +173,8 @@ int write_archive(struct job *job, uint64_t *size)
 		rc = archive_items(w, job);
 	if (!rc)
 		rc = shb_archive_finish(w);
-	if (!rc && age)
-		rc = shb_age_writer_finish(age);
+	if (!rc && age && !(rc = shb_age_writer_finish(age)))
+		rc = keep_head(job, age);
 	if (!rc)
 		*size = age ? shb_age_writer_size(age) : shb_archive_size(w);
 	pthread_mutex_lock(&job->mu);
@@ -247,7 +268,7 @@ int upload(struct job *job, uint64_t size)
 
 	/* A bad key or bucket fails both: the upload's error alone says it once. */
 	if ((rc = shb_s3_upload_fd(job->s3, job->s3_key, job->out_fd, job->final_path,
-				   on_upload_progress, job))
+				   job->s3_meta, on_upload_progress, job))
 	    || (rc = shb_s3_head(job->s3, job->s3_key, &remote)))
 		return rc;
 	if (stale_msg[0])

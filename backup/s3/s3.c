@@ -107,6 +107,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *data)
 	} else if (header_is(p, len, "Content-Length")) {
 		header_value(p, len, 14, v, sizeof(v));
 		rs->length = strtoull(v, NULL, 10);
+	} else if (header_is(p, len, SHB_S3_META_HEADER)) {
+		if (len - strlen(SHB_S3_META_HEADER) <= SHB_S3_META_MAX + 4)
+			header_value(p, len, strlen(SHB_S3_META_HEADER), rs->meta, sizeof(rs->meta));
 	} else if (header_is(p, len, "Content-Range")) {
 		header_value(p, len, 13, v, sizeof(v));
 		const char *slash = strchr(v, '/');
@@ -165,11 +168,11 @@ static struct curl_slist *add_header(struct curl_slist *l, const char *name, con
 	return n;
 }
 
-/* Headers signed and sent: host, date, payload hash, range, token. */
+/* Headers signed and sent: host, date, payload hash, range, token, our metadata. */
 static struct curl_slist *sign_headers(struct shb_s3 *s3, const struct req *rq, const char *path,
 				       int *failed)
 {
-	struct shb_kv h[5];
+	struct shb_kv h[6];
 	size_t nh = 0;
 	char stamp[SHB_TS_LEN], hash[65], *auth = NULL;
 	struct curl_slist *l = NULL;
@@ -183,6 +186,8 @@ static struct curl_slist *sign_headers(struct shb_s3 *s3, const struct req *rq, 
 		h[nh++] = (struct shb_kv){ "range", rq->range };
 	if (s3->cfg.session_token)
 		h[nh++] = (struct shb_kv){ "x-amz-security-token", s3->cfg.session_token };
+	if (rq->meta)
+		h[nh++] = (struct shb_kv){ SHB_S3_META_HEADER, rq->meta };
 	struct shb_sigv4 sig = { rq->method, path, rq->query, rq->nquery, h, nh, hash,
 				 s3->cfg.region, "s3", s3->cfg.access_key, s3->cfg.secret_key,
 				 0 };
@@ -405,19 +410,29 @@ int shb_s3_head(struct shb_s3 *s3, const char *key, uint64_t *size)
 	return shb_s3_context(s3, rc, "stat", key);
 }
 
-int shb_s3_get(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, void *buf)
+int shb_s3_get_meta(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, void *buf,
+		    char *meta)
 {
 	struct req rq = { .method = "GET", .key = key, .out = buf, .out_cap = len, .exact = 1 };
 	struct resp rs = { 0 };
 	int rc;
 
+	if (meta)
+		meta[0] = '\0';
 	if (!len)
 		return SHB_OK;
 	snprintf(rq.range, sizeof(rq.range), "bytes=%llu-%llu", (unsigned long long)off,
 		 (unsigned long long)(off + len - 1));
 	rc = shb_s3_perform(s3, &rq, &rs);
+	if (!rc && meta)
+		memcpy(meta, rs.meta, sizeof(rs.meta));
 	shb_s3_resp_reset(&rs);
 	return shb_s3_context(s3, rc, "read", key);
+}
+
+int shb_s3_get(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, void *buf)
+{
+	return shb_s3_get_meta(s3, key, off, len, buf, NULL);
 }
 
 int shb_s3_get_tail(struct shb_s3 *s3, const char *key, size_t len, void *buf, size_t *got,

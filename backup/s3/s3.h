@@ -105,6 +105,19 @@ int shb_s3_head(struct shb_s3 *s3, const char *key, uint64_t *size);
  */
 int shb_s3_get(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, void *buf);
 /*
+ * The one piece of user metadata we give an object (an encrypted backup's
+ * age header, so that its first ranged GET brings it: age.h), and how long
+ * its value may be (S3 allows 2 KB of user metadata in all).
+ */
+#define SHB_S3_META_HEADER "x-amz-meta-shb-age-prefix"
+#define SHB_S3_META_MAX 1800
+/*
+ * shb_s3_get(), also copying the object's SHB_S3_META_HEADER value into
+ * meta[SHB_S3_META_MAX + 1] ("" when it has none, or a longer one).
+ */
+int shb_s3_get_meta(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, void *buf,
+		    char *meta);
+/*
  * The last bytes of an object with one suffix-range GET ("bytes=-len"):
  * *got = min(len, object size) bytes into buf, *total = the object's size.
  */
@@ -123,10 +136,12 @@ int shb_s3_upload(struct shb_s3 *s3, const char *key, const char *path,
 /*
  * The same from the open file fd (read with pread, left open): what a caller
  * that wrote the file uploads, so a name swapped since cannot change what
- * is sent.  name is for messages.
+ * is sent.  name is for messages.  meta (NULL: none; at most
+ * SHB_S3_META_MAX printable ASCII characters) is stored as the object's
+ * SHB_S3_META_HEADER.
  */
 int shb_s3_upload_fd(struct shb_s3 *s3, const char *key, int fd, const char *name,
-		     shb_s3_progress_fn progress, void *ctx);
+		     const char *meta, shb_s3_progress_fn progress, void *ctx);
 
 /*
  * Aborts the unfinished multipart uploads under prefix whose keys pass keep

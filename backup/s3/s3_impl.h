@@ -52,6 +52,7 @@ struct req {
 	void *out;                     /* GET into a caller buffer of out_cap */
 	size_t out_cap;
 	int exact;                     /* a 2xx must be a 206 filling out_cap exactly */
+	const char *meta;              /* SHB_S3_META_HEADER's value to send, or NULL */
 	int error_in_200;              /* a 200 may carry <Error> */
 };
 
@@ -65,6 +66,7 @@ struct resp {
 	uint64_t length;               /* from Content-Length */
 	size_t sent;
 	int overflow;
+	char meta[SHB_S3_META_MAX + 1];  /* SHB_S3_META_HEADER's value, "" when none */
 };
 
 /* Frees rs's body and zeroes rs, for another attempt or request. */

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "error.h"
 #include "s3.h"
 #include "source.h"
@@ -23,6 +25,29 @@ static int s3_read(struct shb_source *src, void *buf, size_t len, uint64_t off)
 	return shb_s3_get(ss->s3, ss->key, off, len, buf);
 }
 
+/* The suffix, and the head our upload put in the object's metadata (base64). */
+static int s3_tail_and_head(struct shb_source *src, void *tail_buf, size_t tail, void *head,
+			    size_t cap, size_t *got)
+{
+	struct s3_source *ss = (struct s3_source *)src;
+	char meta[SHB_S3_META_MAX + 1];
+	unsigned char bin[SHB_S3_META_MAX];
+	size_t n, pad;
+	int len, rc;
+
+	if ((rc = shb_s3_get_meta(ss->s3, ss->key, src->size - tail, tail, tail_buf, meta)))
+		return rc;
+	n = strlen(meta);
+	pad = n >= 2 ? (meta[n - 1] == '=') + (meta[n - 2] == '=') : 0;
+	/* Anything but whole, canonical base64 is no head: the caller reads it instead. */
+	if (n && n % 4 == 0 && (len = EVP_DecodeBlock(bin, (unsigned char *)meta, (int)n)) >= 0
+	    && (size_t)len - pad <= cap) {
+		memcpy(head, bin, (size_t)len - pad);
+		*got = (size_t)len - pad;
+	}
+	return SHB_OK;
+}
+
 static void s3_close(struct shb_source *src)
 {
 	free(((struct s3_source *)src)->key);
@@ -38,7 +63,8 @@ static int s3_version(struct shb_source *src, char *buf, size_t len, int *names_
 	return SHB_OK;
 }
 
-static const struct shb_source_ops s3_ops = { s3_read, s3_close, s3_version, NULL };
+static const struct shb_source_ops s3_ops = { s3_read, s3_close, s3_version, NULL,
+					      s3_tail_and_head };
 
 int shb_source_open_s3(struct shb_s3 *s3, const char *key, uint64_t size,
 		       struct shb_source **out)

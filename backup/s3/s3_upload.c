@@ -24,10 +24,11 @@
 /* --- uploads -------------------------------------------------------------- */
 
 static int put_object(struct shb_s3 *s3, const char *key, const unsigned char *body, size_t len,
-		      const struct shb_kv *query, size_t nquery, char *etag, size_t etag_cap)
+		      const struct shb_kv *query, size_t nquery, char *etag, size_t etag_cap,
+		      const char *meta)
 {
 	struct req rq = { .method = "PUT", .key = key, .body = body, .body_len = len,
-			  .nquery = nquery };
+			  .nquery = nquery, .meta = meta };
 	struct resp rs = { 0 };
 	int rc;
 
@@ -50,6 +51,7 @@ static int put_object(struct shb_s3 *s3, const char *key, const unsigned char *b
 struct mpu {
 	struct shb_s3 *s3;
 	const char *key;
+	const char *meta;   /* the object's SHB_S3_META_HEADER, or NULL */
 	const char *upload_id;
 	int fd;
 	uint64_t size;
@@ -75,7 +77,8 @@ static int upload_part(struct mpu *u, size_t i, unsigned char *buf)
 
 	snprintf(num, sizeof(num), "%zu", i + 1);
 	if (!rc)
-		rc = put_object(u->s3, u->key, buf, len, q, 2, u->etags[i], sizeof(u->etags[i]));
+		rc = put_object(u->s3, u->key, buf, len, q, 2, u->etags[i], sizeof(u->etags[i]),
+				NULL);
 	pthread_mutex_lock(&u->mu);
 	u->done += rc ? 0 : len;
 	if (!rc && u->progress)
@@ -116,9 +119,9 @@ static void *part_worker(void *arg)
 	return NULL;
 }
 
-static int start_multipart(struct shb_s3 *s3, const char *key, char **id)
+static int start_multipart(struct shb_s3 *s3, const char *key, const char *meta, char **id)
 {
-	struct req rq = { .method = "POST", .key = key, .nquery = 1 };
+	struct req rq = { .method = "POST", .key = key, .nquery = 1, .meta = meta };
 	struct resp rs = { 0 };
 	int rc;
 
@@ -180,7 +183,7 @@ static int multipart(struct shb_s3 *s3, struct mpu *u)
 	pthread_t threads[64];
 	char *id = NULL;
 
-	if ((rc = start_multipart(s3, u->key, &id)))
+	if ((rc = start_multipart(s3, u->key, u->meta, &id)))
 		return rc;
 	u->upload_id = id;
 	u->nparts = (size_t)((u->size + s3->cfg.part_size - 1) / s3->cfg.part_size);
@@ -208,9 +211,10 @@ out:
 }
 
 int shb_s3_upload_fd(struct shb_s3 *s3, const char *key, int fd, const char *name,
-		     shb_s3_progress_fn progress, void *ctx)
+		     const char *meta, shb_s3_progress_fn progress, void *ctx)
 {
-	struct mpu u = { .s3 = s3, .key = key, .progress = progress, .ctx = ctx, .fd = fd };
+	struct mpu u = { .s3 = s3, .key = key, .meta = meta, .progress = progress, .ctx = ctx,
+			 .fd = fd };
 	unsigned char *buf = NULL;
 	struct stat st;
 	int rc;
@@ -228,7 +232,7 @@ int shb_s3_upload_fd(struct shb_s3 *s3, const char *key, int fd, const char *nam
 	buf = malloc(u.size ? u.size : 1);
 	rc = buf ? shb_pread_all(u.fd, buf, u.size, 0, name) : shb_fail(SHB_ENOMEM, "out of memory");
 	if (!rc)
-		rc = put_object(s3, key, buf, u.size, NULL, 0, NULL, 0);
+		rc = put_object(s3, key, buf, u.size, NULL, 0, NULL, 0, meta);
 	if (!rc && progress)
 		progress(ctx, u.size, u.size);
 out:
@@ -244,7 +248,7 @@ int shb_s3_upload(struct shb_s3 *s3, const char *key, const char *path,
 
 	if (fd < 0)
 		return shb_s3_context(s3, shb_fail_errno(SHB_EIO, "cannot open '%s'", path), "upload", key);
-	rc = shb_s3_upload_fd(s3, key, fd, path, progress, ctx);
+	rc = shb_s3_upload_fd(s3, key, fd, path, NULL, progress, ctx);
 	close(fd);
 	return rc;
 }

@@ -5,6 +5,7 @@ temporary file; interop with Debian's age and age-keygen both ways; every
 kind of damage and every missing or wrong key refused with its exit code,
 the target untouched; shbackup keygen; prune of plain and encrypted alike.
 The mount's side is in test_age_mount.py."""
+import base64
 import json
 import shutil
 import signal
@@ -471,3 +472,31 @@ def test_prune_treats_plain_and_encrypted_alike(swift, bucket, tmp):
     assert {f.name for f in local.glob("streamhub-backup-*")} == kept, p.stdout + p.stderr
     listed = swift.aws("s3", "ls", f"s3://{bucket}/{PREFIX}/").stdout
     assert {line.split()[-1] for line in listed.splitlines()} == kept, listed
+
+
+def test_s3_head_metadata_is_checked_like_the_file(swift, bucket, tmp):
+    """The age header that create stores in the S3 object's metadata (so the
+    first GET brings it) is untrusted input: garbage there is ignored (the
+    header is read from the object), another backup's header there (a valid
+    MAC, another file key) fails every chunk: exit 4, never wrong bytes."""
+    data = tmp / "data"
+    make_datadir(data, apps=1, size_mb=1, seed=12)
+    key = tmp / "keys" / "id.txt"
+    pub = age_keygen(key)
+    env = swift.env(bucket, BACKUP_DATA_DIR=data, BACKUP_AGE_RECIPIENTS=pub,
+                    BACKUP_AGE_IDENTITY_FILE=key)
+    shbackup("create", "--no-prune", env=env, check=0)
+    [a] = age_backups_in(data / "backups")
+    other = tmp / "other.age"
+    subprocess.run(["age", "-r", pub, "-o", other, a], check=True)
+    _, payload = age_layout(other.read_bytes())
+    other_head = base64.b64encode(other.read_bytes()[:payload]).decode()
+    for ts, meta, code in (("20250104T000000Z", "bm90IGFuIGFnZSBoZWFkZXI=", 0),
+                           ("20250105T000000Z", "%%%", 0),
+                           ("20250106T000000Z", other_head, 4)):
+        swift.aws("s3", "cp", a, f"s3://{bucket}/{PREFIX}/{age_name(ts)}",
+                  "--metadata", f"shb-age-prefix={meta}")
+        p = shbackup("verify", "--from", ts, env=dict(env, BACKUP_LOCAL_DIR=str(tmp / "none")))
+        assert p.returncode == code, (ts, p.stdout, p.stderr)
+        if code:
+            assert "authentication tag" in p.stdout, p.stdout

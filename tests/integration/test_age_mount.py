@@ -169,8 +169,8 @@ def test_s3_laziness_point_query_and_remount(swift, bucket, tmp, mount):
     n = len(swift.requests())
     assert sorted(os.listdir(m.path / ts)) == ["apps", "secrets.json", "streamhub.db"]
     enter = gets(swift, n, bucket)
-    # The header, then the tail (test_entering_costs_one_suffix_get wants one).
-    assert len(enter) <= 2 and sum(b for _, b in enter) <= 256 * 1024, enter
+    # One suffix GET: the tail, with the age header in the object's metadata.
+    assert len(enter) == 1 and enter[0][1] <= 3 * AGE_CHUNK, enter
     db = m.path / ts / "apps/app-001/app.db"
     assert db.stat().st_size >= 256 << 20
 
@@ -196,17 +196,33 @@ def test_s3_laziness_point_query_and_remount(swift, bucket, tmp, mount):
     assert leaks([cache], [first] + markers(data)) == []
 
 
-def test_entering_costs_the_header_and_one_suffix_get(swift, bucket, tmp, mount):
-    """Issue 12 asks for one suffix-range GET; the file key is in the age
-    header at the object's start, so entering costs that header (one GET of
-    at most 4 KiB) and the tail (one ranged GET), both cached after."""
+def test_entering_costs_one_suffix_get(swift, bucket, tmp, mount):
+    """Our S3 objects carry their age header in their metadata, so the one
+    suffix GET the index needs brings it; an age file uploaded by another
+    tool (no metadata) costs a GET of its header first; a remount with the
+    cache costs nothing either way."""
     data, key, archive, ts = s3_sealed(swift, bucket, tmp, size_mb=1, seed=10, apps=1)
-    m = mount(s3_mount_env(swift, bucket, tmp), f"identity={key}", f"cache_dir={tmp / 'c'}")
+    size = archive.stat().st_size
+    theirs_ts = "20250103T000000Z"
+    swift.aws("s3", "cp", archive, f"s3://{bucket}/{PREFIX}/{age_name(theirs_ts)}")
+    env, cache = s3_mount_env(swift, bucket, tmp), tmp / "c"
+    m = mount(env, f"identity={key}", f"cache_dir={cache}")
     assert ts in os.listdir(m.path)
     n = len(swift.requests())
     assert sorted(os.listdir(m.path / ts)) == ["apps", "secrets.json", "streamhub.db"]
     g = gets(swift, n, bucket)
-    assert len(g) == 2 and g[0][1] <= 4096 and g[1][1] <= 256 * 1024, g
+    assert len(g) == 1 and 0 < g[0][1] <= 3 * AGE_CHUNK, g
+    n = len(swift.requests())
+    assert sorted(os.listdir(m.path / theirs_ts)) == sorted(os.listdir(m.path / ts))
+    g = gets(swift, n, bucket)
+    assert len(g) == 2 and g[0][1] <= min(size, 3 * AGE_CHUNK) and g[1][1] <= 4096, g
+    check_same(m.path / theirs_ts, m.path / ts)
+    unmount(m)
+    n = len(swift.requests())
+    m = mount(env, f"identity={key}", f"cache_dir={cache}")
+    for t in (ts, theirs_ts):
+        assert sorted(os.listdir(m.path / t)) == ["apps", "secrets.json", "streamhub.db"]
+    assert gets(swift, n, bucket) == []
 
 
 def test_plain_targz_encrypted_by_age_mounts_local_and_s3(both, swift, bucket, tmp, mount):

@@ -28,6 +28,7 @@ struct counting {
 	struct shb_source base;
 	const unsigned char *data;
 	const char *etag;
+	const char *head;   /* what tail_and_head tells, NULL: nothing */
 	unsigned reads;
 	uint64_t bytes;
 };
@@ -54,8 +55,20 @@ static int counting_version(struct shb_source *src, char *buf, size_t len, int *
 	return SHB_OK;
 }
 
+/* Like an S3 object whose metadata holds c->head. */
+static int counting_tail_and_head(struct shb_source *src, void *tail_buf, size_t tail,
+				  void *head, size_t cap, size_t *got)
+{
+	struct counting *c = (struct counting *)src;
+
+	counting_read(src, tail_buf, tail, src->size - tail);
+	*got = c->head && strlen(c->head) <= cap ? strlen(c->head) : 0;
+	memcpy(head, c->head ? c->head : "", *got);
+	return SHB_OK;
+}
+
 static const struct shb_source_ops counting_ops = {
-	counting_read, counting_close, counting_version, NULL
+	counting_read, counting_close, counting_version, NULL, counting_tail_and_head
 };
 
 /* A counting source over data (the test keeps *c to read its counters). */
@@ -334,6 +347,42 @@ static void test_memory_pieces(void)
 	shb_pieces_free(p);
 }
 
+/*
+ * The tail and the head it told come from the inner source once; a later
+ * run gets both from the cache, also when it told no head.
+ */
+static void test_tail_and_head(const char *dir, const unsigned char *data)
+{
+	const char *heads[] = { "age head", NULL };
+	unsigned char tail[5000], head[64];
+	struct shb_cache *c;
+	struct counting *in;
+	struct shb_source *s;
+	size_t got;
+
+	CHECK_OK(shb_cache_open(dir, 256u << 20, &c));
+	for (int i = 0; i < 2; i++) {
+		for (int run = 0; run < 2; run++) {
+			char etag[16];
+
+			snprintf(etag, sizeof(etag), "\"h%d\"", i);
+			in = counting_new(data, etag);
+			in->head = heads[i];
+			s = wrap(in, c);
+			CHECK_OK(shb_source_tail_and_head(s, tail, sizeof(tail), head, sizeof(head),
+							  &got));
+			CHECK(memcmp(tail, data + SIZE - sizeof(tail), sizeof(tail)) == 0);
+			CHECK(got == (heads[i] ? strlen(heads[i]) : 0));
+			CHECK(!got || memcmp(head, heads[i], got) == 0);
+			CHECK(in->reads == (run ? 0u : 1u));
+			read_ok(s, data, SIZE - 100, 100);  /* the tail is cached */
+			CHECK(in->reads == (run ? 0u : 1u));
+			shb_source_close(s);
+		}
+	}
+	shb_cache_close(c);
+}
+
 int main(void)
 {
 	char tmp[] = "/tmp/shb-test-cache-XXXXXX", dir[4200], shared[4200];
@@ -357,6 +406,8 @@ int main(void)
 	test_foreign_dir_refused(dir, shared);
 	test_stale_private_swept(tmp);
 	test_memory_pieces();
+	snprintf(dir, sizeof(dir), "%s/c7", tmp);
+	test_tail_and_head(dir, data);
 	shb_remove_tree(tmp);
 	free(data);
 	return check_done("test_cache");
