@@ -205,53 +205,33 @@ static char *next_key_line(char **p, size_t *lineno)
 	return NULL;
 }
 
-int shb_age_recipients_add_file(struct shb_age_keys *ks, const char *path)
+/*
+ * The keys of a recipients file (secret 0) or an identity file (secret 1),
+ * all of them or none: a bad line is named by number (a recipient is
+ * quoted in part, a secret never), and everything read is wiped.
+ */
+static int load_keys(struct shb_age_keys *ks, const char *path, int secret)
 {
 	struct shb_age_key key;
-	size_t len, lineno = 0, before = ks->n;
-	char *buf, *p, *line;
-	int rc = SHB_OK;
+	size_t len = 0, lineno = 0, before = ks->n;
+	char *buf = NULL, *p, *line;
+	int rc;
 
-	if ((rc = read_key_file(path, 0, &buf, &len)))
+	if ((rc = read_key_file(path, secret, &buf, &len)))
 		return rc;
 	p = buf;
-	while ((line = next_key_line(&p, &lineno))) {
-		if (shb_age_parse_recipient(line, &key)) {
-			rc = shb_fail(SHB_EINVAL, "%s:%zu: '%.12s...' is not an age recipient (age1...)",
-				      path, lineno, line);
-			break;
-		}
-		if ((rc = keys_add(ks, &key)))
-			break;
-	}
-	if (rc)
-		ks->n = before;  /* all of the file or nothing */
-	free(buf);
-	return rc;
-}
-
-int shb_age_identities_load(struct shb_age_keys *ks, const char *path)
-{
-	struct shb_age_key key;
-	size_t len, lineno = 0, before = ks->n;
-	char *buf, *p, *line;
-	int rc = SHB_OK;
-
-	if ((rc = read_key_file(path, 1, &buf, &len)))
-		return rc;
-	p = buf;
-	while ((line = next_key_line(&p, &lineno))) {
-		if (shb_age_parse_identity(line, &key)) {
-			rc = shb_fail(SHB_EINVAL, "identity file '%s': line %zu is not an age identity "
-				      "(AGE-SECRET-KEY-1...)", path, lineno);
-			break;
-		}
-		rc = keys_add(ks, &key);
+	while (!rc && (line = next_key_line(&p, &lineno))) {
+		if (secret && shb_age_parse_identity(line, &key))
+			rc = shb_fail(SHB_EINVAL, "identity file '%s': line %zu is not an age "
+				      "identity (AGE-SECRET-KEY-1...)", path, lineno);
+		else if (!secret && shb_age_parse_recipient(line, &key))
+			rc = shb_fail(SHB_EINVAL, "%s:%zu: '%.12s...' is not an age recipient "
+				      "(age1...)", path, lineno, line);
+		else
+			rc = keys_add(ks, &key);
 		OPENSSL_cleanse(&key, sizeof(key));
-		if (rc)
-			break;
 	}
-	if (!rc && ks->n == before)
+	if (!rc && secret && ks->n == before)
 		rc = shb_fail(SHB_EINVAL, "identity file '%s' holds no age identity", path);
 	if (rc && ks->n > before) {  /* all of the file or nothing */
 		OPENSSL_cleanse(ks->keys + before, (ks->n - before) * sizeof(*ks->keys));
@@ -260,4 +240,14 @@ int shb_age_identities_load(struct shb_age_keys *ks, const char *path)
 	OPENSSL_cleanse(buf, len);
 	free(buf);
 	return rc;
+}
+
+int shb_age_recipients_add_file(struct shb_age_keys *ks, const char *path)
+{
+	return load_keys(ks, path, 0);
+}
+
+int shb_age_identities_load(struct shb_age_keys *ks, const char *path)
+{
+	return load_keys(ks, path, 1);
 }
