@@ -151,6 +151,10 @@ static void publish(struct shbfs *fs, struct replaced *gone)
 			item = l->items[i++];
 		} else if (c > 0) {
 			item = r->items[j++];
+		} else if (l->items[i].encrypted != r->items[j].encrypted) {
+			/* One backup per second: the encrypted one (catalog.h, shadowed). */
+			item = l->items[i].encrypted ? l->items[i] : r->items[j];
+			i++, j++;
 		} else {
 			item = l->items[i++];
 			item.s3_key = r->items[j].s3_key;
@@ -170,6 +174,22 @@ static void publish(struct shbfs *fs, struct replaced *gone)
 	fs->n = n;
 }
 
+/* What a new local listing ignores, logged when it first shows, not at every listing. */
+static void warn_ignored(const struct shb_catalog *old, const struct shb_catalog *now)
+{
+	if (now->ignored && (old->ignored != now->ignored
+			     || strcmp(old->ignored_name, now->ignored_name)))
+		shbfs_log(LOG_WARNING, "ignoring %zu entr%s in the backup dir that %s not a regular "
+			  "file, '%s' first (a symlink is never followed there)", now->ignored,
+			  now->ignored == 1 ? "y" : "ies", now->ignored == 1 ? "is" : "are",
+			  now->ignored_name);
+	if (now->shadowed && (old->shadowed != now->shadowed
+			      || strcmp(old->shadowed_name, now->shadowed_name)))
+		shbfs_log(LOG_WARNING, "ignoring plain backup '%s'%s: an encrypted backup of the "
+			  "same second exists", now->shadowed_name,
+			  now->shadowed > 1 ? " and others like it" : "");
+}
+
 /* One listing: each source on its own, no lock held while it is read. */
 static void relist(struct shbfs *fs)
 {
@@ -181,13 +201,8 @@ static void relist(struct shbfs *fs)
 	if ((lrc = shb_repo_list_local(fs->cfg.repo, &local)))
 		snprintf(why, sizeof(why), "%s", shb_errmsg());
 	pthread_mutex_lock(&fs->mu);
-	/* Logged when it first shows, not at every listing. */
-	if (!lrc && local.ignored && (fs->local.ignored != local.ignored
-				      || strcmp(fs->local.ignored_name, local.ignored_name)))
-		shbfs_log(LOG_WARNING, "ignoring %zu entr%s in the backup dir that %s not a regular "
-			  "file, '%s' first (a symlink is never followed there)", local.ignored,
-			  local.ignored == 1 ? "y" : "ies", local.ignored == 1 ? "is" : "are",
-			  local.ignored_name);
+	if (!lrc)
+		warn_ignored(&fs->local, &local);
 	if (!lrc) {
 		shb_catalog_free(&fs->local);
 		fs->local = local;

@@ -29,6 +29,8 @@ struct shb_source;
 #define SHB_AGE_CHUNK (64u * 1024u)      /* plaintext bytes per STREAM chunk */
 #define SHB_AGE_TAG 16u                  /* Poly1305 tag per chunk */
 #define SHB_AGE_MAX_HEADER (64u * 1024u) /* a longer header is refused */
+/* X25519 recipients whose stanzas (98 bytes each) fit in SHB_AGE_MAX_HEADER. */
+#define SHB_AGE_MAX_RECIPIENTS 600
 /* "age1" + 58 bech32 characters of a 32-byte key, and NUL */
 #define SHB_AGE_RECIPIENT_LEN 63
 /* "AGE-SECRET-KEY-1" + 58 upper-case bech32 characters, and NUL */
@@ -95,6 +97,8 @@ int shb_age_recipients_add_file(struct shb_age_keys *ks, const char *path);
  * quoting the line (it is secret).  On failure ks is as it was.
  */
 int shb_age_identities_load(struct shb_age_keys *ks, const char *path);
+/* Drops repeated keys (the same public key twice), keeping the first of each. */
+void shb_age_keys_unique(struct shb_age_keys *ks);
 /* Wipes and frees every key; ks is zeroed. */
 void shb_age_keys_free(struct shb_age_keys *ks);
 
@@ -135,8 +139,9 @@ void shb_age_header_free(struct shb_age_header *h);
  * identity in ids, then checks the header MAC over hdr[0..h->mac_offset)
  * with the key found.  SHB_OK and file_key set; SHB_EFORMAT for an X25519
  * stanza that is malformed (wrong argument count or sizes, body not 32
- * bytes) or a scrypt stanza; SHB_EKEY when no identity matches (or ids is
- * empty); SHB_ECORRUPT when the MAC does not match.
+ * bytes) or a scrypt stanza beside others; SHB_EKEY when no identity
+ * matches (or ids is empty) or the one stanza is scrypt (a passphrase:
+ * not supported); SHB_ECORRUPT when the MAC does not match.
  */
 int shb_age_unwrap(const struct shb_age_header *h, const unsigned char *hdr,
 		   const struct shb_age_keys *ids, unsigned char file_key[16]);
@@ -169,6 +174,13 @@ int shb_age_unwrap(const struct shb_age_header *h, const unsigned char *hdr,
  */
 int shb_age_source_open(struct shb_source *inner, const struct shb_age_keys *ids,
 			struct shb_source **out);
+/*
+ * The plaintext size of an age file of file_size bytes whose header is
+ * header_len bytes (shb_age_header.len): 0 and *plain, or -1 when no
+ * chunking gives that size (a truncated or padded file).  What can be
+ * told of an encrypted file without a key.
+ */
+int shb_age_plain_size(uint64_t file_size, size_t header_len, uint64_t *plain);
 /* True when src was made by shb_age_source_open(). */
 int shb_age_source_is(const struct shb_source *src);
 /* The ciphertext source under an age source (borrowed), else NULL. */
@@ -187,7 +199,8 @@ struct shb_age_writer;
  * Starts an age file for recipients (at least one) on fd (borrowed, never
  * closed; written sequentially from its current position): a random file
  * key, one X25519 stanza per recipient, the MAC and the payload nonce are
- * written at once.  name is for messages.  SHB_EINVAL for no recipient,
+ * written at once.  name is for messages.  SHB_EINVAL for no recipient or
+ * more than SHB_AGE_MAX_RECIPIENTS,
  * SHB_EIO for a failed write (naming name), SHB_ENOMEM.
  */
 int shb_age_writer_open(int fd, const struct shb_age_keys *recipients, const char *name,

@@ -43,6 +43,15 @@ static int payload_chunks(uint64_t p, uint64_t *nchunks, uint64_t *plain)
 	return 0;
 }
 
+int shb_age_plain_size(uint64_t file_size, size_t header_len, uint64_t *plain)
+{
+	uint64_t n;
+
+	if (file_size < (uint64_t)header_len + SHB_AGE_NONCE)
+		return -1;
+	return payload_chunks(file_size - header_len - SHB_AGE_NONCE, &n, plain);
+}
+
 /* Decrypts chunks first.. of ct[0..len) in place; SHB_ECORRUPT names the chunk. */
 static int open_chunks(struct age_source *as, EVP_CIPHER_CTX *ctx, unsigned char *ct,
 		       size_t len, uint64_t first)
@@ -219,6 +228,9 @@ static int file_key_of(struct shb_source *inner, const unsigned char *hdr,
 {
 	int rc = shb_age_unwrap(h, hdr, ids, file_key);
 
+	if (rc == SHB_EKEY && h->n == 1 && !strcmp(h->stanzas[0].type, "scrypt"))
+		return shb_fail(SHB_EKEY, "'%s' is encrypted with a passphrase (age -p), which is "
+				"not supported: encrypt to an identity's public key", inner->name);
 	if (rc == SHB_EKEY && (!ids || !ids->n))
 		return shb_fail(SHB_EKEY, "'%s' is encrypted and no identity given "
 				"(BACKUP_AGE_IDENTITY_FILE)", inner->name);

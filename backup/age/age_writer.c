@@ -78,6 +78,9 @@ int shb_age_writer_open(int fd, const struct shb_age_keys *recipients, const cha
 
 	if (!recipients || !recipients->n)
 		return shb_fail(SHB_EINVAL, "cannot encrypt '%s': no age recipient", name);
+	if (recipients->n > SHB_AGE_MAX_RECIPIENTS)
+		return shb_fail(SHB_EINVAL, "cannot encrypt '%s': %zu recipients, more than %d",
+				name, recipients->n, SHB_AGE_MAX_RECIPIENTS);
 	if (!(w = calloc(1, sizeof(*w))))
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	shb_buf_init(&w->head, SHB_AGE_MAX_HEADER + SHB_AGE_NONCE);

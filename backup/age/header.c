@@ -216,6 +216,10 @@ static int check_stanzas(const struct shb_age_header *h)
 	int rc;
 
 	for (size_t i = 0; i < h->n; i++) {
+		/* The spec's rule: a scrypt stanza is the only one.  Alone, it is a key we lack. */
+		if (!strcmp(h->stanzas[i].type, "scrypt") && h->n == 1)
+			return shb_fail(SHB_EKEY, "encrypted with a passphrase (age -p), which is not "
+					"supported: only identities (X25519) are");
 		if (!strcmp(h->stanzas[i].type, "scrypt"))
 			return bad("a passphrase (scrypt) stanza, not supported");
 		if (!strcmp(h->stanzas[i].type, "X25519")

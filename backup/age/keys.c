@@ -22,6 +22,24 @@
 #define IDENTITY_HRP "age-secret-key-"
 #define KEY_FILE_MAX (1u << 20)  /* a recipients or identity file larger is refused */
 
+/*
+ * A recipient that is a low-order point would make every file key it is
+ * given wrap to an all-zero shared secret: refused when it is read, as age
+ * does, not when the first archive is written.
+ */
+static int check_point(const unsigned char pub[32], const char *s)
+{
+	static const unsigned char probe[32] = { 0x48 };  /* any scalar: clamped, it kills order 8 */
+	unsigned char shared[32];
+	int rc = shb_age_x25519(probe, pub, shared);
+
+	OPENSSL_cleanse(shared, sizeof(shared));
+	if (rc == SHB_EFORMAT)
+		return shb_fail(SHB_EINVAL, "'%.12s...' is not a usable age recipient (a low-order "
+				"X25519 point)", s);
+	return rc;
+}
+
 int shb_age_parse_recipient(const char *s, struct shb_age_key *key)
 {
 	char hrp[16];
@@ -32,7 +50,7 @@ int shb_age_parse_recipient(const char *s, struct shb_age_key *key)
 	    || strncmp(s, "age1", 4))
 		return shb_fail(SHB_EINVAL, "'%.12s...' is not an age recipient (age1...)", s);
 	memset(key->secret, 0, 32);
-	return SHB_OK;
+	return check_point(key->pub, s);
 }
 
 int shb_age_parse_identity(const char *s, struct shb_age_key *key)
@@ -90,6 +108,22 @@ static int keys_add(struct shb_age_keys *ks, const struct shb_age_key *key)
 	return SHB_OK;
 }
 
+void shb_age_keys_unique(struct shb_age_keys *ks)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < ks->n; i++) {
+		size_t k = 0;
+
+		while (k < n && memcmp(ks->keys[k].pub, ks->keys[i].pub, 32))
+			k++;
+		if (k == n)
+			ks->keys[n++] = ks->keys[i];
+	}
+	OPENSSL_cleanse(ks->keys + n, (ks->n - n) * sizeof(*ks->keys));
+	ks->n = n;
+}
+
 void shb_age_keys_free(struct shb_age_keys *ks)
 {
 	if (ks->keys)
@@ -109,9 +143,11 @@ int shb_age_recipients_add_list(struct shb_age_keys *ks, const char *list, const
 
 		if (n) {
 			snprintf(item, sizeof(item), "%.*s", (int)(n < 127 ? n : 127), p);
-			if (n > 127 || shb_age_parse_recipient(item, &key))
+			if (n > 127)
 				return shb_fail(SHB_EINVAL, "%s: '%.12s...' is not an age recipient "
 						"(age1...)", what, item);
+			if (shb_age_parse_recipient(item, &key))
+				return shb_fail(SHB_EINVAL, "%s: %s", what, shb_errmsg());
 			if (keys_add(ks, &key))
 				return SHB_ENOMEM;
 		}
@@ -174,6 +210,12 @@ static int read_key_file(const char *path, int private, char **out, size_t *len)
 		got += (size_t)r;
 	}
 	buf[got] = '\0';
+	if (memchr(buf, '\0', got)) {
+		rc = shb_fail(SHB_EINVAL, "%s '%s' holds a NUL byte: not a key file", what, path);
+		OPENSSL_cleanse(buf, got);
+		free(buf);
+		goto out;
+	}
 	*out = buf;
 	*len = got;
 out:
@@ -225,8 +267,7 @@ static int load_keys(struct shb_age_keys *ks, const char *path, int secret)
 			rc = shb_fail(SHB_EINVAL, "identity file '%s': line %zu is not an age "
 				      "identity (AGE-SECRET-KEY-1...)", path, lineno);
 		else if (!secret && shb_age_parse_recipient(line, &key))
-			rc = shb_fail(SHB_EINVAL, "%s:%zu: '%.12s...' is not an age recipient "
-				      "(age1...)", path, lineno, line);
+			rc = shb_fail(SHB_EINVAL, "%s:%zu: %s", path, lineno, shb_errmsg());
 		else
 			rc = keys_add(ks, &key);
 		OPENSSL_cleanse(&key, sizeof(key));

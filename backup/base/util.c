@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -437,4 +439,12 @@ opened:
 		return shb_fail_errno(SHB_EIO, "cannot open backup directory '%s'", dir);
 	*out = fd;
 	return SHB_OK;
+}
+
+void shb_no_core_dumps(void)
+{
+	struct rlimit none = { 0, 0 };
+
+	setrlimit(RLIMIT_CORE, &none);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }

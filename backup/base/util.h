@@ -91,4 +91,12 @@ int shb_parallel(size_t n, int threads, int (*fn)(void *ctx, size_t i), void *ct
 /* Seconds since an arbitrary point, from CLOCK_MONOTONIC. */
 double shb_now(void);
 
+/*
+ * For a process that holds secret keys or decrypted data: no core dump
+ * from here on (RLIMIT_CORE 0, and not dumpable, which also covers a
+ * core_pattern pipe such as systemd-coredump and keeps other users'
+ * ptrace out).  Inherited by fork; never fails (best effort).
+ */
+void shb_no_core_dumps(void);
+
 #endif

@@ -137,6 +137,10 @@ void shb_warn_ignored(const struct shb_catalog *cat)
 		shb_warning("ignoring %zu entries in the backup dir that are not regular files, "
 			    "'%s' first (a symlink is never followed there)", cat->ignored,
 			    cat->ignored_name);
+	if (cat->shadowed)
+		shb_warning("ignoring plain backup '%s'%s: an encrypted backup of the same second "
+			    "exists, and create never writes both", cat->shadowed_name,
+			    cat->shadowed > 1 ? " and others like it" : "");
 }
 
 void shb_warn_future(const struct shb_catalog *cat)

@@ -256,8 +256,14 @@ static int lock_timeout(struct job *job)
 static int load_recipients(struct job *job)
 {
 	const struct shb_config *c = &job->cfg;
+	const char *vars[] = { "BACKUP_AGE_RECIPIENTS", "BACKUP_AGE_RECIPIENTS_FILE" };
 	int rc = SHB_OK;
 
+	/* Set to nothing is a mistake ($UNSET in an env file), not "no encryption". */
+	for (size_t i = 0; i < 2; i++)
+		if (getenv(vars[i]) && !*getenv(vars[i]))
+			return shb_fail(SHB_EINVAL, "%s is set but empty: give it a key (or "
+					"unset it to make plain backups)", vars[i]);
 	if (c->age_recipients)
 		rc = shb_age_recipients_add_list(&job->recipients, c->age_recipients,
 						 "BACKUP_AGE_RECIPIENTS");
@@ -266,6 +272,11 @@ static int load_recipients(struct job *job)
 	if (!rc && (c->age_recipients || c->age_recipients_file) && !job->recipients.n)
 		rc = shb_fail(SHB_EINVAL, "BACKUP_AGE_RECIPIENTS%s names no age1 key",
 			      c->age_recipients ? "" : "_FILE");
+	if (!rc)
+		shb_age_keys_unique(&job->recipients);
+	if (!rc && job->recipients.n > SHB_AGE_MAX_RECIPIENTS)
+		rc = shb_fail(SHB_EINVAL, "%zu age recipients: an archive's header holds at most %d",
+			      job->recipients.n, SHB_AGE_MAX_RECIPIENTS);
 	return rc;
 }
 

@@ -74,26 +74,32 @@ int cmd_keygen(int argc, char **argv)
 	};
 	char text[256], pub[SHB_AGE_RECIPIENT_LEN];
 	struct shb_age_key key;
-	int code, rc;
+	int code;
 
 	if ((code = shb_options_parse(&doc, opts, argc, argv)) != SHB_OPTS_RUN)
 		return code;
-	if ((rc = shb_age_keygen(&key))) {
+	if (shb_age_keygen(&key)) {
 		shb_error("%s", shb_errmsg());
 		return SHB_EXIT_PREFLIGHT;
 	}
 	identity_text(&key, text, sizeof(text));
 	shb_age_format_recipient(&key, pub);
 	OPENSSL_cleanse(&key, sizeof(key));
+	code = SHB_EXIT_PREFLIGHT;
+	/* The public key is shown only once its identity is safely out. */
 	if (!out) {
-		fputs(text, stdout);
-		fprintf(stderr, "Public key: %s\n", pub);
-	} else if ((rc = write_new(out, text))) {
+		if (fputs(text, stdout) < 0 || fflush(stdout))
+			shb_error("cannot write the identity to stdout: %s", strerror(errno));
+		else if (fprintf(stderr, "Public key: %s\n", pub) > 0)
+			code = SHB_EXIT_OK;
+	} else if (write_new(out, text)) {
 		shb_error("%s", shb_errmsg());
-		code = SHB_EXIT_PREFLIGHT;
+	} else if (printf("%s\n", pub) < 0 || fflush(stdout)) {
+		shb_error("identity written to '%s', but its public key could not be printed: "
+			  "%s (it is in the file's '# public key' line)", out, strerror(errno));
 	} else {
-		printf("%s\n", pub);
+		code = SHB_EXIT_OK;
 	}
 	OPENSSL_cleanse(text, sizeof(text));
-	return rc ? code : (fflush(stdout) ? SHB_EXIT_PREFLIGHT : SHB_EXIT_OK);
+	return code;
 }

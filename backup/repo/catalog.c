@@ -39,23 +39,62 @@ static int newest_first(const void *a, const void *b)
 	return c ? c : strcmp(x->name, y->name);
 }
 
-/* The item named name, appended (zeroed but for its name) if absent; NULL if no memory. */
-static struct shb_backup *item_for(struct shb_catalog *cat, const char *name, const char *ts,
-				   time_t t)
+/* Counts a plain backup that an encrypted one of the same second shadows. */
+static void shadow(struct shb_catalog *cat, const char *name)
 {
+	if (!cat->shadowed++)
+		snprintf(cat->shadowed_name, sizeof(cat->shadowed_name), "%s", name);
+}
+
+/* Forgets b's copies (a shadowed plain backup's), keeping its place. */
+static void drop_copies(struct shb_backup *b)
+{
+	free(b->local_path);
+	free(b->s3_key);
+	free(b->s3_etag);
+	b->local_path = b->s3_key = b->s3_etag = NULL;
+	b->local_size = b->local_ino = b->s3_size = 0;
+	b->local_mtime_ns = 0;
+}
+
+/*
+ * The item for ts, appended (zeroed but for the name) if absent; NULL if no
+ * memory.  One backup per second: when a plain and an encrypted name share
+ * ts, the encrypted one is the backup (create never writes both, so the
+ * plain one was put there by someone else: it must not stand in for the
+ * encrypted one) and the plain one is counted in cat->shadowed; *skip is
+ * set when that is name.
+ */
+static struct shb_backup *item_for(struct shb_catalog *cat, const char *name, const char *ts,
+				   time_t t, int *skip)
+{
+	size_t n = strlen(name), s = strlen(SHB_AGE_SUFFIX);
+	int enc = n > s && !strcmp(name + n - s, SHB_AGE_SUFFIX);
 	struct shb_backup *b;
 
-	for (size_t i = 0; i < cat->n; i++)
-		if (!strcmp(cat->items[i].name, name))
-			return &cat->items[i];
+	*skip = 0;
+	for (size_t i = 0; i < cat->n; i++) {
+		if (strcmp((b = &cat->items[i])->ts, ts))
+			continue;
+		if (b->encrypted == enc)
+			return b;
+		shadow(cat, enc ? b->name : name);
+		if (!enc) {
+			*skip = 1;
+			return b;
+		}
+		drop_copies(b);
+		free(b->name);
+		b->encrypted = 1;
+		return (b->name = strdup(name)) ? b : NULL;
+	}
 	if (SHB_ALLOC_GROW(cat->items, cat->n + 1, cat->alloc))
 		return NULL;
 	b = &cat->items[cat->n];
 	memset(b, 0, sizeof(*b));
 	memcpy(b->ts, ts, SHB_TS_LEN);
 	b->time = t;
-	b->encrypted = strlen(name) > strlen(SHB_AGE_SUFFIX)
-		       && !strcmp(name + strlen(name) - strlen(SHB_AGE_SUFFIX), SHB_AGE_SUFFIX);
+	b->encrypted = enc;
 	if (!(b->name = strdup(name)))
 		return NULL;
 	cat->n++;
@@ -75,6 +114,7 @@ static int add_local(struct shb_catalog *cat, const char *dir, int dfd, const ch
 	struct stat st;
 	char *path;
 	time_t t;
+	int skip;
 
 	if (shb_backup_name_parse(name, ts, &t) < 0)
 		return SHB_OK;
@@ -87,9 +127,13 @@ static int add_local(struct shb_catalog *cat, const char *dir, int dfd, const ch
 	}
 	if (!(path = shb_aprintf("%s/%s", dir, name)))
 		return SHB_ENOMEM;
-	if (!(b = item_for(cat, name, ts, t))) {
+	if (!(b = item_for(cat, name, ts, t, &skip))) {
 		free(path);
 		return shb_fail(SHB_ENOMEM, "out of memory");
+	}
+	if (skip) {
+		free(path);
+		return SHB_OK;
 	}
 	free(b->local_path);
 	b->local_path = path;
@@ -142,13 +186,16 @@ int shb_catalog_add_s3(struct shb_catalog *cat, struct shb_s3 *s3, const char *p
 		char ts[SHB_TS_LEN];
 		struct shb_backup *b;
 		time_t t;
+		int skip;
 
 		if (strncmp(o->key, dir, dlen) || shb_backup_name_parse(name, ts, &t) < 0)
 			continue;
-		if (!(b = item_for(cat, name, ts, t))) {
+		if (!(b = item_for(cat, name, ts, t, &skip))) {
 			rc = shb_fail(SHB_ENOMEM, "out of memory");
 			break;
 		}
+		if (skip)
+			continue;
 		free(b->s3_key);
 		free(b->s3_etag);
 		b->s3_size = o->size;

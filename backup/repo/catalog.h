@@ -15,8 +15,8 @@
  * exactly are never part of it (and so never pruned).  The local directory
  * (shb_catalog_add_local) and the S3 prefix (shb_catalog_add_s3) merge
  * into the same structure: a backup in both places (the same name) is one
- * item with both copies.  A plain and an encrypted backup of the same
- * second are two items.
+ * item with both copies.  There is one backup per second: a plain backup
+ * of a second that has an encrypted one is not listed (see shadowed).
  *
  * A catalog is plain data: zero-initialise it, add to it from one thread,
  * then read it from any number of threads; free it with
@@ -61,6 +61,13 @@ struct shb_catalog {
 	 */
 	size_t ignored;
 	char ignored_name[64];
+	/*
+	 * Plain backups (local or S3) of a second that also has an encrypted
+	 * one: never listed, opened or deleted (item_for in catalog.c).  How
+	 * many, and the first one's name.
+	 */
+	size_t shadowed;
+	char shadowed_name[64];
 };
 
 /*

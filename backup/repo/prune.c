@@ -85,8 +85,9 @@ static int plain_ok(struct shb_source *src)
 }
 
 /*
- * An encrypted copy where no identity opens it (the backup host holds only
- * public keys): an age header that parses and a payload its size can hold.
+ * An encrypted copy where no identity is given (the backup host holds only
+ * public keys): an age header that parses and a size that whole chunks
+ * give.  That is all a key-less check can tell (README, "Threat model").
  */
 static int age_ok(struct shb_source *src)
 {
@@ -97,10 +98,13 @@ static int age_ok(struct shb_source *src)
 
 	if ((rc = shb_source_read(src, head, n, 0)))
 		return rc;
+	uint64_t plain;
+
 	if ((rc = shb_age_header_parse(head, n, &h)))
 		return rc == SHB_ETOOBIG ? SHB_OK : rc;  /* a long header: many recipients */
-	if (src->size < h.len + 16 + SHB_AGE_TAG)
-		rc = shb_fail(SHB_EFORMAT, "%llu bytes, too small for its age header",
+	/* A tar.gz is a gzip header and trailer, and more. */
+	if (shb_age_plain_size(src->size, h.len, &plain) || plain < 18 + 512)
+		rc = shb_fail(SHB_EFORMAT, "%llu bytes, no whole age file around a tar.gz",
 			      (unsigned long long)src->size);
 	shb_age_header_free(&h);
 	return rc;
@@ -109,7 +113,7 @@ static int age_ok(struct shb_source *src)
 /*
  * Whether b's copy in this place is an archive that can be read: ours with
  * an index that parses, or a plain tar.gz (plain_ok), decrypted when it is
- * encrypted; without an identity for it, an age file that looks whole
+ * encrypted; with no identity given at all, an age file that looks whole
  * (age_ok).  SHB_OK if so; SHB_ENET or SHB_ENOMEM when that could not be
  * told; another code if not.
  */
@@ -119,7 +123,9 @@ static int readable(const struct place *pl, const struct shb_backup *b, struct s
 	struct shb_reader *r;
 	int rc;
 
+	/* With identities given, one that does not open the copy makes it unreadable. */
 	if ((rc = shb_repo_open_source(repo, b, pl->copy, &src, NULL)) == SHB_EKEY
+	    && (!repo || !shb_repo_identities(repo)->n)
 	    && !(rc = shb_repo_open_raw(repo, b, pl->copy, &src, NULL))) {
 		rc = age_ok(src);
 		shb_source_close(src);

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "repo.h"
 #include "s3.h"
+#include "util.h"
 
 struct shb_repo {
 	char *local_dir;          /* NULL: no local backups */
@@ -33,9 +34,11 @@ int shb_repo_open(const struct shb_config *cfg, const char *cache_dir, uint64_t 
 	    || (cfg->s3_bucket && !(r->s3_prefix = strdup(cfg->s3_prefix ? cfg->s3_prefix : ""))))
 		rc = shb_fail(SHB_ENOMEM, "out of memory");
 	/* An identity file that cannot be used is SHB_EKEY: no cache dir can stand in for it. */
-	if (!rc && cfg->age_identity_file
-	    && (rc = shb_age_identities_load(&r->ids, cfg->age_identity_file)) != SHB_ENOMEM && rc)
-		rc = SHB_EKEY;
+	if (!rc && cfg->age_identity_file) {
+		shb_no_core_dumps();  /* the keys, and what they decrypt, never reach a core file */
+		if ((rc = shb_age_identities_load(&r->ids, cfg->age_identity_file)) && rc != SHB_ENOMEM)
+			rc = SHB_EKEY;
+	}
 	if (!rc && cfg->s3_bucket)
 		rc = shb_config_s3(cfg, &r->s3);
 	/* A private cache is a saving, not a promise: without one, reads go straight. */

@@ -36,7 +36,8 @@ struct shb_s3;
  * and when that one cannot be made the repository reads without a cache.
  * cache_cap 0: no cache at all.  With cfg->age_identity_file, its
  * identities are loaded (age.h: a file others may read is refused) to
- * open encrypted backups.  cfg is not kept.  SHB_OK and a new repo in
+ * open encrypted backups, and the process dumps no core from then on
+ * (shb_no_core_dumps, util.h).  cfg is not kept.  SHB_OK and a new repo in
  * *out (free with shb_repo_close); else *out NULL and an error code with
  * shb_errmsg() set (the S3 client's configuration, SHB_EIO naming a
  * cache_dir that cannot be used, SHB_EKEY for an identity file that
