@@ -128,7 +128,7 @@ void free_list(char **v, size_t n)
 void print_plan(struct restore *r, FILE *f)
 {
 	const struct shb_layout *l = shb_input_layout(r->in);
-	size_t napps;
+	size_t napps, saved;
 	char **apps;
 
 	target_apps(r->tp, &apps, &napps);  /* only to name what is kept */
@@ -151,7 +151,14 @@ void print_plan(struct restore *r, FILE *f)
 	for (size_t i = 0; i < napps; i++)
 		if (!shb_layout_find(l, apps[i]))
 			fprintf(f, "  keep    %-32s (not in the backup)\n", apps[i]);
-	fprintf(f, "the current state is saved first to %s/%s<UTC>/\n", r->target, ROLLBACK_PREFIX);
+	/* What make_rollback() saves: every app db and the top files the target has. */
+	saved = napps + !faccessat(r->target_fd, "streamhub.db", F_OK, AT_SYMLINK_NOFOLLOW)
+		+ !faccessat(r->target_fd, "secrets.json", F_OK, AT_SYMLINK_NOFOLLOW);
+	if (saved)
+		fprintf(f, "the current state is saved first to %s/%s<UTC>/\n", r->target,
+			ROLLBACK_PREFIX);
+	else
+		fprintf(f, "the target holds no previous data, so there is no rollback copy\n");
 	free_list(apps, napps);
 }
 

@@ -214,6 +214,18 @@ def test_app_selection_and_dry_run(world):
         assert now[rel] == old[rel], rel
 
 
+def test_dry_run_says_whether_a_rollback_copy_is_made(world, tmp):
+    src, target, env, _, _ = world
+    p = restore("--from", "latest", "--target", target, "--dry-run", env=env, check=0)
+    assert f"the current state is saved first to {target}/pre-restore-" in p.stdout, p.stdout
+    empty = tmp / "empty"
+    empty.mkdir()
+    p = restore("--from", "latest", "--target", empty, "--dry-run", env=env, check=0)
+    assert "no rollback copy" in p.stdout and "saved first" not in p.stdout, p.stdout
+    p = restore("--from", "latest", "--target", empty, "--yes", env=env, check=0)
+    assert "no rollback copy" in p.stdout and not list(empty.glob("pre-restore-*"))
+
+
 def test_list_option(world):
     _, _, env, archive, _ = world
     assert archive.name in restore("--list", env=env, check=0).stdout
