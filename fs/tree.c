@@ -152,9 +152,9 @@ static void publish(struct shbfs *fs, struct replaced *gone)
 		} else if (c > 0) {
 			item = r->items[j++];
 		} else if (l->items[i].encrypted != r->items[j].encrypted) {
-			/* One backup per second: the encrypted one (catalog.h, shadowed). */
-			item = l->items[i].encrypted ? l->items[i] : r->items[j];
-			i++, j++;
+			/* One backup per second: the local one (catalog.c, item_for). */
+			item = l->items[i++];
+			j++;
 		} else {
 			item = l->items[i++];
 			item.s3_key = r->items[j].s3_key;
@@ -185,9 +185,8 @@ static void warn_ignored(const struct shb_catalog *old, const struct shb_catalog
 			  now->ignored_name);
 	if (now->shadowed && (old->shadowed != now->shadowed
 			      || strcmp(old->shadowed_name, now->shadowed_name)))
-		shbfs_log(LOG_WARNING, "ignoring plain backup '%s'%s: an encrypted backup of the "
-			  "same second exists", now->shadowed_name,
-			  now->shadowed > 1 ? " and others like it" : "");
+		shbfs_log(LOG_WARNING, "ignoring '%s'%s: another backup of the same second exists",
+			  now->shadowed_name, now->shadowed > 1 ? " and others like it" : "");
 }
 
 /* One listing: each source on its own, no lock held while it is read. */

@@ -155,7 +155,10 @@ int shb_age_unwrap(const struct shb_age_header *h, const unsigned char *hdr,
  * first read, of the last three chunks (where a reader's 128 KiB tail read
  * falls; the cache below keeps them), if that told a header that parses;
  * else from the start of inner (one read of min(size, 4 KiB), more only
- * for a longer header).  It unwraps the
+ * for a longer header).  A copy is used only when it opens the file: its
+ * MAC holds and the last chunk (in that tail read) passes its tag; else
+ * the file's own first bytes decide.  An empty plaintext's one chunk is
+ * checked at open (no read would touch it).  It unwraps the
  * file key with ids, checks the MAC and derives the payload key; the
  * plaintext size follows from inner's size.  Errors: SHB_EFORMAT (not an
  * age file, a bad header, a payload length no chunking gives: a truncated
@@ -181,6 +184,16 @@ int shb_age_source_open(struct shb_source *inner, const struct shb_age_keys *ids
  * told of an encrypted file without a key.
  */
 int shb_age_plain_size(uint64_t file_size, size_t header_len, uint64_t *plain);
+/*
+ * When src's header came from a copy (an S3 object's metadata, see
+ * shb_age_source_open): reads the file's own first bytes and checks they
+ * are that copy, so that a file whose stored header is damaged (which
+ * `age -d` would refuse) is not judged good by a full check (verify,
+ * restore, prune).  SHB_OK when they are, when the header was read from
+ * the file itself, or when src is no age source; SHB_ECORRUPT naming it;
+ * the read's errors.
+ */
+int shb_age_source_check_head(struct shb_source *src);
 /* True when src was made by shb_age_source_open(). */
 int shb_age_source_is(const struct shb_source *src);
 /* The ciphertext source under an age source (borrowed), else NULL. */

@@ -138,9 +138,9 @@ void shb_warn_ignored(const struct shb_catalog *cat)
 			    "'%s' first (a symlink is never followed there)", cat->ignored,
 			    cat->ignored_name);
 	if (cat->shadowed)
-		shb_warning("ignoring plain backup '%s'%s: an encrypted backup of the same second "
-			    "exists, and create never writes both", cat->shadowed_name,
-			    cat->shadowed > 1 ? " and others like it" : "");
+		shb_warning("ignoring '%s'%s: another backup of the same second exists (the local "
+			    "one wins, then the encrypted one), and create never writes both",
+			    cat->shadowed_name, cat->shadowed > 1 ? " and others like it" : "");
 }
 
 void shb_warn_future(const struct shb_catalog *cat)

@@ -96,6 +96,9 @@ static void clear_debris(struct job *job)
 	shb_dir_each(job->dir_fd, remove_if_debris, job);
 }
 
+/* Seconds create waits for a second no backup is named after. */
+#define NAME_WAIT 5
+
 char *backup_name(const struct job *job)
 {
 	return shb_aprintf(SHB_NAME_PREFIX "%s" SHB_NAME_SUFFIX "%s", job->ts,
@@ -119,15 +122,19 @@ static int name_backup(struct job *job)
 {
 	const char *dir = job->cfg.local_dir;
 
-	for (;;) {
+	for (int waited = 0;; waited++) {
 		job->time = time(NULL);
 		shb_ts_format(job->time, job->ts);
 		if (!taken(job))
 			break;
+		/* Only names dated ahead of the clock keep it taken this long. */
+		if (waited == NAME_WAIT)
+			return shb_fail(SHB_EBUSY, "a backup named for each of the next %d seconds "
+					"is already in '%s' (dated in the future?)", NAME_WAIT, dir);
 		sleep(1);  /* one backup per second: never overwrite one */
 	}
 	if (!(job->final_name = backup_name(job)))
-		return SHB_ENOMEM;
+		return shb_fail(SHB_ENOMEM, "out of memory");
 	job->top = shb_aprintf(SHB_NAME_PREFIX "%s", job->ts);
 	job->final_path = shb_aprintf("%s/%s", dir, job->final_name);
 	job->tmp_name = shb_aprintf(".%s" SHB_NAME_SUFFIX SHB_TMP_SUFFIX, job->top ? job->top : "");

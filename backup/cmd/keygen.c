@@ -78,6 +78,7 @@ int cmd_keygen(int argc, char **argv)
 
 	if ((code = shb_options_parse(&doc, opts, argc, argv)) != SHB_OPTS_RUN)
 		return code;
+	shb_no_core_dumps();  /* a fresh secret key is in memory from here on */
 	if (shb_age_keygen(&key)) {
 		shb_error("%s", shb_errmsg());
 		return SHB_EXIT_PREFLIGHT;

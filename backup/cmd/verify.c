@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "btree.h"
+#include "age.h"
 #include "catalog.h"
 #include "cli.h"
 #include "config.h"
@@ -288,7 +289,9 @@ static void check_archive(struct check *c, struct shb_reader *r)
 		file_result(c, "(archive)", shb_errmsg(), -1, NULL);
 		return;
 	}
-	if ((rc = shb_layout_from_index(shb_reader_index(r), &l)))
+	/* An S3 object's header copy opened it: its own header must say the same. */
+	if ((rc = shb_age_source_check_head(shb_reader_source(r)))
+	    || (rc = shb_layout_from_index(shb_reader_index(r), &l)))
 		file_result(c, "(archive)", shb_errmsg(), -1, NULL);
 	for (size_t i = 0; !rc && i < l.n; i++)
 		check_archive_file(c, r, &l.files[i]);

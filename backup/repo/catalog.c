@@ -59,14 +59,17 @@ static void drop_copies(struct shb_backup *b)
 
 /*
  * The item for ts, appended (zeroed but for the name) if absent; NULL if no
- * memory.  One backup per second: when a plain and an encrypted name share
- * ts, the encrypted one is the backup (create never writes both, so the
- * plain one was put there by someone else: it must not stand in for the
- * encrypted one) and the plain one is counted in cat->shadowed; *skip is
- * set when that is name.
+ * memory.  One backup per second: create never writes a plain and an
+ * encrypted name of the same second, so when both show, one was put there
+ * by someone else.  The local copy's kind wins over the S3 one (who can
+ * write the bucket must not hide what the backup host has), and in one
+ * place the encrypted one wins (a plain file must not stand in for an
+ * encrypted backup; hiding a plain one takes the same write access as
+ * deleting it).  The loser is counted in cat->shadowed; *skip is set when
+ * that is name (from S3 when s3).
  */
 static struct shb_backup *item_for(struct shb_catalog *cat, const char *name, const char *ts,
-				   time_t t, int *skip)
+				   time_t t, int s3, int *skip)
 {
 	size_t n = strlen(name), s = strlen(SHB_AGE_SUFFIX);
 	int enc = n > s && !strcmp(name + n - s, SHB_AGE_SUFFIX);
@@ -78,11 +81,13 @@ static struct shb_backup *item_for(struct shb_catalog *cat, const char *name, co
 			continue;
 		if (b->encrypted == enc)
 			return b;
-		shadow(cat, enc ? b->name : name);
-		if (!enc) {
+		/* Keep b: a local copy against an S3 one, or in one place the encrypted one. */
+		if ((s3 && b->local_path) || ((s3 ? !b->local_path : !!b->local_path) && !enc)) {
+			shadow(cat, name);
 			*skip = 1;
 			return b;
 		}
+		shadow(cat, b->name);
 		drop_copies(b);
 		free(b->name);
 		b->encrypted = 1;
@@ -127,7 +132,7 @@ static int add_local(struct shb_catalog *cat, const char *dir, int dfd, const ch
 	}
 	if (!(path = shb_aprintf("%s/%s", dir, name)))
 		return SHB_ENOMEM;
-	if (!(b = item_for(cat, name, ts, t, &skip))) {
+	if (!(b = item_for(cat, name, ts, t, 0, &skip))) {
 		free(path);
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	}
@@ -190,7 +195,7 @@ int shb_catalog_add_s3(struct shb_catalog *cat, struct shb_s3 *s3, const char *p
 
 		if (strncmp(o->key, dir, dlen) || shb_backup_name_parse(name, ts, &t) < 0)
 			continue;
-		if (!(b = item_for(cat, name, ts, t, &skip))) {
+		if (!(b = item_for(cat, name, ts, t, 1, &skip))) {
 			rc = shb_fail(SHB_ENOMEM, "out of memory");
 			break;
 		}

@@ -15,8 +15,9 @@
  * exactly are never part of it (and so never pruned).  The local directory
  * (shb_catalog_add_local) and the S3 prefix (shb_catalog_add_s3) merge
  * into the same structure: a backup in both places (the same name) is one
- * item with both copies.  There is one backup per second: a plain backup
- * of a second that has an encrypted one is not listed (see shadowed).
+ * item with both copies.  There is one backup per second: of a plain and
+ * an encrypted name of the same second, the local one wins over the S3
+ * one, and in one place the encrypted one (see shadowed).
  *
  * A catalog is plain data: zero-initialise it, add to it from one thread,
  * then read it from any number of threads; free it with
@@ -62,9 +63,9 @@ struct shb_catalog {
 	size_t ignored;
 	char ignored_name[64];
 	/*
-	 * Plain backups (local or S3) of a second that also has an encrypted
-	 * one: never listed, opened or deleted (item_for in catalog.c).  How
-	 * many, and the first one's name.
+	 * Backups that lost to another kind (plain or encrypted) of the same
+	 * second: never listed, opened or deleted (item_for in catalog.c).
+	 * How many, and the first one's name.
 	 */
 	size_t shadowed;
 	char shadowed_name[64];

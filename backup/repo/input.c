@@ -368,6 +368,10 @@ int shb_input_open_s3(struct shb_repo *r, const struct shb_backup *b, const char
 		return shb_fail(SHB_ENOMEM, "out of memory");
 	}
 	rc = shb_reader_open(src, &in->reader);
+	if (!rc && (rc = shb_age_source_check_head(src))) {
+		shb_input_close(in);
+		return rc;
+	}
 	if (!rc) {
 		in->kind = SHB_INPUT_INDEXED;
 		return finish_open(in, out);

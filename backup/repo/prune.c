@@ -134,8 +134,9 @@ static int readable(const struct place *pl, const struct shb_backup *b, struct s
 	if (rc)
 		return rc;
 	if (!(rc = shb_reader_open(src, &r))) {
+		rc = shb_age_source_check_head(src);
 		shb_reader_close(r);
-		return SHB_OK;
+		return rc;
 	}
 	if (rc != SHB_EFORMAT || (rc = shb_repo_open_source(repo, b, pl->copy, &src, NULL)))
 		return rc;

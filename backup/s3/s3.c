@@ -107,9 +107,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *data)
 	} else if (header_is(p, len, "Content-Length")) {
 		header_value(p, len, 14, v, sizeof(v));
 		rs->length = strtoull(v, NULL, 10);
-	} else if (header_is(p, len, SHB_S3_META_HEADER)) {
-		if (len - strlen(SHB_S3_META_HEADER) <= SHB_S3_META_MAX + 4)
-			header_value(p, len, strlen(SHB_S3_META_HEADER), rs->meta, sizeof(rs->meta));
+	} else if (len > sizeof(SHB_S3_META_HEADER) + 1
+		   && !strncasecmp(p, SHB_S3_META_HEADER "-", sizeof(SHB_S3_META_HEADER))
+		   && p[sizeof(SHB_S3_META_HEADER)] >= '1'
+		   && p[sizeof(SHB_S3_META_HEADER)] < '1' + SHB_S3_META_PARTS
+		   && p[sizeof(SHB_S3_META_HEADER) + 1] == ':') {
+		/* Too long a part is no part: the value then does not decode. */
+		char *part = rs->meta[p[sizeof(SHB_S3_META_HEADER)] - '1'];
+
+		if (len <= sizeof(SHB_S3_META_HEADER) + 1 + SHB_S3_META_PART + 4)
+			header_value(p, len, sizeof(SHB_S3_META_HEADER) + 1, part,
+				     SHB_S3_META_PART + 1);
 	} else if (header_is(p, len, "Content-Range")) {
 		header_value(p, len, 13, v, sizeof(v));
 		const char *slash = strchr(v, '/');
@@ -168,11 +176,13 @@ static struct curl_slist *add_header(struct curl_slist *l, const char *name, con
 	return n;
 }
 
-/* Headers signed and sent: host, date, payload hash, range, token, our metadata. */
+/* Headers signed and sent: host, date, payload hash, range, token, our metadata's parts. */
 static struct curl_slist *sign_headers(struct shb_s3 *s3, const struct req *rq, const char *path,
 				       int *failed)
 {
-	struct shb_kv h[6];
+	struct shb_kv h[5 + SHB_S3_META_PARTS];
+	char names[SHB_S3_META_PARTS][sizeof(SHB_S3_META_HEADER) + 4];
+	char parts[SHB_S3_META_PARTS][SHB_S3_META_PART + 1];
 	size_t nh = 0;
 	char stamp[SHB_TS_LEN], hash[65], *auth = NULL;
 	struct curl_slist *l = NULL;
@@ -186,8 +196,13 @@ static struct curl_slist *sign_headers(struct shb_s3 *s3, const struct req *rq, 
 		h[nh++] = (struct shb_kv){ "range", rq->range };
 	if (s3->cfg.session_token)
 		h[nh++] = (struct shb_kv){ "x-amz-security-token", s3->cfg.session_token };
-	if (rq->meta)
-		h[nh++] = (struct shb_kv){ SHB_S3_META_HEADER, rq->meta };
+	for (size_t i = 0, n = rq->meta ? strlen(rq->meta) : 0; i * SHB_S3_META_PART < n
+	     && i < SHB_S3_META_PARTS; i++) {
+		snprintf(names[i], sizeof(names[i]), "%s-%zu", SHB_S3_META_HEADER, i + 1);
+		snprintf(parts[i], sizeof(parts[i]), "%.*s", SHB_S3_META_PART,
+			 rq->meta + i * SHB_S3_META_PART);
+		h[nh++] = (struct shb_kv){ names[i], parts[i] };
+	}
 	struct shb_sigv4 sig = { rq->method, path, rq->query, rq->nquery, h, nh, hash,
 				 s3->cfg.region, "s3", s3->cfg.access_key, s3->cfg.secret_key,
 				 0 };
@@ -424,8 +439,11 @@ int shb_s3_get_meta(struct shb_s3 *s3, const char *key, uint64_t off, size_t len
 	snprintf(rq.range, sizeof(rq.range), "bytes=%llu-%llu", (unsigned long long)off,
 		 (unsigned long long)(off + len - 1));
 	rc = shb_s3_perform(s3, &rq, &rs);
-	if (!rc && meta)
-		memcpy(meta, rs.meta, sizeof(rs.meta));
+	/* The parts in order, up to the first missing one. */
+	for (size_t i = 0, n = 0; !rc && meta && i < SHB_S3_META_PARTS && rs.meta[i][0]; i++) {
+		memcpy(meta + n, rs.meta[i], strlen(rs.meta[i]) + 1);
+		n += strlen(rs.meta[i]);
+	}
 	shb_s3_resp_reset(&rs);
 	return shb_s3_context(s3, rc, "read", key);
 }

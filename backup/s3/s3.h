@@ -106,11 +106,15 @@ int shb_s3_head(struct shb_s3 *s3, const char *key, uint64_t *size);
 int shb_s3_get(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, void *buf);
 /*
  * The one piece of user metadata we give an object (an encrypted backup's
- * age header, so that its first ranged GET brings it: age.h), and how long
- * its value may be (S3 allows 2 KB of user metadata in all).
+ * age header, so that its first ranged GET brings it: age.h), sent in parts
+ * "<SHB_S3_META_HEADER>-1", "-2", ... of at most SHB_S3_META_PART
+ * characters each (Swift allows 256 a value), SHB_S3_META_MAX in all (S3
+ * allows 2 KB of user metadata, names included).
  */
 #define SHB_S3_META_HEADER "x-amz-meta-shb-age-prefix"
-#define SHB_S3_META_MAX 1800
+#define SHB_S3_META_PART 240
+#define SHB_S3_META_PARTS 7
+#define SHB_S3_META_MAX (SHB_S3_META_PART * SHB_S3_META_PARTS)
 /*
  * shb_s3_get(), also copying the object's SHB_S3_META_HEADER value into
  * meta[SHB_S3_META_MAX + 1] ("" when it has none, or a longer one).

@@ -66,7 +66,8 @@ struct resp {
 	uint64_t length;               /* from Content-Length */
 	size_t sent;
 	int overflow;
-	char meta[SHB_S3_META_MAX + 1];  /* SHB_S3_META_HEADER's value, "" when none */
+	/* SHB_S3_META_HEADER's parts as they came, "" for each missing one */
+	char meta[SHB_S3_META_PARTS][SHB_S3_META_PART + 1];
 };
 
 /* Frees rs's body and zeroes rs, for another attempt or request. */

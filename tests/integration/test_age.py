@@ -476,9 +476,11 @@ def test_prune_treats_plain_and_encrypted_alike(swift, bucket, tmp):
 
 def test_s3_head_metadata_is_checked_like_the_file(swift, bucket, tmp):
     """The age header that create stores in the S3 object's metadata (so the
-    first GET brings it) is untrusted input: garbage there is ignored (the
-    header is read from the object), another backup's header there (a valid
-    MAC, another file key) fails every chunk: exit 4, never wrong bytes."""
+    first GET brings it) is untrusted input: garbage there, or another
+    backup's header (a valid MAC, another file key), is not used: the
+    object's own header decides (exit 0); an object whose own header is
+    damaged is refused although its metadata would open it (exit 4), as
+    age -d refuses it."""
     data = tmp / "data"
     make_datadir(data, apps=1, size_mb=1, seed=12)
     key = tmp / "keys" / "id.txt"
@@ -491,12 +493,21 @@ def test_s3_head_metadata_is_checked_like_the_file(swift, bucket, tmp):
     subprocess.run(["age", "-r", pub, "-o", other, a], check=True)
     _, payload = age_layout(other.read_bytes())
     other_head = base64.b64encode(other.read_bytes()[:payload]).decode()
-    for ts, meta, code in (("20250104T000000Z", "bm90IGFuIGFnZSBoZWFkZXI=", 0),
-                           ("20250105T000000Z", "%%%", 0),
-                           ("20250106T000000Z", other_head, 4)):
-        swift.aws("s3", "cp", a, f"s3://{bucket}/{PREFIX}/{age_name(ts)}",
-                  "--metadata", f"shb-age-prefix={meta}")
+    ours = base64.b64encode(a.read_bytes()[:age_layout(a.read_bytes())[1]]).decode()
+    bad = tmp / "bad.age"
+    blob = bytearray(a.read_bytes())
+    blob[30] ^= 0x20  # in the stanza line: age -d refuses it
+    bad.write_bytes(bytes(blob))
+    assert subprocess.run(["age", "-d", "-i", key, bad], capture_output=True).returncode != 0
+    for ts, src, meta, code in (("20250104T000000Z", a, "bm90IGFuIGFnZSBoZWFkZXI=", 0),
+                                ("20250105T000000Z", a, "%%%", 0),
+                                ("20250106T000000Z", a, other_head, 0),
+                                ("20250107T000000Z", bad, ours, 4)):
+        parts = [meta[i:i + 240] for i in range(0, len(meta), 240)]
+        md = ",".join(f"shb-age-prefix-{i + 1}={v}" for i, v in enumerate(parts))
+        swift.aws("s3api", "put-object", "--bucket", bucket, "--key",
+                  f"{PREFIX}/{age_name(ts)}", "--body", src, "--metadata", md)
         p = shbackup("verify", "--from", ts, env=dict(env, BACKUP_LOCAL_DIR=str(tmp / "none")))
         assert p.returncode == code, (ts, p.stdout, p.stderr)
         if code:
-            assert "authentication tag" in p.stdout, p.stdout
+            assert "not the age header stored with it" in p.stdout, p.stdout

@@ -47,7 +47,7 @@ def test_a_plain_backup_beside_an_encrypted_one_is_ignored(sealed_one, tmp, moun
     items = list_json(s["env"])
     assert [(i["name"], i["encrypted"]) for i in items] == [(s["archive"].name, True)], items
     p = shbackup("list", env=s["env"], check=0)
-    assert plain.name in p.stderr and "encrypted backup of the same second" in p.stderr
+    assert plain.name in p.stderr and "another backup of the same second" in p.stderr
     target = tmp / "target"
     target.mkdir()
     shbackup("restore", "--from", "latest", "--target", target, "--yes", env=s["env"], check=0)
@@ -78,6 +78,26 @@ def test_a_plain_object_in_s3_beside_a_local_encrypted_backup(sealed_one, tmp, s
         (s["data"] / "secrets.json").read_bytes()
     assert sql(m.path / s["ts"] / "streamhub.db", "PRAGMA integrity_check") == "ok"
     unmount(m)
+
+
+def test_an_encrypted_object_in_s3_does_not_hide_a_local_plain_backup(tmp, swift, bucket):
+    """Who can write the bucket must not hide what the backup host has: the
+    local copy's kind wins over an S3 object of the same second."""
+    data = tmp / "data"
+    make_datadir(data, apps=1, size_mb=1, seed=23)
+    env = swift.env(bucket, BACKUP_DATA_DIR=data)
+    shbackup("create", "--no-prune", env=env, check=0)
+    [plain] = [p for p in (data / "backups").iterdir() if p.name.endswith(".tar.gz")]
+    ts = plain.name[len("streamhub-backup-"):-len(".tar.gz")]
+    junk = tmp / age_name(ts)
+    junk.write_bytes(b"age-encryption.org/v1\n")
+    swift.aws("s3", "cp", junk, f"s3://{bucket}/{PREFIX}/{junk.name}")
+    [item] = list_json(env)
+    assert item["name"] == plain.name and item["source"] == "both", item
+    target = tmp / "target"
+    target.mkdir()
+    shbackup("restore", "--from", "latest", "--target", target, "--yes", env=env, check=0)
+    assert (target / "secrets.json").read_bytes() == (data / "secrets.json").read_bytes()
 
 
 def test_prune_with_an_identity_keeps_a_newest_copy_it_can_open(sealed_one, tmp):
@@ -163,3 +183,30 @@ def test_a_mount_with_an_identity_dumps_no_core(sealed_one, mount):
     core = [line for line in limits.splitlines() if line.startswith("Max core file size")]
     assert core and core[0].split()[4:6] == ["0", "0"], core
     unmount(m)
+
+
+def test_future_dated_names_do_not_stall_create(tmp):
+    """Who can write the backup dir could name files for every coming second;
+    create waits a few seconds for a free one, then says why (exit 2)."""
+    import datetime
+    data, bk = tmp / "data", tmp / "bk"
+    make_datadir(data, apps=1, size_mb=1, seed=24)
+    bk.mkdir()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for i in range(120):
+        (bk / name((now + datetime.timedelta(seconds=i)).strftime("%Y%m%dT%H%M%SZ"))).touch()
+    p = subprocess.run([SHBACKUP, "create", "--no-prune"], capture_output=True, text=True,
+                       timeout=60, env=age_env(BACKUP_DATA_DIR=data, BACKUP_LOCAL_DIR=bk))
+    assert p.returncode == 2 and "dated in the future" in p.stderr, p.stderr
+
+
+def test_an_empty_payload_is_checked_too(sealed_one, tmp):
+    """An age file of no plaintext has one empty chunk that no read touches:
+    its tag is checked at open all the same."""
+    e = tmp / "e.tar.gz.age"
+    subprocess.run(["age", "-r", sealed_one["pub"], "-o", e], input=b"", check=True)
+    blob = bytearray(e.read_bytes())
+    blob[-1] ^= 1
+    e.write_bytes(bytes(blob))
+    p = shbackup("verify", "--from", e, env=sealed_one["env"])
+    assert p.returncode == 4 and "authentication tag" in p.stdout, p.stdout

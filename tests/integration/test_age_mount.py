@@ -125,14 +125,17 @@ def test_damaged_chunks_read_eio_and_the_rest_reads_right(both, mount, tmp, how)
 
 # --- S3 ------------------------------------------------------------------------------------
 
-def s3_sealed(swift, bucket, tmp, size_mb, seed, apps=2):
-    """An encrypted backup made to S3 from a new DATA_DIR: (data, key, archive, ts)."""
+def s3_sealed(swift, bucket, tmp, size_mb, seed, apps=2, recipients=1):
+    """An encrypted backup made to S3 from a new DATA_DIR, to our identity
+    and recipients - 1 others: (data, key, archive, ts)."""
     data = tmp / "data"
     make_datadir(data, apps=apps, size_mb=size_mb, seed=seed)
     key = tmp / "keys" / "id.txt"
-    pub = age_keygen(key)
+    pubs = [age_keygen(key)] + [age_keygen(tmp / "keys" / f"other{i}.txt")
+                                for i in range(1, recipients)]
     shbackup("create", "--no-prune", env=swift.env(bucket, BACKUP_DATA_DIR=data,
-                                                   BACKUP_AGE_RECIPIENTS=pub), check=0)
+                                                   BACKUP_AGE_RECIPIENTS=",".join(pubs)),
+             check=0)
     [archive] = age_backups_in(data / "backups")
     return data, key, archive, age_ts_of(archive)
 
@@ -201,7 +204,9 @@ def test_entering_costs_one_suffix_get(swift, bucket, tmp, mount):
     suffix GET the index needs brings it; an age file uploaded by another
     tool (no metadata) costs a GET of its header first; a remount with the
     cache costs nothing either way."""
-    data, key, archive, ts = s3_sealed(swift, bucket, tmp, size_mb=1, seed=10, apps=1)
+    # Three recipients: the header copy is stored in metadata parts of 240 characters.
+    data, key, archive, ts = s3_sealed(swift, bucket, tmp, size_mb=1, seed=10, apps=1,
+                                       recipients=3)
     size = archive.stat().st_size
     theirs_ts = "20250103T000000Z"
     swift.aws("s3", "cp", archive, f"s3://{bucket}/{PREFIX}/{age_name(theirs_ts)}")
