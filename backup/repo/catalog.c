@@ -39,14 +39,14 @@ static int newest_first(const void *a, const void *b)
 	return c ? c : strcmp(x->name, y->name);
 }
 
-/* Counts a plain backup that an encrypted one of the same second shadows. */
+/* Counts a backup that lost to another of the same second (item_for). */
 static void shadow(struct shb_catalog *cat, const char *name)
 {
 	if (!cat->shadowed++)
 		snprintf(cat->shadowed_name, sizeof(cat->shadowed_name), "%s", name);
 }
 
-/* Forgets b's copies (a shadowed plain backup's), keeping its place. */
+/* Forgets b's copies (those of a backup that lost), keeping its place. */
 static void drop_copies(struct shb_backup *b)
 {
 	free(b->local_path);
@@ -90,7 +90,7 @@ static struct shb_backup *item_for(struct shb_catalog *cat, const char *name, co
 		shadow(cat, b->name);
 		drop_copies(b);
 		free(b->name);
-		b->encrypted = 1;
+		b->encrypted = enc;
 		return (b->name = strdup(name)) ? b : NULL;
 	}
 	if (SHB_ALLOC_GROW(cat->items, cat->n + 1, cat->alloc))
