@@ -116,8 +116,9 @@ int shb_s3_get(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, voi
 #define SHB_S3_META_PARTS 7
 #define SHB_S3_META_MAX (SHB_S3_META_PART * SHB_S3_META_PARTS)
 /*
- * shb_s3_get(), also copying the object's SHB_S3_META_HEADER value into
- * meta[SHB_S3_META_MAX + 1] ("" when it has none, or a longer one).
+ * shb_s3_get(), also copying the object's SHB_S3_META_HEADER value (its
+ * parts joined, up to the first missing one) into meta[SHB_S3_META_MAX + 1]
+ * ("" when it has none).
  */
 int shb_s3_get_meta(struct shb_s3 *s3, const char *key, uint64_t off, size_t len, void *buf,
 		    char *meta);
@@ -142,7 +143,7 @@ int shb_s3_upload(struct shb_s3 *s3, const char *key, const char *path,
  * that wrote the file uploads, so a name swapped since cannot change what
  * is sent.  name is for messages.  meta (NULL: none; at most
  * SHB_S3_META_MAX printable ASCII characters) is stored as the object's
- * SHB_S3_META_HEADER.
+ * SHB_S3_META_HEADER, in parts.
  */
 int shb_s3_upload_fd(struct shb_s3 *s3, const char *key, int fd, const char *name,
 		     const char *meta, shb_s3_progress_fn progress, void *ctx);
